@@ -1,0 +1,1 @@
+"""aiops-engine: online anomaly detection and safe auto-remediation around ML serving."""
