@@ -31,12 +31,10 @@ class DetectorKind:
     default_threshold: float
 
 
-def _kinds() -> tuple[DetectorKind, ...]:
-    # Imported here, not at module top, only to keep this table the single place that lists the families.
-    return ()
+# One entry per family; import the family's module at the top of this file and add its entry here.
+_KINDS: tuple[DetectorKind, ...] = ()
 
-
-_TABLE: Mapping[str, DetectorKind] = MappingProxyType({kind.name: kind for kind in _kinds()})
+_TABLE: Mapping[str, DetectorKind] = MappingProxyType({kind.name: kind for kind in _KINDS})
 
 DEFAULT_DETECTOR = "default"
 
