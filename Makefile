@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run demo test check lint typecheck layers services services-down bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required ($(PYTHON))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Replay the bundled scenario through the embedded engine and serve the API on 127.0.0.1:8080 (Ctrl-C stops).
+run: $(STAMP)
+	$(VENV)/bin/aiops run
+
+## The same scenario as fast as possible, as one JSON summary.
+demo: $(STAMP)
+	$(VENV)/bin/aiops demo --fast --json
+
+## Install what the tests need, start the real services, run the whole suite, stop the services.
+test: $(STAMP)
+	bash scripts/test.sh
+
+## ruff, mypy (strict) and import-linter.
+check: lint typecheck layers
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+layers: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.detectors
+	$(PY) -m benchmarks.nab --corpus ../shared/datasets/nab --detector default
+
+clean:
+	rm -rf $(VENV) .aiops .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,90 @@
+"""Builds the FastAPI application from the store, metrics registry and status provider it is given.
+
+Errors are mapped to HTTP codes in one place (``_install_error_handlers``): unknown objects are 404, a store that
+cannot be reached is 503, and invalid input is 422 with the field named. No input should produce a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut
+from engine.adapters.store.sql_store import SqlStore
+from engine.adapters.telemetry import EngineMetrics
+from engine.domain.errors import NotFoundError
+from engine.domain.events import IncidentState
+
+StatusProvider = Callable[[], Mapping[str, Any]]
+IncidentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+def create_app(*, store: SqlStore, metrics: EngineMetrics, status: StatusProvider) -> FastAPI:
+    app = FastAPI(
+        title="aiops-engine",
+        summary="Anomaly detection and safe auto-remediation around ML serving",
+        version="0.1.0",
+    )
+    _install_error_handlers(app)
+    app.mount("/metrics", make_asgi_app(registry=metrics.registry))
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> Health:
+        """The process is up."""
+        return Health(status="ok")
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "the store cannot be reached"}})
+    async def readyz() -> Health:
+        """The engine can serve requests: its store answers."""
+        await store.ping()
+        return Health(status="ready")
+
+    @app.get("/api/v1/status", tags=["engine"])
+    async def engine_status() -> dict[str, Any]:
+        """Counts of what the running engine has processed so far."""
+        return dict(status())
+
+    @app.get("/api/v1/incidents", tags=["incidents"])
+    async def list_incidents(
+        state: IncidentState | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> list[IncidentOut]:
+        """Incidents, newest first, optionally only those in one state."""
+        incidents = await store.list_incidents(state=state, limit=limit, offset=offset)
+        return [IncidentOut.of(incident) for incident in incidents]
+
+    @app.get(
+        "/api/v1/incidents/{incident_id}",
+        tags=["incidents"],
+        responses={404: {"description": "no such incident"}},
+    )
+    async def get_incident(incident_id: IncidentId) -> IncidentDetailOut:
+        """One incident with its timeline and the actions taken for it."""
+        return IncidentDetailOut.of_detail(await store.get_incident(incident_id))
+
+    @app.get("/api/v1/actions", tags=["actions"])
+    async def list_actions(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> list[ActionOut]:
+        """Action requests and their outcomes (dry-run records say what would have been called), newest first."""
+        return [ActionOut.of(record) for record in await store.list_actions(limit=limit, offset=offset)]
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    async def store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"store unavailable: {type(exc).__name__}"})
+
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(SQLAlchemyError, store_unavailable)

@@ -1,0 +1,40 @@
+"""Loads the playbook directory: every ``*.yaml`` file holds one playbook. The set is validated as a whole, so
+one bad file rejects the set and the caller keeps whatever set it had before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.adapters.yaml_documents import DocumentProblem, InvalidDocumentError, load_model
+from engine.core.playbooks.model import Playbook
+from engine.domain.errors import ConfigurationError
+
+
+def playbook_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise ConfigurationError(f"playbook directory {directory} does not exist or is not a directory")
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+def load_playbooks(directory: Path) -> list[Playbook]:
+    """Every playbook in ``directory``; InvalidDocumentError listing all problems if any file is invalid."""
+    problems: list[DocumentProblem] = []
+    playbooks: list[Playbook] = []
+    seen: dict[str, Path] = {}
+    for path in playbook_files(directory):
+        try:
+            playbook = load_model(path, Playbook)
+        except InvalidDocumentError as exc:
+            problems.extend(exc.problems)
+            continue
+        if playbook.name in seen:
+            problems.append(
+                DocumentProblem(path, None, "name", f"{playbook.name!r} is also used by {seen[playbook.name]}")
+            )
+            continue
+        seen[playbook.name] = path
+        playbooks.append(playbook)
+    if problems:
+        raise InvalidDocumentError(problems)
+    return playbooks

@@ -1,0 +1,92 @@
+"""Reads a replay scenario directory: ``scenario.yaml`` (series and labelled episodes) and one CSV per series."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveFloat
+
+from engine.adapters.yaml_documents import load_model
+from engine.domain.errors import ConfigurationError
+from engine.domain.events import SeriesKey
+from engine.domain.scenario import Episode, RecordedSeries, Scenario
+
+SCENARIO_FILE = "scenario.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SeriesEntry(_Strict):
+    file: str = Field(pattern=r"^[\w.-]+\.csv$")
+    name: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class EpisodeEntry(_Strict):
+    kind: str
+    file: str
+    start: AwareDatetime
+    end: AwareDatetime
+    description: str = ""
+
+
+class ScenarioDocument(_Strict):
+    name: str
+    description: str = ""
+    step_s: PositiveFloat
+    series: list[SeriesEntry] = Field(min_length=1)
+    episodes: list[EpisodeEntry] = Field(default_factory=list)
+
+
+def _read_csv(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    timestamps: list[float] = []
+    values: list[float] = []
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header != ["timestamp", "value"]:
+                raise ConfigurationError(f"{path}: the header must be 'timestamp,value', found {header}")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    timestamps.append(datetime.fromisoformat(row[0]).timestamp())
+                    values.append(float(row[1]) if row[1] else float("nan"))
+                except (ValueError, IndexError) as exc:
+                    raise ConfigurationError(f"{path}:{line}: cannot read row {row}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return np.asarray(timestamps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+
+
+def load_scenario(directory: Path) -> Scenario:
+    """The scenario in ``directory``; ConfigurationError with a one-line reason when it cannot be used."""
+    if not directory.is_dir():
+        raise ConfigurationError(f"scenario directory {directory} does not exist or is not a directory")
+    document = load_model(directory / SCENARIO_FILE, ScenarioDocument)
+    keys: dict[str, SeriesKey] = {}
+    series: list[RecordedSeries] = []
+    for entry in document.series:
+        key = SeriesKey.of(entry.name, entry.labels)
+        timestamps, values = _read_csv(directory / entry.file)
+        keys[entry.file] = key
+        series.append(RecordedSeries(key, timestamps, values))
+    episodes = []
+    for episode in document.episodes:
+        if episode.file not in keys:
+            raise ConfigurationError(f"{directory / SCENARIO_FILE}: episode refers to unknown file {episode.file}")
+        episodes.append(
+            Episode(
+                episode.kind,
+                keys[episode.file],
+                episode.start.timestamp(),
+                episode.end.timestamp(),
+                episode.description,
+            )
+        )
+    return Scenario(document.name, document.description, document.step_s, tuple(series), tuple(episodes))

@@ -1,0 +1,1 @@
+"""Persistence of incidents, their timelines, action records and dead letters (SQLAlchemy, Alembic)."""

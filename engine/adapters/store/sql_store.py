@@ -1,0 +1,206 @@
+"""The store behind one interface for SQLite (embedded default) and, later, PostgreSQL.
+
+Implements the core's ``IncidentStore`` and ``ActionLedger`` ports and the queries the API needs. The action
+ledger's claim is an INSERT on the action's deterministic id, so the database itself guarantees that a request is
+carried out at most once, even across processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from engine.adapters.store.migrate import upgrade_to_head
+from engine.adapters.store.tables import ActionRow, DeadLetterRow, IncidentEventRow, IncidentRow
+from engine.domain.errors import ConfigurationError, NotFoundError
+from engine.domain.events import (
+    ActionMode,
+    ActionRequest,
+    ActionResult,
+    Incident,
+    IncidentChange,
+    IncidentState,
+    SeriesKey,
+    Severity,
+    freeze_labels,
+)
+from engine.domain.views import ActionRecord, IncidentDetail, TimelineEntry
+
+
+def _engine_for(url: str) -> AsyncEngine:
+    try:
+        if url.startswith("sqlite") and ":memory:" in url:
+            # One shared connection, otherwise every connection would see its own empty in-memory database.
+            return create_async_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        return create_async_engine(url)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        raise ConfigurationError(f"cannot use database URL {url!r}: {exc}") from exc
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str) -> SqlStore:
+        """Connect and migrate to the newest schema."""
+        engine = _engine_for(url)
+        try:
+            await upgrade_to_head(engine)
+        except (SQLAlchemyError, OSError) as exc:
+            await engine.dispose()
+            raise ConfigurationError(f"cannot open database {url!r}: {exc}") from exc
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # -- IncidentStore ---------------------------------------------------------------------------------------
+
+    async def apply_change(self, change: IncidentChange) -> None:
+        incident = change.incident
+        async with self._sessions.begin() as session:
+            await session.merge(_incident_row(incident))
+            detail: dict[str, Any] = {"state": incident.state.value, "severity": incident.severity.label}
+            if change.signal is not None:
+                detail |= {
+                    "value": change.signal.value,
+                    "score": change.signal.score,
+                    "detector": change.signal.detector,
+                    "signal_at": change.signal.timestamp,
+                }
+            session.add(IncidentEventRow(incident_id=incident.id, at=change.at, kind=change.kind.value, detail=detail))
+
+    # -- ActionLedger ----------------------------------------------------------------------------------------
+
+    async def claim(self, request: ActionRequest) -> bool:
+        row = ActionRow(
+            id=request.id,
+            incident_id=request.incident_id,
+            playbook=request.playbook,
+            step=request.step,
+            action=request.action,
+            params=dict(request.params),
+            mode=request.mode.value,
+            status=None,
+            detail=None,
+            requested_at=request.requested_at,
+            finished_at=None,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def complete(self, result: ActionResult) -> None:
+        async with self._sessions.begin() as session:
+            row = await session.get(ActionRow, result.request.id)
+            if row is None:
+                raise NotFoundError(f"action {result.request.id} was never claimed")
+            row.status = result.status.value
+            row.detail = result.detail
+            row.finished_at = result.finished_at
+
+    # -- dead letters ----------------------------------------------------------------------------------------
+
+    async def dead_letter(self, *, source: str, reason: str, payload: bytes, received_at: float) -> None:
+        async with self._sessions.begin() as session:
+            session.add(DeadLetterRow(received_at=received_at, source=source, reason=reason, payload=payload))
+
+    async def count_dead_letters(self) -> int:
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(DeadLetterRow)) or 0)
+
+    # -- queries ---------------------------------------------------------------------------------------------
+
+    async def list_incidents(
+        self, *, state: IncidentState | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Incident]:
+        query = select(IncidentRow).order_by(IncidentRow.opened_at.desc(), IncidentRow.id)
+        if state is not None:
+            query = query.where(IncidentRow.state == state.value)
+        async with self._sessions() as session:
+            rows = await session.scalars(query.limit(limit).offset(offset))
+            return [_incident(row) for row in rows]
+
+    async def get_incident(self, incident_id: str) -> IncidentDetail:
+        async with self._sessions() as session:
+            row = await session.get(IncidentRow, incident_id)
+            if row is None:
+                raise NotFoundError(f"no incident {incident_id!r}")
+            events = await session.scalars(
+                select(IncidentEventRow)
+                .where(IncidentEventRow.incident_id == incident_id)
+                .order_by(IncidentEventRow.at, IncidentEventRow.id)
+            )
+            timeline = tuple(TimelineEntry(e.at, e.kind, dict(e.detail)) for e in events)
+            actions = await session.scalars(
+                select(ActionRow).where(ActionRow.incident_id == incident_id).order_by(ActionRow.step)
+            )
+            return IncidentDetail(_incident(row), timeline, tuple(_action(a) for a in actions))
+
+    async def list_actions(self, *, limit: int = 100, offset: int = 0) -> list[ActionRecord]:
+        query = select(ActionRow).order_by(ActionRow.requested_at.desc(), ActionRow.id).limit(limit).offset(offset)
+        async with self._sessions() as session:
+            return [_action(row) for row in await session.scalars(query)]
+
+    async def ping(self) -> None:
+        """Raises if the database cannot be reached."""
+        async with self._sessions() as session:
+            await session.execute(select(1))
+
+
+def _incident_row(incident: Incident) -> IncidentRow:
+    return IncidentRow(
+        id=incident.id,
+        fingerprint=incident.fingerprint,
+        title=incident.title,
+        series_name=incident.series.name,
+        series_labels=incident.series.label_map,
+        severity=int(incident.severity),
+        state=incident.state.value,
+        opened_at=incident.opened_at,
+        last_signal_at=incident.last_signal_at,
+        signal_count=incident.signal_count,
+        peak_score=incident.peak_score,
+        resolved_at=incident.resolved_at,
+    )
+
+
+def _incident(row: IncidentRow) -> Incident:
+    return Incident(
+        id=row.id,
+        fingerprint=row.fingerprint,
+        title=row.title,
+        series=SeriesKey(row.series_name, freeze_labels(row.series_labels)),
+        severity=Severity(row.severity),
+        state=IncidentState(row.state),
+        opened_at=row.opened_at,
+        last_signal_at=row.last_signal_at,
+        signal_count=row.signal_count,
+        peak_score=row.peak_score,
+        resolved_at=row.resolved_at,
+    )
+
+
+def _action(row: ActionRow) -> ActionRecord:
+    return ActionRecord(
+        id=row.id,
+        incident_id=row.incident_id,
+        playbook=row.playbook,
+        step=row.step,
+        action=row.action,
+        params=dict(row.params),
+        mode=ActionMode(row.mode),
+        status=row.status,
+        detail=row.detail,
+        requested_at=row.requested_at,
+        finished_at=row.finished_at,
+    )

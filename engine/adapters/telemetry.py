@@ -1,0 +1,60 @@
+"""The engine's own Prometheus metrics, kept in a registry that the composition root creates and passes in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from engine.domain.events import ActionResult, Anomaly, IncidentChange, IncidentChangeKind, MetricSample
+
+
+class EngineMetrics:
+    """Implements the pipeline observer port by counting into Prometheus metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.samples = Counter("aiops_samples_total", "Metric samples processed by detection", registry=registry)
+        self.anomalies = Counter(
+            "aiops_anomalies_total", "Points scored as anomalous", ["detector", "severity"], registry=registry
+        )
+        self.incident_changes = Counter(
+            "aiops_incident_changes_total", "Incident lifecycle changes", ["kind"], registry=registry
+        )
+        self.open_incidents = Gauge("aiops_open_incidents", "Incidents currently open", registry=registry)
+        self.actions = Counter(
+            "aiops_actions_total",
+            "Action requests by action, mode and outcome",
+            ["action", "mode", "status"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "aiops_dead_letters_total",
+            "Rejected input, by source and reason",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.last_event_time = Gauge(
+            "aiops_last_event_timestamp_seconds",
+            "Event time of the newest processed sample",
+            registry=registry,
+        )
+
+    def on_samples(self, samples: Sequence[MetricSample]) -> None:
+        self.samples.inc(len(samples))
+        if samples:
+            self.last_event_time.set(max(s.timestamp for s in samples))
+
+    def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
+        for anomaly in anomalies:
+            self.anomalies.labels(anomaly.detector, anomaly.severity.label).inc()
+
+    def on_incident_change(self, change: IncidentChange) -> None:
+        self.incident_changes.labels(change.kind.value).inc()
+        if change.kind is IncidentChangeKind.OPENED:
+            self.open_incidents.inc()
+        elif change.kind is IncidentChangeKind.RESOLVED:
+            self.open_incidents.dec()
+
+    def on_action(self, result: ActionResult) -> None:
+        self.actions.labels(result.request.action, result.request.mode.value, result.status.value).inc()

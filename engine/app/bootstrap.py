@@ -1,0 +1,117 @@
+"""The composition root: builds settings-driven components once and wires them together. Nothing else in the
+engine creates stores, registries or clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from detectors.registry import UnknownDetectorError
+from engine.adapters.api.app import create_app
+from engine.adapters.playbook_files import load_playbooks
+from engine.adapters.scenario_files import load_scenario
+from engine.adapters.sources.replay import ReplaySource
+from engine.adapters.store.sql_store import SqlStore
+from engine.adapters.telemetry import EngineMetrics
+from engine.app.settings import Settings
+from engine.app.summary import RunSummary
+from engine.core.actions.executor import ActionExecutor
+from engine.core.detection import DetectionPolicy, DetectionService
+from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.core.pipeline import Pipeline
+from engine.core.playbooks.planner import Planner
+from engine.core.ports import FanOutObserver, PipelineObserver
+from engine.domain.clock import Clock
+from engine.domain.errors import ConfigurationError
+from engine.domain.scenario import Scenario
+
+
+@dataclass
+class EmbeddedEngine:
+    """Everything one embedded run needs, wired."""
+
+    settings: Settings
+    store: SqlStore
+    metrics: EngineMetrics
+    summary: RunSummary
+    scenario: Scenario
+    source: ReplaySource
+    pipeline: Pipeline
+
+    def api(self) -> FastAPI:
+        return create_app(store=self.store, metrics=self.metrics, status=self.status)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.name,
+            "total_samples": self.source.total_samples,
+            "mode": self.settings.mode.value,
+            **self.summary.counts(),
+        }
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def _prepare_database_dir(url: str) -> None:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"invalid AIOPS_DATABASE_URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        try:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the directory for {parsed.database}: {exc}") from exc
+
+
+def detection_service(settings: Settings) -> DetectionService:
+    policy = DetectionPolicy(detector=settings.detector, threshold=settings.detector_threshold)
+    try:
+        return DetectionService(policy)
+    except UnknownDetectorError as exc:
+        raise ConfigurationError(f"AIOPS_DETECTOR: {exc}") from exc
+
+
+async def open_embedded(
+    settings: Settings,
+    *,
+    clock: Clock,
+    speed: float | None,
+    summary: RunSummary | None = None,
+    observers: Sequence[PipelineObserver] = (),
+) -> EmbeddedEngine:
+    """Load the scenario and playbooks (failing fast on bad files), open the store and wire the pipeline."""
+    scenario = load_scenario(settings.scenario_dir)
+    playbooks = load_playbooks(settings.playbook_dir)
+    detection = detection_service(settings)
+    _prepare_database_dir(settings.database_url)
+    store = await SqlStore.open(settings.database_url)
+
+    metrics = EngineMetrics(CollectorRegistry())
+    summary = summary or RunSummary()
+    source = ReplaySource(scenario, clock, speed=speed)
+    pipeline = Pipeline(
+        source=source,
+        detection=detection,
+        incidents=IncidentManager(
+            IncidentPolicy(
+                min_signals=settings.incident_min_signals,
+                open_window_s=settings.incident_open_window_s,
+                resolve_after_s=settings.incident_resolve_after_s,
+            )
+        ),
+        planner=Planner(playbooks, settings.mode),
+        executor=ActionExecutor(store, clock, backends={}),
+        store=store,
+        observer=FanOutObserver(metrics, summary, *observers),
+    )
+    return EmbeddedEngine(settings, store, metrics, summary, scenario, source, pipeline)

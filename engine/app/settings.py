@@ -1,0 +1,99 @@
+"""Every setting of the engine, read from ``AIOPS_*`` environment variables (pydantic-settings).
+
+An ``AIOPS_*`` variable that matches no setting is an error, not silently ignored: a typo in a deployment should
+fail loudly at start-up.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.domain.errors import ConfigurationError
+from engine.domain.events import ActionMode
+
+ENV_PREFIX = "AIOPS_"
+BUNDLED_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "serving_stack_in_trouble"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///.aiops/engine.db",
+        description="SQLAlchemy async URL of the store; the embedded default is a SQLite file",
+    )
+    scenario_dir: Path = Field(default=BUNDLED_SCENARIO, description="replay scenario to run in embedded mode")
+    playbook_dir: Path = Field(default=Path("playbooks"), description="directory of playbook YAML files")
+    http_host: str = Field(default="127.0.0.1", description="address the HTTP API listens on")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="port of the HTTP API (0: any free port)")
+    mode: ActionMode = Field(default=ActionMode.DRY_RUN, description="global action mode: live, dry-run or shadow")
+    detector: str = Field(default="default", description="detector family used for every series")
+    detector_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="score at which a point is anomalous (default: the detector's)",
+    )
+    replay_speed: float = Field(
+        default=2880.0, gt=0, description="event seconds replayed per wall-clock second by `aiops run`"
+    )
+    incident_min_signals: int = Field(default=2, ge=1, description="anomalies needed to open an incident")
+    incident_open_window_s: float = Field(default=600.0, gt=0, description="window for incident_min_signals")
+    incident_resolve_after_s: float = Field(
+        default=900.0, gt=0, description="quiet time after which an incident resolves"
+    )
+    log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Reject ``AIOPS_*`` variables that name no setting, suggesting the closest one."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    for variable in sorted(environ):
+        if variable.upper().startswith(ENV_PREFIX) and variable.upper() not in known:
+            close = difflib.get_close_matches(variable.upper(), sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigurationError(f"unknown setting {variable}{hint}")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from the environment, with ``overrides`` (e.g. from command-line options) taking precedence."""
+    environ = os.environ if environ is None else environ
+    check_environment(environ)
+    try:
+        if environ is os.environ:
+            return Settings(**overrides)  # type: ignore[arg-type]
+        # Settings reads os.environ itself; for an explicit mapping, pass the values in by field name.
+        values = {
+            name: environ[ENV_PREFIX + name.upper()]
+            for name in Settings.model_fields
+            if ENV_PREFIX + name.upper() in environ
+        }
+        return Settings(**(values | overrides))  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigurationError(f"invalid setting {ENV_PREFIX}{field.upper()}: {first['msg']}") from exc
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting; the README's table is generated from this."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, Path) and default.is_absolute():
+            default = "(bundled scenario)"
+        rows.append((ENV_PREFIX + name.upper(), str(default), field.description or ""))
+    return rows
+
+
+def settings_markdown() -> str:
+    """The README's settings table."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{var}` | `{default}` | {text} |" for var, default, text in settings_table()]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The action catalogue and the executor that carries out playbook steps exactly once."""

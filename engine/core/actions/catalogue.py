@@ -1,0 +1,117 @@
+"""Every action a playbook step may name: its parameter model and the sentence its dry-run records.
+
+Parameter models reject unknown fields, so a typo in a playbook is caught when the playbook loads, not when
+the action runs at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ActionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def describe(self) -> str:
+        """One sentence saying exactly what the action does with these parameters."""
+        raise NotImplementedError
+
+
+class ScaleDeploymentParams(ActionParams):
+    namespace: str = Field(min_length=1)
+    deployment: str = Field(min_length=1)
+    replicas: int | None = Field(default=None, ge=0, description="absolute target")
+    step: int | None = Field(default=None, description="relative change, e.g. 2 or -1")
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=20, ge=1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ScaleDeploymentParams:
+        if (self.replicas is None) == (self.step is None):
+            raise ValueError("give exactly one of 'replicas' or 'step'")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+    def describe(self) -> str:
+        target = f"to {self.replicas}" if self.replicas is not None else f"by {self.step:+d}"
+        return (
+            f"scale deployment {self.namespace}/{self.deployment} {target} replicas "
+            f"(bounds {self.min_replicas}..{self.max_replicas})"
+        )
+
+
+class RolloutRestartParams(ActionParams):
+    namespace: str = Field(min_length=1)
+    deployment: str = Field(min_length=1)
+
+    def describe(self) -> str:
+        return f"restart the pods of deployment {self.namespace}/{self.deployment} (rolling)"
+
+
+class RolloutUndoParams(ActionParams):
+    namespace: str = Field(min_length=1)
+    deployment: str = Field(min_length=1)
+
+    def describe(self) -> str:
+        return f"roll deployment {self.namespace}/{self.deployment} back to its previous revision"
+
+
+class CreateJobParams(ActionParams):
+    namespace: str = Field(min_length=1)
+    template: str = Field(min_length=1, description="name of the Job template to instantiate")
+    model: str = Field(min_length=1)
+    model_version: str | None = None
+
+    def describe(self) -> str:
+        version = f" version {self.model_version}" if self.model_version else ""
+        return f"create job from template {self.template!r} in {self.namespace} for model {self.model}{version}"
+
+
+class MlflowRollbackAliasParams(ActionParams):
+    model: str = Field(min_length=1)
+    alias: str = Field(default="champion", min_length=1)
+
+    def describe(self) -> str:
+        return f"move MLflow alias {self.model}@{self.alias} back to the previous good version"
+
+
+class WebhookNotifyParams(ActionParams):
+    url: str = Field(pattern=r"^https?://")
+    message: str = Field(min_length=1)
+
+    def describe(self) -> str:
+        return f"POST a notification to {self.url}: {self.message}"
+
+
+CATALOGUE: Mapping[str, type[ActionParams]] = MappingProxyType(
+    {
+        "scale_deployment": ScaleDeploymentParams,
+        "rollout_restart": RolloutRestartParams,
+        "rollout_undo": RolloutUndoParams,
+        "create_job": CreateJobParams,
+        "mlflow_rollback_alias": MlflowRollbackAliasParams,
+        "webhook_notify": WebhookNotifyParams,
+    }
+)
+
+
+class UnknownActionError(LookupError):
+    """A playbook named an action that is not in the catalogue."""
+
+
+def params_model(action: str) -> type[ActionParams]:
+    try:
+        return CATALOGUE[action]
+    except KeyError:
+        known = ", ".join(sorted(CATALOGUE))
+        raise UnknownActionError(f"unknown action {action!r}; allowed: {known}") from None
+
+
+def parse_params(action: str, raw: Mapping[str, Any]) -> ActionParams:
+    """Validate ``raw`` against the action's parameter model (raises pydantic.ValidationError)."""
+    return params_model(action).model_validate(dict(raw))

@@ -1,0 +1,52 @@
+"""Bounded in-process channels between pipeline stages: the embedded event bus.
+
+A full channel makes the producer wait, which is how back-pressure reaches the source. Closing a channel lets
+its consumer drain what is left and then stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class ChannelClosedError(RuntimeError):
+    """Raised when sending on a closed channel."""
+
+
+class _Closed:
+    """Marks the end of a channel's stream."""
+
+
+_CLOSED = _Closed()
+
+
+class Channel(Generic[T]):
+    """A bounded FIFO for one producer and one consumer."""
+
+    def __init__(self, capacity: int) -> None:
+        self._queue: asyncio.Queue[T | _Closed] = asyncio.Queue(maxsize=capacity)
+        self._closed = False
+
+    async def send(self, item: T) -> None:
+        if self._closed:
+            raise ChannelClosedError("send on a closed channel")
+        await self._queue.put(item)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._queue.put(_CLOSED)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._drain()
+
+    async def _drain(self) -> AsyncIterator[T]:
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, _Closed):
+                return
+            yield item

@@ -1,0 +1,96 @@
+"""Turns anomalies into incidents: deduplication by fingerprint, a minimum of signals before opening (so a single
+noisy point does not page anyone), and automatic resolution once the signal has been quiet long enough.
+
+Time here is event time (the signals' own timestamps), so a replay gives the same incidents however fast it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass, replace
+
+from engine.domain.events import Anomaly, Incident, IncidentChange, IncidentChangeKind, IncidentState
+
+
+@dataclass(frozen=True)
+class IncidentPolicy:
+    # Signals needed within ``open_window_s`` before an incident opens.
+    min_signals: int = 2
+    open_window_s: float = 600.0
+    # An open incident whose signal has been quiet this long is resolved.
+    resolve_after_s: float = 900.0
+
+
+def fingerprint_of(anomaly: Anomaly) -> str:
+    """Signals with the same fingerprint belong to the same incident."""
+    return f"anomaly:{anomaly.series}"
+
+
+def incident_id(fingerprint: str, first_signal_at: float) -> str:
+    # Deterministic, so replaying the same signals (after a restart or a rebalance) finds the same incident.
+    digest = hashlib.sha256(f"{fingerprint}|{first_signal_at:.3f}".encode()).hexdigest()
+    return f"inc-{digest[:16]}"
+
+
+class IncidentManager:
+    """Keeps the live incidents and the signals still waiting to open one."""
+
+    def __init__(self, policy: IncidentPolicy) -> None:
+        self._policy = policy
+        self._pending: dict[str, deque[Anomaly]] = {}
+        self._active: dict[str, Incident] = {}
+
+    def active(self) -> list[Incident]:
+        return list(self._active.values())
+
+    def observe(self, anomaly: Anomaly) -> list[IncidentChange]:
+        """Account for one anomaly; returns the change it caused, if any."""
+        fingerprint = fingerprint_of(anomaly)
+        current = self._active.get(fingerprint)
+        if current is not None:
+            updated = replace(
+                current,
+                last_signal_at=max(current.last_signal_at, anomaly.timestamp),
+                signal_count=current.signal_count + 1,
+                peak_score=max(current.peak_score, anomaly.score),
+                severity=max(current.severity, anomaly.severity),
+            )
+            self._active[fingerprint] = updated
+            return [IncidentChange(IncidentChangeKind.UPDATED, updated, anomaly.timestamp, anomaly)]
+
+        pending = self._pending.setdefault(fingerprint, deque())
+        pending.append(anomaly)
+        while pending and anomaly.timestamp - pending[0].timestamp > self._policy.open_window_s:
+            pending.popleft()
+        if len(pending) < self._policy.min_signals:
+            return []
+        del self._pending[fingerprint]
+        first = pending[0]
+        opened = Incident(
+            id=incident_id(fingerprint, first.timestamp),
+            fingerprint=fingerprint,
+            title=f"Anomalous {anomaly.series.name} on {anomaly.series}",
+            series=anomaly.series,
+            severity=max(a.severity for a in pending),
+            state=IncidentState.OPEN,
+            opened_at=anomaly.timestamp,
+            last_signal_at=anomaly.timestamp,
+            signal_count=len(pending),
+            peak_score=max(a.score for a in pending),
+        )
+        self._active[fingerprint] = opened
+        return [IncidentChange(IncidentChangeKind.OPENED, opened, anomaly.timestamp, anomaly)]
+
+    def advance(self, now: float) -> list[IncidentChange]:
+        """Move event time to ``now``: resolve quiet incidents and forget stale pending signals."""
+        changes: list[IncidentChange] = []
+        for fingerprint, incident in list(self._active.items()):
+            if now - incident.last_signal_at >= self._policy.resolve_after_s:
+                resolved = replace(incident, state=IncidentState.RESOLVED, resolved_at=now)
+                del self._active[fingerprint]
+                changes.append(IncidentChange(IncidentChangeKind.RESOLVED, resolved, now))
+        for fingerprint, pending in list(self._pending.items()):
+            if now - pending[-1].timestamp > self._policy.open_window_s:
+                del self._pending[fingerprint]
+        return changes

@@ -1,0 +1,111 @@
+"""The one pipeline: sources -> detection -> incidents -> playbooks -> actions -> sinks.
+
+Each arrow is a bounded channel and each stage a task of one TaskGroup: a slow stage makes the stages before it
+wait (back-pressure), a crash in any stage cancels the others, and cancelling the pipeline stops every stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.core.actions.executor import ActionExecutor
+from engine.core.channels import Channel
+from engine.core.detection import DetectionService
+from engine.core.incidents import IncidentManager
+from engine.core.playbooks.planner import Planner, PlanningError
+from engine.core.ports import IncidentStore, PipelineObserver, SampleSource
+from engine.domain.events import Anomaly, IncidentChange, MetricSample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Detected:
+    anomalies: Sequence[Anomaly]
+    # The latest event time seen so far; drives time-based incident changes.
+    watermark: float
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        source: SampleSource,
+        detection: DetectionService,
+        incidents: IncidentManager,
+        planner: Planner,
+        executor: ActionExecutor,
+        store: IncidentStore,
+        observer: PipelineObserver,
+        channel_capacity: int = 16,
+    ) -> None:
+        self._source = source
+        self._detection = detection
+        self._incidents = incidents
+        self._planner = planner
+        self._executor = executor
+        self._store = store
+        self._observer = observer
+        self._capacity = channel_capacity
+
+    async def run(self) -> None:
+        """Run until the source is exhausted and every stage has drained."""
+        samples: Channel[Sequence[MetricSample]] = Channel(self._capacity)
+        detected: Channel[_Detected] = Channel(self._capacity)
+        changes: Channel[IncidentChange] = Channel(self._capacity * 64)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._read(samples), name="source")
+            group.create_task(self._detect(samples, detected), name="detection")
+            group.create_task(self._track(detected, changes), name="incidents")
+            group.create_task(self._remediate(changes), name="remediation")
+
+    async def _read(self, out: Channel[Sequence[MetricSample]]) -> None:
+        try:
+            async for batch in self._source.batches():
+                await out.send(batch)
+        finally:
+            await out.close()
+
+    async def _detect(self, inbox: Channel[Sequence[MetricSample]], out: Channel[_Detected]) -> None:
+        watermark = float("-inf")
+        try:
+            async for batch in inbox:
+                if not batch:
+                    continue
+                anomalies = self._detection.process(batch)
+                watermark = max(watermark, *(sample.timestamp for sample in batch))
+                self._observer.on_samples(batch)
+                self._observer.on_anomalies(anomalies)
+                await out.send(_Detected(anomalies, watermark))
+        finally:
+            await out.close()
+
+    async def _track(self, inbox: Channel[_Detected], out: Channel[IncidentChange]) -> None:
+        try:
+            async for item in inbox:
+                for anomaly in item.anomalies:
+                    for change in self._incidents.observe(anomaly):
+                        await self._publish(change, out)
+                for change in self._incidents.advance(item.watermark):
+                    await self._publish(change, out)
+        finally:
+            await out.close()
+
+    async def _publish(self, change: IncidentChange, out: Channel[IncidentChange]) -> None:
+        await self._store.apply_change(change)
+        self._observer.on_incident_change(change)
+        await out.send(change)
+
+    async def _remediate(self, inbox: Channel[IncidentChange]) -> None:
+        async for change in inbox:
+            try:
+                requests = self._planner.plan(change)
+            except PlanningError:
+                log.exception("could not plan actions for incident %s", change.incident.id)
+                continue
+            for request in requests:
+                result = await self._executor.execute(request)
+                self._observer.on_action(result)

@@ -1,0 +1,85 @@
+"""The playbook language as pydantic models: the single definition that validates playbook files and from which
+their JSON Schema is generated.
+
+A playbook says which incidents it handles (triggers) and which actions to take (steps). Step parameters may
+use ``{{ incident.* }}`` templates, rendered in a sandbox when the step runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from jinja2 import TemplateSyntaxError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.core.actions.catalogue import UnknownActionError, params_model
+from engine.core.playbooks.templating import compile_template
+from engine.domain.events import ActionMode, Incident, Severity
+
+SeverityName = Literal["info", "warning", "critical"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Trigger(_Strict):
+    """Matches incidents whose series has this metric name and carries these labels."""
+
+    series: str = Field(min_length=1, description="metric name of the incident's series")
+    labels: dict[str, str] = Field(default_factory=dict, description="labels that must be present, exact match")
+    min_severity: SeverityName = "warning"
+
+    def matches(self, incident: Incident) -> bool:
+        if incident.series.name != self.series:
+            return False
+        if incident.severity < Severity.parse(self.min_severity):
+            return False
+        labels = incident.series.label_map
+        return all(labels.get(key) == value for key, value in self.labels.items())
+
+
+class Step(_Strict):
+    """One action with its parameters."""
+
+    action: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("action")
+    @classmethod
+    def _known_action(cls, action: str) -> str:
+        try:
+            params_model(action)
+        except UnknownActionError as exc:
+            raise ValueError(str(exc)) from exc
+        return action
+
+    @model_validator(mode="after")
+    def _known_params(self) -> Step:
+        allowed = params_model(self.action).model_fields
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)} for action {self.action!r}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+        for value in self.params.values():
+            if isinstance(value, str):
+                try:
+                    compile_template(value)
+                except TemplateSyntaxError as exc:
+                    raise ValueError(f"bad template {value!r}: {exc.message}") from exc
+        return self
+
+
+class Playbook(_Strict):
+    """A named remediation: when one of its triggers matches an opened incident, its steps run in order."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    description: str = ""
+    mode: ActionMode | None = Field(default=None, description="overrides the global mode only to be more cautious")
+    triggers: list[Trigger] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1)
+
+    def handles(self, incident: Incident) -> bool:
+        return any(trigger.matches(incident) for trigger in self.triggers)

@@ -1,0 +1,96 @@
+"""Decides which playbook steps an incident change calls for, as idempotent action requests."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from jinja2 import TemplateError
+
+from engine.core.playbooks.model import Playbook
+from engine.core.playbooks.templating import render_params
+from engine.domain.events import (
+    ActionMode,
+    ActionRequest,
+    Incident,
+    IncidentChange,
+    IncidentChangeKind,
+)
+
+# From most to least cautious: the effective mode of a step is the most cautious of the global and playbook mode.
+_CAUTION = (ActionMode.DRY_RUN, ActionMode.SHADOW, ActionMode.LIVE)
+
+
+def effective_mode(global_mode: ActionMode, playbook_mode: ActionMode | None) -> ActionMode:
+    if playbook_mode is None:
+        return global_mode
+    return min(global_mode, playbook_mode, key=_CAUTION.index)
+
+
+def request_id(incident_id: str, playbook: str, step: int) -> str:
+    digest = hashlib.sha256(f"{incident_id}|{playbook}|{step}".encode()).hexdigest()
+    return f"act-{digest[:20]}"
+
+
+def template_context(incident: Incident) -> dict[str, Any]:
+    """What ``{{ incident.* }}`` can see."""
+    return {
+        "incident": {
+            "id": incident.id,
+            "title": incident.title,
+            "severity": incident.severity.label,
+            "series": incident.series.name,
+            "labels": incident.series.label_map,
+            "opened_at": incident.opened_at,
+            "peak_score": incident.peak_score,
+        }
+    }
+
+
+class PlanningError(ValueError):
+    """A step's templates could not be rendered for this incident."""
+
+
+class Planner:
+    def __init__(self, playbooks: Sequence[Playbook], global_mode: ActionMode) -> None:
+        self._playbooks = tuple(playbooks)
+        self._global_mode = global_mode
+
+    @property
+    def playbooks(self) -> tuple[Playbook, ...]:
+        return self._playbooks
+
+    def replace_playbooks(self, playbooks: Sequence[Playbook]) -> None:
+        """Swap the whole set at once; requests being planned keep the set they started with."""
+        self._playbooks = tuple(playbooks)
+
+    def plan(self, change: IncidentChange) -> list[ActionRequest]:
+        """The requests for an incident that has just opened (other changes call for no action yet)."""
+        if change.kind is not IncidentChangeKind.OPENED:
+            return []
+        incident = change.incident
+        context = template_context(incident)
+        requests: list[ActionRequest] = []
+        for playbook in self._playbooks:
+            if not playbook.handles(incident):
+                continue
+            mode = effective_mode(self._global_mode, playbook.mode)
+            for index, step in enumerate(playbook.steps):
+                try:
+                    params = render_params(step.params, context)
+                except TemplateError as exc:
+                    raise PlanningError(f"playbook {playbook.name} step {index + 1}: {exc}") from exc
+                requests.append(
+                    ActionRequest.create(
+                        id=request_id(incident.id, playbook.name, index),
+                        incident_id=incident.id,
+                        playbook=playbook.name,
+                        step=index,
+                        action=step.action,
+                        params=params,
+                        mode=mode,
+                        requested_at=change.at,
+                    )
+                )
+        return requests

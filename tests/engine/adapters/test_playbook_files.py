@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from engine.adapters.playbook_files import load_playbooks
+from engine.adapters.yaml_documents import InvalidDocumentError
+from engine.domain.errors import ConfigurationError
+
+REPO = Path(__file__).resolve().parents[3]
+VALID = """\
+name: restart-on-gpu
+triggers:
+  - series: gpu_memory_used_ratio
+steps:
+  - action: rollout_restart
+    params:
+      namespace: serving
+      deployment: fraud
+"""
+
+
+def test_every_shipped_playbook_loads() -> None:
+    playbooks = load_playbooks(REPO / "playbooks")
+    assert {p.name for p in playbooks} >= {
+        "latency-scale-out",
+        "error-burst-rollback",
+        "gpu-memory-pressure",
+        "feature-drift-retrain",
+    }
+
+
+def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(VALID)
+    bad = VALID.replace("      deployment: fraud", "      deployment: fraud\n      replicas: 3")
+    (tmp_path / "bad.yaml").write_text(bad)
+    with pytest.raises(InvalidDocumentError) as info:
+        load_playbooks(tmp_path)
+    [problem] = info.value.problems
+    assert problem.path == tmp_path / "bad.yaml"
+    assert problem.line == 5
+    assert problem.field == "steps.0"
+    assert "unknown parameter(s) replicas" in problem.message
+
+
+def test_enum_errors_list_the_allowed_values(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(VALID.replace("steps:", "mode: yolo\nsteps:"))
+    with pytest.raises(InvalidDocumentError) as info:
+        load_playbooks(tmp_path)
+    [problem] = info.value.problems
+    assert (problem.line, problem.field) == (4, "mode")
+    assert "'live', 'dry-run' or 'shadow'" in problem.message
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("name: x\ntriggers: [\n")
+    with pytest.raises(InvalidDocumentError) as info:
+        load_playbooks(tmp_path)
+    assert info.value.problems[0].line == 3
+    assert "not valid YAML" in str(info.value)
+
+
+def test_duplicate_names_are_rejected(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(VALID)
+    (tmp_path / "b.yaml").write_text(VALID)
+    with pytest.raises(InvalidDocumentError, match="also used by"):
+        load_playbooks(tmp_path)
+
+
+def test_missing_directory_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load_playbooks(tmp_path / "nope")

@@ -1,0 +1,81 @@
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from engine.adapters.store.sql_store import SqlStore
+from engine.domain.errors import ConfigurationError, NotFoundError
+from engine.domain.events import (
+    ActionMode,
+    ActionRequest,
+    ActionResult,
+    ActionStatus,
+    IncidentChange,
+    IncidentChangeKind,
+    IncidentState,
+)
+from tests.engine.factories import anomaly, incident
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    opened = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}")
+    yield opened
+    await opened.close()
+
+
+def _request(request_id: str = "act-1") -> ActionRequest:
+    return ActionRequest.create(
+        id=request_id,
+        incident_id="inc-1",
+        playbook="p",
+        step=0,
+        action="rollout_restart",
+        params={"namespace": "serving", "deployment": "fraud"},
+        mode=ActionMode.DRY_RUN,
+        requested_at=5.0,
+    )
+
+
+async def test_incident_changes_build_state_and_timeline(store: SqlStore) -> None:
+    opened = incident()
+    await store.apply_change(IncidentChange(IncidentChangeKind.OPENED, opened, 100.0, anomaly(100.0)))
+    resolved = replace(opened, state=IncidentState.RESOLVED, resolved_at=1000.0)
+    await store.apply_change(IncidentChange(IncidentChangeKind.RESOLVED, resolved, 1000.0))
+    detail = await store.get_incident("inc-1")
+    assert detail.incident.state is IncidentState.RESOLVED
+    assert detail.incident.series == opened.series
+    assert [entry.kind for entry in detail.timeline] == ["opened", "resolved"]
+    assert detail.timeline[0].detail["score"] == 0.99
+    assert [i.id for i in await store.list_incidents(state=IncidentState.RESOLVED)] == ["inc-1"]
+    assert await store.list_incidents(state=IncidentState.OPEN) == []
+
+
+async def test_claim_is_exactly_once_and_survives_reopening(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    first = await SqlStore.open(url)
+    assert await first.claim(_request()) is True
+    assert await first.claim(_request()) is False
+    await first.complete(ActionResult(_request(), ActionStatus.DRY_RUN, "would restart", 6.0))
+    await first.close()
+    reopened = await SqlStore.open(url)
+    assert await reopened.claim(_request()) is False
+    [record] = await reopened.list_actions()
+    assert (record.status, record.detail, record.finished_at) == ("dry-run", "would restart", 6.0)
+    await reopened.close()
+
+
+async def test_missing_incident_is_not_found(store: SqlStore) -> None:
+    with pytest.raises(NotFoundError):
+        await store.get_incident("nope")
+
+
+async def test_dead_letters_keep_the_payload_and_reason(store: SqlStore) -> None:
+    await store.dead_letter(source="kafka", reason="not JSON", payload=b"\x00garbage", received_at=1.0)
+    assert await store.count_dead_letters() == 1
+
+
+async def test_unusable_database_url_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot"):
+        await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'x.db'}")

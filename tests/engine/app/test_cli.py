@@ -1,0 +1,172 @@
+"""The `aiops` command as a user runs it: a real process, real sockets, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+AIOPS = [sys.executable, "-c", "from engine.app.cli import main; main()"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
+    return env | extra
+
+
+def _aiops(*args: str, tmp: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AIOPS, *args], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def demo_report() -> dict[str, object]:
+    done = subprocess.run(
+        [*AIOPS, "demo", "--fast", "--json"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+def test_demo_prints_the_summary_counts(demo_report: dict[str, object]) -> None:
+    for key in ("samples", "anomalies", "incidents", "actions", "elapsed_s"):
+        assert key in demo_report
+    assert demo_report["samples"] == 7 * 2880
+
+
+def test_demo_detects_every_labelled_episode_and_nothing_else(demo_report: dict[str, object]) -> None:
+    episodes = demo_report["episodes"]
+    assert isinstance(episodes, list)
+    assert [e["kind"] for e in episodes if not e["detected"]] == []
+    assert demo_report["unexpected_incidents"] == 0
+    assert demo_report["incidents"] == len(episodes)
+
+
+def test_demo_runs_every_matching_playbook_in_dry_run(demo_report: dict[str, object]) -> None:
+    # latency: 1 step, error burst: 2 steps, GPU memory: 1 step, drift: 1 step.
+    assert demo_report["actions"] == 5
+    assert demo_report["action_status"] == {"dry-run": 5}
+
+
+def test_unknown_setting_gives_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = _aiops("demo", "--fast", "--json", tmp=tmp_path, AIOPS_PLAYBOK_DIR="x")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "aiops: error: unknown setting AIOPS_PLAYBOK_DIR (did you mean AIOPS_PLAYBOOK_DIR?)"
+    ]
+
+
+@pytest.mark.parametrize("variable", ["AIOPS_PLAYBOOK_DIR", "AIOPS_SCENARIO_DIR"])
+def test_missing_directory_gives_one_line_and_exit_2(tmp_path: Path, variable: str) -> None:
+    done = _aiops("demo", "--fast", tmp=tmp_path, **{variable: str(tmp_path / "missing")})
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert "does not exist" in line
+
+
+def test_invalid_playbook_names_file_line_and_field(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: x\ntriggers:\n  - series: up\nsteps:\n  - action: reboot_everything\n")
+    done = _aiops("demo", "--fast", tmp=tmp_path, AIOPS_PLAYBOOK_DIR=str(tmp_path))
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert f"{tmp_path / 'bad.yaml'}:5: steps.0.action:" in line
+    assert "unknown action 'reboot_everything'" in line
+
+
+def test_port_in_use_gives_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _aiops(
+            "run",
+            "--exit-when-done",
+            tmp=tmp_path,
+            AIOPS_HTTP_PORT=str(port),
+            AIOPS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'e.db'}",
+        )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+@pytest.fixture
+def running_engine(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [*AIOPS, "run", "--speed", "600"],
+        cwd=REPO,
+        env=_env(AIOPS_HTTP_PORT=str(port), AIOPS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the engine's API did not come up")
+    yield process, base
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_run_serves_the_api_while_replaying_and_stops_cleanly_on_ctrl_c(
+    running_engine: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, base = running_engine
+    assert httpx.get(f"{base}/readyz", timeout=5).json() == {"status": "ready"}
+    assert httpx.get(f"{base}/api/v1/incidents", timeout=5).status_code == 200
+    metrics = httpx.get(f"{base}/metrics/", timeout=5).text
+    assert "aiops_samples_total" in metrics
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "aiops-engine stopped." in out
+
+
+def test_run_to_the_end_then_exit(tmp_path: Path) -> None:
+    done = _aiops(
+        "run",
+        "--exit-when-done",
+        "--speed",
+        "1000000",
+        tmp=tmp_path,
+        AIOPS_HTTP_PORT=str(_free_port()),
+        AIOPS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'e.db'}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "incidents outside the labelled episodes: 0" in done.stdout
+    assert "aiops-engine stopped." in done.stdout

@@ -1,0 +1,34 @@
+import pytest
+
+from engine.app.settings import load_settings, settings_table
+from engine.domain.errors import ConfigurationError
+from engine.domain.events import ActionMode
+
+
+def test_defaults_are_embedded_and_safe() -> None:
+    settings = load_settings({})
+    assert settings.mode is ActionMode.DRY_RUN
+    assert settings.database_url.startswith("sqlite")
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8080)
+
+
+def test_environment_values_are_read_and_typed() -> None:
+    settings = load_settings({"AIOPS_HTTP_PORT": "9999", "AIOPS_MODE": "shadow", "PATH": "/bin"})
+    assert settings.http_port == 9999
+    assert settings.mode is ActionMode.SHADOW
+
+
+def test_unknown_setting_is_rejected_with_a_suggestion() -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown setting AIOPS_HTTP_PRT \(did you mean AIOPS_HTTP_PORT\?\)"):
+        load_settings({"AIOPS_HTTP_PRT": "1"})
+
+
+def test_invalid_value_names_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="invalid setting AIOPS_HTTP_PORT"):
+        load_settings({"AIOPS_HTTP_PORT": "eighty"})
+
+
+def test_every_setting_is_documented() -> None:
+    for variable, _default, description in settings_table():
+        assert variable.startswith("AIOPS_")
+        assert description

@@ -1,0 +1,67 @@
+from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.domain.events import IncidentChangeKind, IncidentState, SeriesKey, Severity
+from tests.engine.factories import anomaly
+
+POLICY = IncidentPolicy(min_signals=2, open_window_s=600, resolve_after_s=900)
+
+
+def test_single_signal_does_not_open_an_incident() -> None:
+    manager = IncidentManager(POLICY)
+    assert manager.observe(anomaly(0)) == []
+    assert manager.active() == []
+
+
+def test_second_signal_within_window_opens_one_incident() -> None:
+    manager = IncidentManager(POLICY)
+    manager.observe(anomaly(0))
+    changes = manager.observe(anomaly(60))
+    assert [c.kind for c in changes] == [IncidentChangeKind.OPENED]
+    assert changes[0].incident.signal_count == 2
+    assert changes[0].incident.opened_at == 60
+
+
+def test_signals_too_far_apart_do_not_open() -> None:
+    manager = IncidentManager(POLICY)
+    manager.observe(anomaly(0))
+    assert manager.observe(anomaly(601)) == []
+
+
+def test_later_signals_update_the_same_incident() -> None:
+    manager = IncidentManager(POLICY)
+    manager.observe(anomaly(0))
+    opened = manager.observe(anomaly(60))[0].incident
+    update = manager.observe(anomaly(120, score=0.9999, severity=Severity.CRITICAL))[0]
+    assert update.kind is IncidentChangeKind.UPDATED
+    assert update.incident.id == opened.id
+    assert update.incident.signal_count == 3
+    assert update.incident.severity is Severity.CRITICAL
+    assert len(manager.active()) == 1
+
+
+def test_other_series_get_their_own_incident() -> None:
+    manager = IncidentManager(POLICY)
+    other = SeriesKey.of("gpu_memory_used_ratio", {"gpu": "0"})
+    for at in (0, 60):
+        manager.observe(anomaly(at))
+        manager.observe(anomaly(at, series=other))
+    assert len(manager.active()) == 2
+
+
+def test_quiet_incident_resolves_after_the_policy_delay() -> None:
+    manager = IncidentManager(POLICY)
+    manager.observe(anomaly(0))
+    manager.observe(anomaly(60))
+    assert manager.advance(60 + 899) == []
+    resolved = manager.advance(60 + 900)
+    assert [c.kind for c in resolved] == [IncidentChangeKind.RESOLVED]
+    assert resolved[0].incident.state is IncidentState.RESOLVED
+    assert manager.active() == []
+
+
+def test_incident_ids_are_deterministic_across_replays() -> None:
+    def run() -> str:
+        manager = IncidentManager(POLICY)
+        manager.observe(anomaly(0))
+        return manager.observe(anomaly(60))[0].incident.id
+
+    assert run() == run()
