@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveFloat
 
+from engine.adapters.series_csv import read_series_csv
 from engine.adapters.yaml_documents import load_model
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import SeriesKey
@@ -44,26 +41,6 @@ class ScenarioDocument(_Strict):
     episodes: list[EpisodeEntry] = Field(default_factory=list)
 
 
-def _read_csv(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    timestamps: list[float] = []
-    values: list[float] = []
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header != ["timestamp", "value"]:
-                raise ConfigurationError(f"{path}: the header must be 'timestamp,value', found {header}")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    timestamps.append(datetime.fromisoformat(row[0]).timestamp())
-                    values.append(float(row[1]) if row[1] else float("nan"))
-                except (ValueError, IndexError) as exc:
-                    raise ConfigurationError(f"{path}:{line}: cannot read row {row}: {exc}") from exc
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return np.asarray(timestamps, dtype=np.float64), np.asarray(values, dtype=np.float64)
-
-
 def load_scenario(directory: Path) -> Scenario:
     """The scenario in ``directory``; ConfigurationError with a one-line reason when it cannot be used."""
     if not directory.is_dir():
@@ -73,7 +50,7 @@ def load_scenario(directory: Path) -> Scenario:
     series: list[RecordedSeries] = []
     for entry in document.series:
         key = SeriesKey.of(entry.name, entry.labels)
-        timestamps, values = _read_csv(directory / entry.file)
+        timestamps, values = read_series_csv(directory / entry.file)
         keys[entry.file] = key
         series.append(RecordedSeries(key, timestamps, values))
     episodes = []

@@ -76,7 +76,7 @@ def _prepare_database_dir(url: str) -> None:
 def detection_service(settings: Settings) -> DetectionService:
     policy = DetectionPolicy(detector=settings.detector, threshold=settings.detector_threshold)
     try:
-        return DetectionService(policy)
+        return DetectionService.from_registry(policy)
     except UnknownDetectorError as exc:
         raise ConfigurationError(f"AIOPS_DETECTOR: {exc}") from exc
 

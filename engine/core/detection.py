@@ -14,6 +14,7 @@ import numpy as np
 from detectors.thresholds import ThresholdFilter
 
 from detectors import registry
+from detectors.base import BatchDetector
 from engine.domain.events import Anomaly, MetricSample, SeriesKey, Severity
 
 
@@ -34,14 +35,20 @@ class DetectionPolicy:
 class DetectionService:
     """Scores batches of samples of many series and reports the anomalous ones."""
 
-    def __init__(self, policy: DetectionPolicy, initial_capacity: int = 1024) -> None:
-        kind = registry.get(policy.detector)
+    def __init__(self, policy: DetectionPolicy, detector: BatchDetector, threshold: float) -> None:
         self._policy = policy
-        self._threshold = kind.default_threshold if policy.threshold is None else policy.threshold
-        self._detector = kind.make_batch(initial_capacity, **dict(policy.params))
-        self._filter = ThresholdFilter(self._threshold, cooldown_s=policy.cooldown_s)
-        self._filter.ensure_capacity(initial_capacity)
+        self._threshold = threshold
+        self._detector = detector
+        self._filter = ThresholdFilter(threshold, cooldown_s=policy.cooldown_s)
+        self._filter.ensure_capacity(detector.capacity)
         self._slots: dict[SeriesKey, int] = {}
+
+    @classmethod
+    def from_registry(cls, policy: DetectionPolicy, initial_capacity: int = 1024) -> DetectionService:
+        """A service running the named detector family (UnknownDetectorError if there is none)."""
+        kind = registry.get(policy.detector)
+        threshold = kind.default_threshold if policy.threshold is None else policy.threshold
+        return cls(policy, kind.make_batch(initial_capacity, **dict(policy.params)), threshold)
 
     @property
     def threshold(self) -> float:
