@@ -24,13 +24,16 @@ from rich.console import Console
 from detectors.registry import UnknownDetectorError
 from engine.adapters.http_server import HttpServer, bind
 from engine.adapters.label_windows import windows_for
+from engine.adapters.playbook_files import load_playbooks
 from engine.adapters.plots import plot_backtest
 from engine.adapters.series_csv import read_series_csv
+from engine.adapters.yaml_documents import InvalidDocumentError
 from engine.app.bootstrap import EmbeddedEngine, open_embedded
 from engine.app.console import ProgressView, print_summary
 from engine.app.settings import Settings, load_settings
 from engine.app.summary import RunSummary
 from engine.core.backtest import backtest as run_backtest
+from engine.core.playbooks.model import playbook_json_schema
 from engine.domain.clock import SystemClock
 from engine.domain.errors import ConfigurationError
 
@@ -229,6 +232,41 @@ def backtest(
             + (f", {caught}/{len(windows)} labelled windows detected" if windows else "")
             + (f"; plot written to {plot}" if plot else "")
         )
+
+
+playbooks_cli = typer.Typer(help="Validate playbooks and publish their JSON Schema.", no_args_is_help=True)
+cli.add_typer(playbooks_cli, name="playbooks")
+
+SCHEMA_FILE = "playbook.schema.json"
+
+
+@playbooks_cli.command("validate")
+def playbooks_validate(
+    directory: Annotated[Path, typer.Argument(help="directory of playbook YAML files")] = Path("playbooks"),
+) -> None:
+    """Validate every playbook in DIRECTORY as a set; print each problem as file:line: field: message."""
+    try:
+        playbooks = load_playbooks(directory)
+    except InvalidDocumentError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from None
+    except ConfigurationError as exc:
+        typer.echo(f"aiops: error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIGURATION) from None
+    typer.echo(f"{len(playbooks)} playbooks valid: {', '.join(p.name for p in playbooks)}")
+
+
+@playbooks_cli.command("schema")
+def playbooks_schema(
+    out: Annotated[Path | None, typer.Option(help=f"write to this file (e.g. playbooks/{SCHEMA_FILE})")] = None,
+) -> None:
+    """Print (or write) the JSON Schema of playbook files, generated from the validating models."""
+    text = json.dumps(playbook_json_schema(), indent=2, sort_keys=True) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
 
 
 def main() -> None:

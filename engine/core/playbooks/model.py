@@ -12,7 +12,7 @@ from typing import Any, Literal
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.core.actions.catalogue import UnknownActionError, params_model
+from engine.core.actions.catalogue import CATALOGUE, UnknownActionError, params_model
 from engine.core.playbooks.templating import compile_template
 from engine.domain.events import ActionMode, Incident, Severity
 
@@ -42,8 +42,10 @@ class Trigger(_Strict):
 class Step(_Strict):
     """One action with its parameters."""
 
-    action: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+    action: str = Field(min_length=1, json_schema_extra={"enum": sorted(CATALOGUE)})
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the action's parameters; strings may use {{ incident.* }} templates"
+    )
 
     @field_validator("action")
     @classmethod
@@ -83,3 +85,11 @@ class Playbook(_Strict):
 
     def handles(self, incident: Incident) -> bool:
         return any(trigger.matches(incident) for trigger in self.triggers)
+
+
+def playbook_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a playbook file, generated from the models above (shipped for editors)."""
+    schema = Playbook.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "aiops-engine playbook"
+    return schema

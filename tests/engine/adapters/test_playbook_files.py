@@ -1,9 +1,13 @@
+import json
 from pathlib import Path
 
+import jsonschema
 import pytest
+from ruamel.yaml import YAML
 
 from engine.adapters.playbook_files import load_playbooks
 from engine.adapters.yaml_documents import InvalidDocumentError
+from engine.core.playbooks.model import playbook_json_schema
 from engine.domain.errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -69,3 +73,21 @@ def test_duplicate_names_are_rejected(tmp_path: Path) -> None:
 def test_missing_directory_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_playbooks(tmp_path / "nope")
+
+
+def test_shipped_schema_is_generated_from_the_models() -> None:
+    shipped = json.loads((REPO / "playbooks" / "playbook.schema.json").read_text())
+    assert shipped == playbook_json_schema()
+
+
+def test_shipped_playbooks_satisfy_the_schema() -> None:
+    validator = jsonschema.Draft202012Validator(playbook_json_schema())
+    for path in sorted((REPO / "playbooks").glob("*.yaml")):
+        document = YAML(typ="safe").load(path.read_text())
+        assert list(validator.iter_errors(document)) == [], path.name
+
+
+def test_schema_rejects_unknown_actions_for_editors() -> None:
+    validator = jsonschema.Draft202012Validator(playbook_json_schema())
+    bad = {"name": "x", "triggers": [{"series": "up"}], "steps": [{"action": "reboot"}]}
+    assert not validator.is_valid(bad)

@@ -170,3 +170,19 @@ def test_run_to_the_end_then_exit(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "incidents outside the labelled episodes: 0" in done.stdout
     assert "aiops-engine stopped." in done.stdout
+
+
+def test_playbooks_validate_accepts_the_shipped_set(tmp_path: Path) -> None:
+    done = _aiops("playbooks", "validate", "playbooks", tmp=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "4 playbooks valid" in done.stdout
+
+
+def test_playbooks_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("name: a\ntriggers:\n  - series: up\nsteps:\n  - action: reboot\n")
+    (tmp_path / "b.yaml").write_text("name: b\ntriggers: []\nsteps:\n  - action: rollout_undo\n")
+    done = _aiops("playbooks", "validate", str(tmp_path), tmp=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert any(line.startswith(f"{tmp_path / 'a.yaml'}:5: steps.0.action:") for line in lines)
+    assert any(line.startswith(f"{tmp_path / 'b.yaml'}:2: triggers:") for line in lines)
