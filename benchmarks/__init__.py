@@ -1,0 +1,1 @@
+"""Runnable benchmarks (`python -m benchmarks.<name>`) that print measured figures; not collected by pytest."""
