@@ -13,6 +13,7 @@ from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.core.actions.catalogue import CATALOGUE, UnknownActionError, params_model
+from engine.core.playbooks.expressions import Duration, Matcher, compile_condition
 from engine.core.playbooks.templating import compile_template
 from engine.domain.events import ActionMode, Incident, Severity
 
@@ -20,23 +21,34 @@ SeverityName = Literal["info", "warning", "critical"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Trigger(_Strict):
-    """Matches incidents whose series has this metric name and carries these labels."""
+    """Matches incidents on a series with this metric name whose labels satisfy every label rule."""
 
     series: str = Field(min_length=1, description="metric name of the incident's series")
     labels: dict[str, str] = Field(default_factory=dict, description="labels that must be present, exact match")
+    matchers: list[Matcher] = Field(
+        default_factory=list, description='Prometheus-style label matchers, e.g. model=~"fraud.*", env!="dev"'
+    )
     min_severity: SeverityName = "warning"
+    for_: Duration = Field(
+        default=0.0,
+        alias="for",
+        description="the incident must have lasted this long, with signals still arriving, before steps run",
+    )
 
     def matches(self, incident: Incident) -> bool:
+        """Whether the incident is of the kind this trigger is about (ignoring ``for``)."""
         if incident.series.name != self.series:
             return False
         if incident.severity < Severity.parse(self.min_severity):
             return False
         labels = incident.series.label_map
-        return all(labels.get(key) == value for key, value in self.labels.items())
+        if any(labels.get(key) != value for key, value in self.labels.items()):
+            return False
+        return all(matcher.matches(labels) for matcher in self.matchers)
 
 
 class Step(_Strict):
@@ -80,11 +92,22 @@ class Playbook(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     description: str = ""
     mode: ActionMode | None = Field(default=None, description="overrides the global mode only to be more cautious")
-    triggers: list[Trigger] = Field(min_length=1)
+    triggers: list[Trigger] = Field(min_length=1, description="the playbook runs when any trigger matches")
+    conditions: list[str] = Field(
+        default_factory=list,
+        description="expressions over the incident that must all hold, e.g. incident.peak_score > 0.99",
+    )
     steps: list[Step] = Field(min_length=1)
 
-    def handles(self, incident: Incident) -> bool:
-        return any(trigger.matches(incident) for trigger in self.triggers)
+    @field_validator("conditions")
+    @classmethod
+    def _conditions_compile(cls, conditions: list[str]) -> list[str]:
+        for condition in conditions:
+            compile_condition(condition)
+        return conditions
+
+    def matching_trigger(self, incident: Incident) -> Trigger | None:
+        return next((trigger for trigger in self.triggers if trigger.matches(incident)), None)
 
 
 def playbook_json_schema() -> dict[str, Any]:

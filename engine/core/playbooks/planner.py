@@ -8,6 +8,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
+from engine.core.playbooks.expressions import ConditionError, evaluate_condition
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.templating import render_params
 from engine.domain.events import (
@@ -53,9 +54,14 @@ class PlanningError(ValueError):
 
 
 class Planner:
+    """Decides, per incident change, which playbooks fire; each playbook fires at most once per incident."""
+
     def __init__(self, playbooks: Sequence[Playbook], global_mode: ActionMode) -> None:
         self._playbooks = tuple(playbooks)
         self._global_mode = global_mode
+        # (incident id, playbook name) pairs already planned; the action ledger makes this durable, this set
+        # only saves asking it again for every signal of a long incident.
+        self._fired: set[tuple[str, str]] = set()
 
     @property
     def playbooks(self) -> tuple[Playbook, ...]:
@@ -66,31 +72,48 @@ class Planner:
         self._playbooks = tuple(playbooks)
 
     def plan(self, change: IncidentChange) -> list[ActionRequest]:
-        """The requests for an incident that has just opened (other changes call for no action yet)."""
-        if change.kind is not IncidentChangeKind.OPENED:
-            return []
+        """The requests that this change of an incident calls for (none once the incident is resolved)."""
         incident = change.incident
+        if change.kind is IncidentChangeKind.RESOLVED:
+            self._fired = {key for key in self._fired if key[0] != incident.id}
+            return []
         context = template_context(incident)
         requests: list[ActionRequest] = []
         for playbook in self._playbooks:
-            if not playbook.handles(incident):
+            if (incident.id, playbook.name) in self._fired or not self._fires(playbook, change, context):
                 continue
-            mode = effective_mode(self._global_mode, playbook.mode)
-            for index, step in enumerate(playbook.steps):
-                try:
-                    params = render_params(step.params, context)
-                except TemplateError as exc:
-                    raise PlanningError(f"playbook {playbook.name} step {index + 1}: {exc}") from exc
-                requests.append(
-                    ActionRequest.create(
-                        id=request_id(incident.id, playbook.name, index),
-                        incident_id=incident.id,
-                        playbook=playbook.name,
-                        step=index,
-                        action=step.action,
-                        params=params,
-                        mode=mode,
-                        requested_at=change.at,
-                    )
+            self._fired.add((incident.id, playbook.name))
+            requests += self._requests(playbook, change, context)
+        return requests
+
+    def _fires(self, playbook: Playbook, change: IncidentChange, context: dict[str, Any]) -> bool:
+        trigger = playbook.matching_trigger(change.incident)
+        if trigger is None or change.at - change.incident.opened_at < trigger.for_:
+            return False
+        try:
+            return all(evaluate_condition(condition, context) for condition in playbook.conditions)
+        except ConditionError as exc:
+            raise PlanningError(f"playbook {playbook.name}: {exc}") from exc
+
+    def _requests(self, playbook: Playbook, change: IncidentChange, context: dict[str, Any]) -> list[ActionRequest]:
+        incident = change.incident
+        mode = effective_mode(self._global_mode, playbook.mode)
+        requests = []
+        for index, step in enumerate(playbook.steps):
+            try:
+                params = render_params(step.params, context)
+            except TemplateError as exc:
+                raise PlanningError(f"playbook {playbook.name} step {index + 1}: {exc}") from exc
+            requests.append(
+                ActionRequest.create(
+                    id=request_id(incident.id, playbook.name, index),
+                    incident_id=incident.id,
+                    playbook=playbook.name,
+                    step=index,
+                    action=step.action,
+                    params=params,
+                    mode=mode,
+                    requested_at=change.at,
                 )
+            )
         return requests

@@ -91,3 +91,14 @@ def test_schema_rejects_unknown_actions_for_editors() -> None:
     validator = jsonschema.Draft202012Validator(playbook_json_schema())
     bad = {"name": "x", "triggers": [{"series": "up"}], "steps": [{"action": "reboot"}]}
     assert not validator.is_valid(bad)
+
+
+def test_schema_accepts_durations_and_matchers_as_authors_write_them() -> None:
+    validator = jsonschema.Draft202012Validator(playbook_json_schema())
+    good = {
+        "name": "x",
+        "triggers": [{"series": "up", "for": "1h30m", "matchers": ['job=~"api.*"']}],
+        "steps": [{"action": "rollout_undo", "params": {"namespace": "a", "deployment": "b"}}],
+    }
+    assert list(validator.iter_errors(good)) == []
+    assert not validator.is_valid(good | {"triggers": [{"series": "up", "for": "soon"}]})
