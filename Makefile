@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test check lint typecheck layers services services-down bench clean
+.PHONY: run demo test check lint typecheck layers schema bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required ($(PYTHON))"; exit 1; }
@@ -38,6 +38,10 @@ typecheck: $(STAMP)
 
 layers: $(STAMP)
 	$(VENV)/bin/lint-imports
+
+## Regenerate the playbook JSON Schema from the models that validate playbooks.
+schema: $(STAMP)
+	$(VENV)/bin/aiops playbooks schema --out playbooks/playbook.schema.json
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.detectors

@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from detectors.registry import UnknownDetectorError
 from engine.adapters.api.app import create_app
-from engine.adapters.playbook_files import load_playbooks
+from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.scenario_files import load_scenario
 from engine.adapters.sources.replay import ReplaySource
 from engine.adapters.store.sql_store import SqlStore
@@ -27,7 +27,9 @@ from engine.core.actions.executor import ActionExecutor
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
+from engine.core.playbooks.guards import RunHistory
 from engine.core.playbooks.planner import Planner
+from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import FanOutObserver, PipelineObserver
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
@@ -91,7 +93,7 @@ async def open_embedded(
 ) -> EmbeddedEngine:
     """Load the scenario and playbooks (failing fast on bad files), open the store and wire the pipeline."""
     scenario = load_scenario(settings.scenario_dir)
-    playbooks = load_playbooks(settings.playbook_dir)
+    playbooks = load_playbook_set(settings.playbook_dir)
     detection = detection_service(settings)
     _prepare_database_dir(settings.database_url)
     store = await SqlStore.open(settings.database_url)
@@ -109,8 +111,12 @@ async def open_embedded(
                 resolve_after_s=settings.incident_resolve_after_s,
             )
         ),
-        planner=Planner(playbooks, settings.mode),
-        executor=ActionExecutor(store, clock, backends={}),
+        remediator=Remediator(
+            Planner(playbooks.playbooks, settings.mode),
+            ActionExecutor(store, clock, backends={}),
+            playbooks.policy,
+            RunHistory(),
+        ),
         store=store,
         observer=FanOutObserver(metrics, summary, *observers),
     )

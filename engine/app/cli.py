@@ -24,7 +24,7 @@ from rich.console import Console
 from detectors.registry import UnknownDetectorError
 from engine.adapters.http_server import HttpServer, bind
 from engine.adapters.label_windows import windows_for
-from engine.adapters.playbook_files import load_playbooks
+from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.plots import plot_backtest
 from engine.adapters.series_csv import read_series_csv
 from engine.adapters.yaml_documents import InvalidDocumentError
@@ -246,7 +246,7 @@ def playbooks_validate(
 ) -> None:
     """Validate every playbook in DIRECTORY as a set; print each problem as file:line: field: message."""
     try:
-        playbooks = load_playbooks(directory)
+        playbooks = load_playbook_set(directory).playbooks
     except InvalidDocumentError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)

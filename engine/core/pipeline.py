@@ -11,11 +11,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.core.actions.executor import ActionExecutor
 from engine.core.channels import Channel
 from engine.core.detection import DetectionService
 from engine.core.incidents import IncidentManager
-from engine.core.playbooks.planner import Planner, PlanningError
+from engine.core.playbooks.planner import PlanningError
+from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import IncidentStore, PipelineObserver, SampleSource
 from engine.domain.events import Anomaly, IncidentChange, MetricSample
 
@@ -36,8 +36,7 @@ class Pipeline:
         source: SampleSource,
         detection: DetectionService,
         incidents: IncidentManager,
-        planner: Planner,
-        executor: ActionExecutor,
+        remediator: Remediator,
         store: IncidentStore,
         observer: PipelineObserver,
         channel_capacity: int = 16,
@@ -45,8 +44,7 @@ class Pipeline:
         self._source = source
         self._detection = detection
         self._incidents = incidents
-        self._planner = planner
-        self._executor = executor
+        self._remediator = remediator
         self._store = store
         self._observer = observer
         self._capacity = channel_capacity
@@ -102,10 +100,9 @@ class Pipeline:
     async def _remediate(self, inbox: Channel[IncidentChange]) -> None:
         async for change in inbox:
             try:
-                requests = self._planner.plan(change)
+                results = await self._remediator.handle(change)
             except PlanningError:
                 log.exception("could not plan actions for incident %s", change.incident.id)
                 continue
-            for request in requests:
-                result = await self._executor.execute(request)
+            for result in results:
                 self._observer.on_action(result)

@@ -181,6 +181,7 @@ class ActionStatus(enum.StrEnum):
     DRY_RUN = "dry-run"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    SKIPPED = "skipped"
     DUPLICATE = "duplicate"
 
 

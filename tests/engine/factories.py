@@ -13,7 +13,13 @@ def anomaly(
     return Anomaly(series, at, 1.0, score, "test", severity)
 
 
-def incident(*, series: SeriesKey = LATENCY, severity: Severity = Severity.WARNING, id: str = "inc-1") -> Incident:
+def incident(
+    *,
+    series: SeriesKey = LATENCY,
+    severity: Severity = Severity.WARNING,
+    id: str = "inc-1",
+    opened_at: float = 100.0,
+) -> Incident:
     return Incident(
         id=id,
         fingerprint=f"anomaly:{series}",
@@ -21,8 +27,8 @@ def incident(*, series: SeriesKey = LATENCY, severity: Severity = Severity.WARNI
         series=series,
         severity=severity,
         state=IncidentState.OPEN,
-        opened_at=100.0,
-        last_signal_at=100.0,
+        opened_at=opened_at,
+        last_signal_at=opened_at,
         signal_count=2,
         peak_score=0.99,
     )

@@ -20,6 +20,15 @@ class ActionParams(BaseModel):
         """One sentence saying exactly what the action does with these parameters."""
         raise NotImplementedError
 
+    def target(self) -> str:
+        """The resource the action changes, e.g. ``deployment:serving/fraud``: what cooldowns and budgets count."""
+        raise NotImplementedError
+
+    def target_namespace(self) -> str | None:
+        """The Kubernetes namespace of the target, if it has one (for allowlists and blast-radius limits)."""
+        namespace = getattr(self, "namespace", None)
+        return namespace if isinstance(namespace, str) else None
+
 
 class ScaleDeploymentParams(ActionParams):
     namespace: str = Field(min_length=1)
@@ -44,6 +53,9 @@ class ScaleDeploymentParams(ActionParams):
             f"(bounds {self.min_replicas}..{self.max_replicas})"
         )
 
+    def target(self) -> str:
+        return f"deployment:{self.namespace}/{self.deployment}"
+
 
 class RolloutRestartParams(ActionParams):
     namespace: str = Field(min_length=1)
@@ -52,6 +64,9 @@ class RolloutRestartParams(ActionParams):
     def describe(self) -> str:
         return f"restart the pods of deployment {self.namespace}/{self.deployment} (rolling)"
 
+    def target(self) -> str:
+        return f"deployment:{self.namespace}/{self.deployment}"
+
 
 class RolloutUndoParams(ActionParams):
     namespace: str = Field(min_length=1)
@@ -59,6 +74,9 @@ class RolloutUndoParams(ActionParams):
 
     def describe(self) -> str:
         return f"roll deployment {self.namespace}/{self.deployment} back to its previous revision"
+
+    def target(self) -> str:
+        return f"deployment:{self.namespace}/{self.deployment}"
 
 
 class CreateJobParams(ActionParams):
@@ -71,6 +89,9 @@ class CreateJobParams(ActionParams):
         version = f" version {self.model_version}" if self.model_version else ""
         return f"create job from template {self.template!r} in {self.namespace} for model {self.model}{version}"
 
+    def target(self) -> str:
+        return f"job:{self.namespace}/{self.template}/{self.model}"
+
 
 class MlflowRollbackAliasParams(ActionParams):
     model: str = Field(min_length=1)
@@ -79,6 +100,9 @@ class MlflowRollbackAliasParams(ActionParams):
     def describe(self) -> str:
         return f"move MLflow alias {self.model}@{self.alias} back to the previous good version"
 
+    def target(self) -> str:
+        return f"model:{self.model}"
+
 
 class WebhookNotifyParams(ActionParams):
     url: str = Field(pattern=r"^https?://")
@@ -86,6 +110,9 @@ class WebhookNotifyParams(ActionParams):
 
     def describe(self) -> str:
         return f"POST a notification to {self.url}: {self.message}"
+
+    def target(self) -> str:
+        return f"webhook:{self.url}"
 
 
 CATALOGUE: Mapping[str, type[ActionParams]] = MappingProxyType(

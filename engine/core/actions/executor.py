@@ -6,7 +6,7 @@ Live calls go to a backend per action; the real Kubernetes and MLflow backends p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -23,24 +23,32 @@ class ActionBackend(Protocol):
         """Perform the action; returns a sentence saying what was done. Raises EngineError subclasses."""
 
 
+# Asked after a request is claimed and its parameters are valid: the reason to skip it, or None to go ahead.
+Gate = Callable[[ActionRequest, ActionParams], str | None]
+
+
 class ActionExecutor:
     def __init__(self, ledger: ActionLedger, clock: Clock, backends: Mapping[str, ActionBackend]) -> None:
         self._ledger = ledger
         self._clock = clock
         self._backends = backends
 
-    async def execute(self, request: ActionRequest) -> ActionResult:
+    async def execute(self, request: ActionRequest, gate: Gate | None = None) -> ActionResult:
+        """Claim, check and carry out ``request``; a request claimed before (by anyone) is not run again."""
         if not await self._ledger.claim(request):
             return ActionResult(request, ActionStatus.DUPLICATE, "already carried out", self._clock.now())
-        result = await self._run(request)
+        result = await self._run(request, gate)
         await self._ledger.complete(result)
         return result
 
-    async def _run(self, request: ActionRequest) -> ActionResult:
+    async def _run(self, request: ActionRequest, gate: Gate | None) -> ActionResult:
         try:
             params = parse_params(request.action, request.params)
         except (UnknownActionError, ValidationError) as exc:
             return self._result(request, ActionStatus.FAILED, f"invalid parameters: {exc}")
+        refusal = gate(request, params) if gate is not None else None
+        if refusal is not None:
+            return self._result(request, ActionStatus.SKIPPED, refusal)
         if request.mode is not ActionMode.LIVE:
             return self._result(request, ActionStatus.DRY_RUN, f"would {params.describe()}")
         backend = self._backends.get(request.action)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from jinja2 import TemplateSyntaxError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from engine.core.actions.catalogue import CATALOGUE, UnknownActionError, params_model
 from engine.core.playbooks.expressions import Duration, Matcher, compile_condition
+from engine.core.playbooks.guards import Guards
 from engine.core.playbooks.templating import compile_template
 from engine.domain.events import ActionMode, Incident, Severity
 
@@ -54,10 +55,11 @@ class Trigger(_Strict):
 class Step(_Strict):
     """One action with its parameters."""
 
-    action: str = Field(min_length=1, json_schema_extra={"enum": sorted(CATALOGUE)})
+    action: str = Field(min_length=1, json_schema_extra={"enum": list[JsonValue](sorted(CATALOGUE))})
     params: dict[str, Any] = Field(
         default_factory=dict, description="the action's parameters; strings may use {{ incident.* }} templates"
     )
+    guards: Guards | None = Field(default=None, description="overrides the playbook's guards for this step")
 
     @field_validator("action")
     @classmethod
@@ -93,6 +95,7 @@ class Playbook(_Strict):
     description: str = ""
     mode: ActionMode | None = Field(default=None, description="overrides the global mode only to be more cautious")
     triggers: list[Trigger] = Field(min_length=1, description="the playbook runs when any trigger matches")
+    guards: Guards = Field(default_factory=Guards, description="cooldown, budget and allowlist per target")
     conditions: list[str] = Field(
         default_factory=list,
         description="expressions over the incident that must all hold, e.g. incident.peak_score > 0.99",

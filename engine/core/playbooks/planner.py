@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateError
 
 from engine.core.playbooks.expressions import ConditionError, evaluate_condition
+from engine.core.playbooks.guards import Guards
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.templating import render_params
 from engine.domain.events import (
@@ -53,6 +55,14 @@ class PlanningError(ValueError):
     """A step's templates could not be rendered for this incident."""
 
 
+@dataclass(frozen=True)
+class PlannedStep:
+    """A request with the guards that apply to it (the playbook's, overridden by the step's own)."""
+
+    request: ActionRequest
+    guards: Guards
+
+
 class Planner:
     """Decides, per incident change, which playbooks fire; each playbook fires at most once per incident."""
 
@@ -71,14 +81,14 @@ class Planner:
         """Swap the whole set at once; requests being planned keep the set they started with."""
         self._playbooks = tuple(playbooks)
 
-    def plan(self, change: IncidentChange) -> list[ActionRequest]:
+    def plan(self, change: IncidentChange) -> list[PlannedStep]:
         """The requests that this change of an incident calls for (none once the incident is resolved)."""
         incident = change.incident
         if change.kind is IncidentChangeKind.RESOLVED:
             self._fired = {key for key in self._fired if key[0] != incident.id}
             return []
         context = template_context(incident)
-        requests: list[ActionRequest] = []
+        requests: list[PlannedStep] = []
         for playbook in self._playbooks:
             if (incident.id, playbook.name) in self._fired or not self._fires(playbook, change, context):
                 continue
@@ -95,7 +105,7 @@ class Planner:
         except ConditionError as exc:
             raise PlanningError(f"playbook {playbook.name}: {exc}") from exc
 
-    def _requests(self, playbook: Playbook, change: IncidentChange, context: dict[str, Any]) -> list[ActionRequest]:
+    def _requests(self, playbook: Playbook, change: IncidentChange, context: dict[str, Any]) -> list[PlannedStep]:
         incident = change.incident
         mode = effective_mode(self._global_mode, playbook.mode)
         requests = []
@@ -104,16 +114,15 @@ class Planner:
                 params = render_params(step.params, context)
             except TemplateError as exc:
                 raise PlanningError(f"playbook {playbook.name} step {index + 1}: {exc}") from exc
-            requests.append(
-                ActionRequest.create(
-                    id=request_id(incident.id, playbook.name, index),
-                    incident_id=incident.id,
-                    playbook=playbook.name,
-                    step=index,
-                    action=step.action,
-                    params=params,
-                    mode=mode,
-                    requested_at=change.at,
-                )
+            request = ActionRequest.create(
+                id=request_id(incident.id, playbook.name, index),
+                incident_id=incident.id,
+                playbook=playbook.name,
+                step=index,
+                action=step.action,
+                params=params,
+                mode=mode,
+                requested_at=change.at,
             )
+            requests.append(PlannedStep(request, playbook.guards.overridden_by(step.guards)))
         return requests

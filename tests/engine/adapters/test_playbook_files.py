@@ -5,7 +5,7 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from engine.adapters.playbook_files import load_playbooks
+from engine.adapters.playbook_files import load_playbook_set, load_playbooks, playbook_files
 from engine.adapters.yaml_documents import InvalidDocumentError
 from engine.core.playbooks.model import playbook_json_schema
 from engine.domain.errors import ConfigurationError
@@ -82,7 +82,7 @@ def test_shipped_schema_is_generated_from_the_models() -> None:
 
 def test_shipped_playbooks_satisfy_the_schema() -> None:
     validator = jsonschema.Draft202012Validator(playbook_json_schema())
-    for path in sorted((REPO / "playbooks").glob("*.yaml")):
+    for path in playbook_files(REPO / "playbooks"):
         document = YAML(typ="safe").load(path.read_text())
         assert list(validator.iter_errors(document)) == [], path.name
 
@@ -102,3 +102,18 @@ def test_schema_accepts_durations_and_matchers_as_authors_write_them() -> None:
     }
     assert list(validator.iter_errors(good)) == []
     assert not validator.is_valid(good | {"triggers": [{"series": "up", "for": "soon"}]})
+
+
+def test_shipped_policy_loads_with_the_playbooks() -> None:
+    shipped = load_playbook_set(REPO / "playbooks")
+    assert len(shipped.playbooks) == 4
+    assert {rule.name for rule in shipped.policy.blast_radius} >= {"one-model-rollback-per-model-per-hour"}
+
+
+def test_an_invalid_policy_rejects_the_whole_set(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(VALID)
+    (tmp_path / "_policy.yaml").write_text("blast_radius:\n  - name: x\n    actions: [rollout_undo]\n    window: 1h\n")
+    with pytest.raises(InvalidDocumentError) as info:
+        load_playbook_set(tmp_path)
+    [problem] = info.value.problems
+    assert (problem.path.name, problem.line, problem.field) == ("_policy.yaml", 2, "blast_radius.0")

@@ -9,8 +9,10 @@ from engine.core.actions.executor import ActionExecutor
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
+from engine.core.playbooks.guards import Policy, RunHistory
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import Planner
+from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import FakeClock
 from engine.domain.events import ActionMode, ActionStatus, IncidentState, MetricSample, SeriesKey
 
@@ -83,8 +85,9 @@ async def test_pipeline_turns_an_episode_into_one_incident_one_action_and_a_reso
         source=ListSource(_batches()),
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
         incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
-        planner=Planner([PLAYBOOK], ActionMode.DRY_RUN),
-        executor=ActionExecutor(store, clock, backends={}),
+        remediator=Remediator(
+            Planner([PLAYBOOK], ActionMode.DRY_RUN), ActionExecutor(store, clock, backends={}), Policy(), RunHistory()
+        ),
         store=store,
         observer=summary,
         channel_capacity=2,

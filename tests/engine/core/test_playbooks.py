@@ -28,7 +28,8 @@ def _opened(**kwargs: object) -> IncidentChange:
 
 def test_planner_renders_templates_into_one_request_per_step() -> None:
     planner = Planner([Playbook.model_validate(SCALE)], ActionMode.DRY_RUN)
-    [request] = planner.plan(_opened())
+    [planned] = planner.plan(_opened())
+    request = planned.request
     assert request.action == "scale_deployment"
     assert dict(request.params) == {"namespace": "serving", "deployment": "fraud-detector", "step": 2}
     assert request.mode is ActionMode.DRY_RUN
@@ -55,8 +56,8 @@ def test_for_waits_until_the_incident_has_lasted_long_enough() -> None:
     planner = Planner([Playbook.model_validate(sustained)], ActionMode.DRY_RUN)
     assert planner.plan(_opened()) == []
     assert planner.plan(IncidentChange(IncidentChangeKind.UPDATED, incident(), 100.0 + 299)) == []
-    [request] = planner.plan(IncidentChange(IncidentChangeKind.UPDATED, incident(), 100.0 + 300))
-    assert request.requested_at == 400.0
+    [planned] = planner.plan(IncidentChange(IncidentChangeKind.UPDATED, incident(), 100.0 + 300))
+    assert planned.request.requested_at == 400.0
 
 
 def test_a_resolved_incident_calls_for_nothing() -> None:
