@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from detectors.registry import UnknownDetectorError
 from engine.adapters.api.app import create_app
 from engine.adapters.playbook_files import load_playbook_set
+from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.scenario_files import load_scenario
 from engine.adapters.sources.replay import ReplaySource
 from engine.adapters.store.sql_store import SqlStore
@@ -47,9 +48,10 @@ class EmbeddedEngine:
     scenario: Scenario
     source: ReplaySource
     pipeline: Pipeline
+    playbooks: PlaybookReloader
 
     def api(self) -> FastAPI:
-        return create_app(store=self.store, metrics=self.metrics, status=self.status)
+        return create_app(store=self.store, metrics=self.metrics, status=self.status, playbooks=self.playbooks)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -101,6 +103,13 @@ async def open_embedded(
     metrics = EngineMetrics(CollectorRegistry())
     summary = summary or RunSummary()
     source = ReplaySource(scenario, clock, speed=speed)
+    remediator = Remediator(
+        Planner(playbooks.playbooks, settings.mode),
+        ActionExecutor(store, clock, backends={}),
+        playbooks.policy,
+        RunHistory(),
+    )
+    reloader = PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks)
     pipeline = Pipeline(
         source=source,
         detection=detection,
@@ -111,13 +120,8 @@ async def open_embedded(
                 resolve_after_s=settings.incident_resolve_after_s,
             )
         ),
-        remediator=Remediator(
-            Planner(playbooks.playbooks, settings.mode),
-            ActionExecutor(store, clock, backends={}),
-            playbooks.policy,
-            RunHistory(),
-        ),
+        remediator=remediator,
         store=store,
         observer=FanOutObserver(metrics, summary, *observers),
     )
-    return EmbeddedEngine(settings, store, metrics, summary, scenario, source, pipeline)
+    return EmbeddedEngine(settings, store, metrics, summary, scenario, source, pipeline, reloader)

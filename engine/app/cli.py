@@ -104,6 +104,11 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(server.serve(), name="http")
+            watcher = (
+                group.create_task(engine.playbooks.watch(settings.playbook_reload_s), name="playbooks")
+                if settings.playbook_reload_s > 0
+                else None
+            )
             replay = group.create_task(engine.pipeline.run(), name="pipeline")
             stopping = group.create_task(stop.wait(), name="stop")
             with view.progress:
@@ -117,6 +122,8 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
                 replay.cancel()
                 console.print("\nstopped before the replay finished")
             stopping.cancel()
+            if watcher is not None:
+                watcher.cancel()
             server.stop()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

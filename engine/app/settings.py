@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     incident_resolve_after_s: float = Field(
         default=900.0, gt=0, description="quiet time after which an incident resolves"
     )
+    playbook_reload_s: float = Field(
+        default=5.0, ge=0, description="how often `aiops run` checks the playbook directory for changes (0: never)"
+    )
     log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
 
 

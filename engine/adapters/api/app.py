@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.adapters.api.playbook_routes import playbook_router
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut
+from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.domain.errors import NotFoundError
@@ -24,7 +26,9 @@ StatusProvider = Callable[[], Mapping[str, Any]]
 IncidentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
-def create_app(*, store: SqlStore, metrics: EngineMetrics, status: StatusProvider) -> FastAPI:
+def create_app(
+    *, store: SqlStore, metrics: EngineMetrics, status: StatusProvider, playbooks: PlaybookReloader | None = None
+) -> FastAPI:
     app = FastAPI(
         title="aiops-engine",
         summary="Anomaly detection and safe auto-remediation around ML serving",
@@ -32,6 +36,8 @@ def create_app(*, store: SqlStore, metrics: EngineMetrics, status: StatusProvide
     )
     _install_error_handlers(app)
     app.mount("/metrics", make_asgi_app(registry=metrics.registry))
+    if playbooks is not None:
+        app.include_router(playbook_router(playbooks))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:

@@ -4,9 +4,12 @@ happened (or would have, in dry-run) are remembered for later guard decisions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from engine.core.actions.catalogue import ActionParams, parse_params
 from engine.core.actions.executor import ActionExecutor, Gate
 from engine.core.playbooks.guards import PastRun, Policy, RunHistory, check
+from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import PlannedStep, Planner
 from engine.domain.events import ActionRequest, ActionResult, ActionStatus, IncidentChange
 
@@ -24,7 +27,9 @@ class Remediator:
     def planner(self) -> Planner:
         return self._planner
 
-    def replace_policy(self, policy: Policy) -> None:
+    def replace(self, playbooks: Sequence[Playbook], policy: Policy) -> None:
+        """Swap playbooks and policy together (hot reload); steps already planned keep what they started with."""
+        self._planner.replace_playbooks(playbooks)
         self._policy = policy
 
     async def handle(self, change: IncidentChange) -> list[ActionResult]:

@@ -1,0 +1,52 @@
+"""API routes about playbooks: what is loaded, why the newest directory content was rejected, and a reload."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from engine.adapters.playbook_reloader import PlaybookReloader, ReloadStatus
+
+
+class ProblemOut(BaseModel):
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+
+class PlaybooksOut(BaseModel):
+    loaded_at: datetime
+    playbooks: list[str]
+    valid: bool
+    problems: list[ProblemOut]
+
+    @classmethod
+    def of(cls, status: ReloadStatus) -> PlaybooksOut:
+        return cls(
+            loaded_at=datetime.fromtimestamp(status.loaded_at, tz=UTC),
+            playbooks=list(status.playbooks),
+            valid=not status.problems,
+            problems=[
+                ProblemOut(file=str(p.path), line=p.line, field=p.field, message=p.message) for p in status.problems
+            ],
+        )
+
+
+def playbook_router(reloader: PlaybookReloader) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/playbooks", tags=["playbooks"])
+
+    @router.get("")
+    async def list_playbooks() -> PlaybooksOut:
+        """The active playbooks and, if the newest directory content was rejected, its problems."""
+        return PlaybooksOut.of(reloader.status)
+
+    @router.post("/reload")
+    async def reload_playbooks() -> PlaybooksOut:
+        """Validate the directory now; the active set changes only if every file is valid."""
+        reloader.reload()
+        return PlaybooksOut.of(reloader.status)
+
+    return router

@@ -1,0 +1,102 @@
+"""Hot reload of the playbook directory.
+
+The directory is polled (a signature of names, sizes and modification times), which works the same on a laptop
+and with a Kubernetes ConfigMap, whose updates swap a symlink rather than write files. A changed directory is
+validated as a whole: if any file is invalid nothing changes and the problems are kept for the log, the metrics
+and the API; otherwise the new set replaces the old one in one assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from engine.adapters.playbook_files import PlaybookSet, load_playbook_set
+from engine.adapters.yaml_documents import DocumentProblem, InvalidDocumentError
+from engine.core.playbooks.remediation import Remediator
+from engine.domain.clock import Clock
+from engine.domain.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def directory_signature(directory: Path) -> Signature:
+    try:
+        entries = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+        return tuple((p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in entries)
+    except OSError:
+        return ()
+
+
+@dataclass(frozen=True)
+class ReloadStatus:
+    loaded_at: float
+    playbooks: tuple[str, ...]
+    # Problems of the newest attempt that was rejected; empty when the newest attempt was applied.
+    problems: tuple[DocumentProblem, ...] = ()
+
+
+class PlaybookReloader:
+    def __init__(
+        self,
+        directory: Path,
+        remediator: Remediator,
+        clock: Clock,
+        registry: CollectorRegistry,
+        *,
+        current: PlaybookSet,
+    ) -> None:
+        self._directory = directory
+        self._remediator = remediator
+        self._clock = clock
+        self._signature = directory_signature(directory)
+        self.status = ReloadStatus(clock.now(), tuple(p.name for p in current.playbooks))
+        self._reloads = Counter(
+            "aiops_playbook_reloads_total", "Playbook directory reloads by result", ["result"], registry=registry
+        )
+        self._valid = Gauge(
+            "aiops_playbooks_valid", "1 if the newest playbook directory content is valid, else 0", registry=registry
+        )
+        self._valid.set(1)
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the directory changed; True if a new set was applied."""
+        signature = directory_signature(self._directory)
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        return self.reload()
+
+    def reload(self) -> bool:
+        try:
+            loaded = load_playbook_set(self._directory)
+        except InvalidDocumentError as exc:
+            self._reject(exc.problems)
+            return False
+        except ConfigurationError as exc:
+            self._reject((DocumentProblem(self._directory, None, "", str(exc)),))
+            return False
+        self._remediator.replace(loaded.playbooks, loaded.policy)
+        self.status = ReloadStatus(self._clock.now(), tuple(p.name for p in loaded.playbooks))
+        self._reloads.labels("applied").inc()
+        self._valid.set(1)
+        log.info("playbooks reloaded: %s", ", ".join(self.status.playbooks))
+        return True
+
+    def _reject(self, problems: tuple[DocumentProblem, ...]) -> None:
+        self.status = ReloadStatus(self.status.loaded_at, self.status.playbooks, problems)
+        self._reloads.labels("rejected").inc()
+        self._valid.set(0)
+        for problem in problems:
+            log.error("playbook reload rejected, keeping the previous set: %s", problem)
+
+    async def watch(self, interval_s: float) -> None:
+        """Poll forever (until cancelled)."""
+        while True:
+            await self._clock.sleep(interval_s)
+            self.reload_if_changed()
