@@ -49,9 +49,16 @@ class EmbeddedEngine:
     source: ReplaySource
     pipeline: Pipeline
     playbooks: PlaybookReloader
+    executor: ActionExecutor
 
     def api(self) -> FastAPI:
-        return create_app(store=self.store, metrics=self.metrics, status=self.status, playbooks=self.playbooks)
+        return create_app(
+            store=self.store,
+            metrics=self.metrics,
+            status=self.status,
+            playbooks=self.playbooks,
+            executor=self.executor,
+        )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -60,6 +67,14 @@ class EmbeddedEngine:
             "mode": self.settings.mode.value,
             **self.summary.counts(),
         }
+
+    async def expire_approvals(self, clock: Clock, interval_s: float = 30.0) -> None:
+        """Forever (until cancelled): expire steps nobody approved in time."""
+        while True:
+            await clock.sleep(interval_s)
+            for result in await self.executor.expire_overdue():
+                self.metrics.on_action(result)
+                self.summary.on_action(result)
 
     async def close(self) -> None:
         await self.store.close()
@@ -103,12 +118,8 @@ async def open_embedded(
     metrics = EngineMetrics(CollectorRegistry())
     summary = summary or RunSummary()
     source = ReplaySource(scenario, clock, speed=speed)
-    remediator = Remediator(
-        Planner(playbooks.playbooks, settings.mode),
-        ActionExecutor(store, clock, backends={}),
-        playbooks.policy,
-        RunHistory(),
-    )
+    executor = ActionExecutor(store, clock, backends={})
+    remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
     reloader = PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks)
     pipeline = Pipeline(
         source=source,
@@ -124,4 +135,4 @@ async def open_embedded(
         store=store,
         observer=FanOutObserver(metrics, summary, *observers),
     )
-    return EmbeddedEngine(settings, store, metrics, summary, scenario, source, pipeline, reloader)
+    return EmbeddedEngine(settings, store, metrics, summary, scenario, source, pipeline, reloader, executor)

@@ -84,8 +84,9 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
     sock = bind(settings.http_host, settings.http_port)
     summary = RunSummary()
     view = ProgressView(console, summary)
+    clock = SystemClock()
     try:
-        engine = await open_embedded(settings, clock=SystemClock(), speed=speed, summary=summary, observers=[view])
+        engine = await open_embedded(settings, clock=clock, speed=speed, summary=summary, observers=[view])
     except BaseException:
         sock.close()
         raise
@@ -104,6 +105,7 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(server.serve(), name="http")
+            expiry = group.create_task(engine.expire_approvals(clock), name="approval-expiry")
             watcher = (
                 group.create_task(engine.playbooks.watch(settings.playbook_reload_s), name="playbooks")
                 if settings.playbook_reload_s > 0
@@ -122,6 +124,7 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
                 replay.cancel()
                 console.print("\nstopped before the replay finished")
             stopping.cancel()
+            expiry.cancel()
             if watcher is not None:
                 watcher.cancel()
             server.stop()

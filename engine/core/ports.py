@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from engine.domain.events import ActionRequest, ActionResult, Anomaly, IncidentChange, MetricSample
+from engine.domain.events import ActionRequest, ActionResult, ActionStatus, Anomaly, IncidentChange, MetricSample
 
 
 class SampleSource(Protocol):
@@ -27,7 +27,18 @@ class ActionLedger(Protocol):
         """Record that ``request`` is about to run; False if a request with the same id was already claimed."""
 
     async def complete(self, result: ActionResult) -> None:
-        """Record the outcome of a claimed request."""
+        """Record the outcome (or the new state) of a claimed request."""
+
+    async def transition(
+        self, request_id: str, expected: ActionStatus, new: ActionStatus, detail: str, by: str
+    ) -> bool:
+        """Move a request from ``expected`` to ``new`` atomically; False if it was not in ``expected`` state."""
+
+    async def load(self, request_id: str) -> ActionRequest | None:
+        """The request as it was claimed, or None."""
+
+    async def awaiting_approval(self, due_before: float) -> list[ActionRequest]:
+        """Requests still waiting for a human whose approval window ended before ``due_before``."""
 
 
 class PipelineObserver(Protocol):

@@ -15,6 +15,10 @@ class NotFoundError(EngineError):
     """A requested object (incident, action) does not exist."""
 
 
+class ConflictError(EngineError):
+    """The object is not in a state that allows the request (e.g. approving a step nobody waits on)."""
+
+
 class TemporaryError(EngineError):
     """A failure worth retrying after ``delay`` seconds (timeouts, 409, 429, 5xx)."""
 

@@ -160,6 +160,10 @@ class ActionRequest:
     params: Mapping[str, Any]
     mode: ActionMode
     requested_at: float
+    # Seconds a human has to approve the step; None when the step needs no approval.
+    approval_timeout_s: float | None = None
+    # Why the step was planned: trigger, incident figures, conditions (recorded with the action).
+    explanation: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def create(
@@ -173,15 +177,33 @@ class ActionRequest:
         params: Mapping[str, Any],
         mode: ActionMode,
         requested_at: float,
+        approval_timeout_s: float | None = None,
+        explanation: Mapping[str, Any] | None = None,
     ) -> ActionRequest:
-        return cls(id, incident_id, playbook, step, action, MappingProxyType(dict(params)), mode, requested_at)
+        return cls(
+            id,
+            incident_id,
+            playbook,
+            step,
+            action,
+            MappingProxyType(dict(params)),
+            mode,
+            requested_at,
+            approval_timeout_s,
+            MappingProxyType(dict(explanation or {})),
+        )
 
 
 class ActionStatus(enum.StrEnum):
+    AWAITING_APPROVAL = "awaiting-approval"
+    RUNNING = "running"
     DRY_RUN = "dry-run"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    # Not stored: what a caller is told when the request had already been claimed.
     DUPLICATE = "duplicate"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.domain.events import ActionMode, Incident
@@ -29,6 +29,9 @@ class ActionRecord:
     detail: str | None
     requested_at: float
     finished_at: float | None
+    approval_due_at: float | None = None
+    decided_by: str | None = None
+    explanation: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

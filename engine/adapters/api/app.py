@@ -14,12 +14,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.adapters.api.approval_routes import approval_router
 from engine.adapters.api.playbook_routes import playbook_router
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
-from engine.domain.errors import NotFoundError
+from engine.core.actions.executor import ActionExecutor
+from engine.domain.errors import ConflictError, NotFoundError
 from engine.domain.events import IncidentState
 
 StatusProvider = Callable[[], Mapping[str, Any]]
@@ -27,7 +29,12 @@ IncidentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z
 
 
 def create_app(
-    *, store: SqlStore, metrics: EngineMetrics, status: StatusProvider, playbooks: PlaybookReloader | None = None
+    *,
+    store: SqlStore,
+    metrics: EngineMetrics,
+    status: StatusProvider,
+    playbooks: PlaybookReloader | None = None,
+    executor: ActionExecutor | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="aiops-engine",
@@ -38,6 +45,8 @@ def create_app(
     app.mount("/metrics", make_asgi_app(registry=metrics.registry))
     if playbooks is not None:
         app.include_router(playbook_router(playbooks))
+    if executor is not None:
+        app.include_router(approval_router(store, executor))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:
@@ -92,5 +101,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def store_unavailable(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"store unavailable: {type(exc).__name__}"})
 
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
     app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(SQLAlchemyError, store_unavailable)

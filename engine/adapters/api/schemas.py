@@ -67,6 +67,9 @@ class ActionOut(BaseModel):
     detail: str | None
     requested_at: datetime
     finished_at: datetime | None
+    approval_due_at: datetime | None
+    decided_by: str | None
+    explanation: dict[str, Any]
 
     @classmethod
     def of(cls, record: ActionRecord) -> ActionOut:
@@ -82,6 +85,9 @@ class ActionOut(BaseModel):
             detail=record.detail,
             requested_at=datetime.fromtimestamp(record.requested_at, tz=UTC),
             finished_at=_time(record.finished_at),
+            approval_due_at=_time(record.approval_due_at),
+            decided_by=record.decided_by,
+            explanation=record.explanation,
         )
 
 

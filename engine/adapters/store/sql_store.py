@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -21,6 +21,7 @@ from engine.domain.events import (
     ActionMode,
     ActionRequest,
     ActionResult,
+    ActionStatus,
     Incident,
     IncidentChange,
     IncidentState,
@@ -91,6 +92,7 @@ class SqlStore:
             detail=None,
             requested_at=request.requested_at,
             finished_at=None,
+            explanation=dict(request.explanation),
         )
         try:
             async with self._sessions.begin() as session:
@@ -106,7 +108,34 @@ class SqlStore:
                 raise NotFoundError(f"action {result.request.id} was never claimed")
             row.status = result.status.value
             row.detail = result.detail
-            row.finished_at = result.finished_at
+            if result.status is ActionStatus.AWAITING_APPROVAL:
+                timeout = result.request.approval_timeout_s or 0.0
+                row.approval_due_at = result.finished_at + timeout
+            else:
+                row.finished_at = result.finished_at
+
+    async def transition(
+        self, request_id: str, expected: ActionStatus, new: ActionStatus, detail: str, by: str
+    ) -> bool:
+        async with self._sessions.begin() as session:
+            outcome = await session.execute(
+                update(ActionRow)
+                .where(ActionRow.id == request_id, ActionRow.status == expected.value)
+                .values(status=new.value, detail=detail, decided_by=by)
+            )
+            return bool(getattr(outcome, "rowcount", 0) == 1)
+
+    async def load(self, request_id: str) -> ActionRequest | None:
+        async with self._sessions() as session:
+            row = await session.get(ActionRow, request_id)
+            return None if row is None else _request(row)
+
+    async def awaiting_approval(self, due_before: float) -> list[ActionRequest]:
+        query = select(ActionRow).where(
+            ActionRow.status == ActionStatus.AWAITING_APPROVAL.value, ActionRow.approval_due_at < due_before
+        )
+        async with self._sessions() as session:
+            return [_request(row) for row in await session.scalars(query)]
 
     # -- dead letters ----------------------------------------------------------------------------------------
 
@@ -146,8 +175,12 @@ class SqlStore:
             )
             return IncidentDetail(_incident(row), timeline, tuple(_action(a) for a in actions))
 
-    async def list_actions(self, *, limit: int = 100, offset: int = 0) -> list[ActionRecord]:
+    async def list_actions(
+        self, *, status: ActionStatus | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ActionRecord]:
         query = select(ActionRow).order_by(ActionRow.requested_at.desc(), ActionRow.id).limit(limit).offset(offset)
+        if status is not None:
+            query = query.where(ActionRow.status == status.value)
         async with self._sessions() as session:
             return [_action(row) for row in await session.scalars(query)]
 
@@ -203,4 +236,22 @@ def _action(row: ActionRow) -> ActionRecord:
         detail=row.detail,
         requested_at=row.requested_at,
         finished_at=row.finished_at,
+        approval_due_at=row.approval_due_at,
+        decided_by=row.decided_by,
+        explanation=dict(row.explanation or {}),
+    )
+
+
+def _request(row: ActionRow) -> ActionRequest:
+    # A loaded request is resumed past its approval (or listed as waiting), so it carries no approval timeout.
+    return ActionRequest.create(
+        id=row.id,
+        incident_id=row.incident_id,
+        playbook=row.playbook,
+        step=row.step,
+        action=row.action,
+        params=dict(row.params),
+        mode=ActionMode(row.mode),
+        requested_at=row.requested_at,
+        explanation=dict(row.explanation or {}),
     )

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from engine.core.actions.catalogue import ActionParams, UnknownActionError, parse_params
 from engine.core.ports import ActionLedger
 from engine.domain.clock import Clock
-from engine.domain.errors import EngineError, PermanentError
+from engine.domain.errors import ConflictError, EngineError, NotFoundError, PermanentError
 from engine.domain.events import ActionMode, ActionRequest, ActionResult, ActionStatus
 
 
@@ -49,6 +49,47 @@ class ActionExecutor:
         refusal = gate(request, params) if gate is not None else None
         if refusal is not None:
             return self._result(request, ActionStatus.SKIPPED, refusal)
+        if request.approval_timeout_s is not None:
+            return self._result(
+                request,
+                ActionStatus.AWAITING_APPROVAL,
+                f"waiting up to {request.approval_timeout_s:g}s for a human to approve: {params.describe()}",
+            )
+        return await self._perform(request, params)
+
+    async def decide(self, request_id: str, *, approve: bool, by: str, comment: str = "") -> ActionResult:
+        """A human's decision on a step that waits for approval; ConflictError if it is not waiting."""
+        request = await self._ledger.load(request_id)
+        if request is None:
+            raise NotFoundError(f"no action {request_id!r}")
+        note = f" ({comment})" if comment else ""
+        new = ActionStatus.RUNNING if approve else ActionStatus.REJECTED
+        detail = f"{'approved' if approve else 'rejected'} by {by}{note}"
+        if not await self._ledger.transition(request_id, ActionStatus.AWAITING_APPROVAL, new, detail, by):
+            raise ConflictError(f"action {request_id} is not waiting for approval")
+        if not approve:
+            return self._result(request, ActionStatus.REJECTED, detail)
+        try:
+            params = parse_params(request.action, request.params)
+        except (UnknownActionError, ValidationError) as exc:
+            result = self._result(request, ActionStatus.FAILED, f"invalid parameters: {exc}")
+        else:
+            result = await self._perform(request, params)
+        await self._ledger.complete(result)
+        return result
+
+    async def expire_overdue(self) -> list[ActionResult]:
+        """Steps whose approval window has ended are expired (and need a human's attention)."""
+        expired = []
+        for request in await self._ledger.awaiting_approval(self._clock.now()):
+            detail = "nobody approved in time; escalated to a human"
+            if await self._ledger.transition(
+                request.id, ActionStatus.AWAITING_APPROVAL, ActionStatus.EXPIRED, detail, "engine"
+            ):
+                expired.append(self._result(request, ActionStatus.EXPIRED, detail))
+        return expired
+
+    async def _perform(self, request: ActionRequest, params: ActionParams) -> ActionResult:
         if request.mode is not ActionMode.LIVE:
             return self._result(request, ActionStatus.DRY_RUN, f"would {params.describe()}")
         backend = self._backends.get(request.action)

@@ -60,6 +60,10 @@ class Step(_Strict):
         default_factory=dict, description="the action's parameters; strings may use {{ incident.* }} templates"
     )
     guards: Guards | None = Field(default=None, description="overrides the playbook's guards for this step")
+    approval: Literal["required", "none"] = Field(
+        default="none", description="required: the step waits, visible in the API, until someone approves it"
+    )
+    approval_timeout: Duration = Field(default=3600.0, description="how long a step waits for approval")
 
     @field_validator("action")
     @classmethod

@@ -105,9 +105,33 @@ class Planner:
         except ConditionError as exc:
             raise PlanningError(f"playbook {playbook.name}: {exc}") from exc
 
+    @staticmethod
+    def _explain(playbook: Playbook, change: IncidentChange) -> dict[str, Any]:
+        incident = change.incident
+        trigger = playbook.matching_trigger(incident)
+        explanation: dict[str, Any] = {
+            "trigger": trigger.model_dump(mode="json", by_alias=True) if trigger is not None else None,
+            "conditions": list(playbook.conditions),
+            "incident": {
+                "series": str(incident.series),
+                "severity": incident.severity.label,
+                "peak_score": incident.peak_score,
+                "signals": incident.signal_count,
+                "open_for_s": change.at - incident.opened_at,
+            },
+        }
+        if change.signal is not None:
+            explanation["signal"] = {
+                "value": change.signal.value,
+                "score": change.signal.score,
+                "detector": change.signal.detector,
+            }
+        return explanation
+
     def _requests(self, playbook: Playbook, change: IncidentChange, context: dict[str, Any]) -> list[PlannedStep]:
         incident = change.incident
         mode = effective_mode(self._global_mode, playbook.mode)
+        explanation = self._explain(playbook, change)
         requests = []
         for index, step in enumerate(playbook.steps):
             try:
@@ -123,6 +147,8 @@ class Planner:
                 params=params,
                 mode=mode,
                 requested_at=change.at,
+                approval_timeout_s=step.approval_timeout if step.approval == "required" else None,
+                explanation=explanation,
             )
             requests.append(PlannedStep(request, playbook.guards.overridden_by(step.guards)))
         return requests

@@ -67,9 +67,9 @@ def test_demo_detects_every_labelled_episode_and_nothing_else(demo_report: dict[
 
 
 def test_demo_runs_every_matching_playbook_in_dry_run(demo_report: dict[str, object]) -> None:
-    # latency: 1 step, error burst: 2 steps, GPU memory: 1 step, drift: 1 step.
+    # latency: 1 step, error burst: 2 steps, GPU memory: 1 step, drift: 1 step (which waits for approval).
     assert demo_report["actions"] == 5
-    assert demo_report["action_status"] == {"dry-run": 5}
+    assert demo_report["action_status"] == {"dry-run": 4, "awaiting-approval": 1}
 
 
 def test_unknown_setting_gives_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -1,23 +1,52 @@
+import pytest
+
 from engine.core.actions.catalogue import ActionParams
 from engine.core.actions.executor import ActionExecutor
 from engine.domain.clock import FakeClock
-from engine.domain.errors import TemporaryError
+from engine.domain.errors import ConflictError, NotFoundError, TemporaryError
 from engine.domain.events import ActionMode, ActionRequest, ActionResult, ActionStatus
 
 
 class MemoryLedger:
+    """The action ledger port in memory; the SQL store's own tests cover the real one."""
+
     def __init__(self) -> None:
-        self.claimed: set[str] = set()
+        self.requests: dict[str, ActionRequest] = {}
+        self.status: dict[str, ActionStatus | None] = {}
+        self.due: dict[str, float] = {}
         self.completed: list[ActionResult] = []
 
     async def claim(self, request: ActionRequest) -> bool:
-        if request.id in self.claimed:
+        if request.id in self.requests:
             return False
-        self.claimed.add(request.id)
+        self.requests[request.id] = request
+        self.status[request.id] = None
         return True
 
     async def complete(self, result: ActionResult) -> None:
-        self.completed.append(result)
+        self.status[result.request.id] = result.status
+        if result.status is ActionStatus.AWAITING_APPROVAL:
+            self.due[result.request.id] = result.finished_at + (result.request.approval_timeout_s or 0.0)
+        else:
+            self.completed.append(result)
+
+    async def transition(
+        self, request_id: str, expected: ActionStatus, new: ActionStatus, detail: str, by: str
+    ) -> bool:
+        if self.status.get(request_id) is not expected:
+            return False
+        self.status[request_id] = new
+        return True
+
+    async def load(self, request_id: str) -> ActionRequest | None:
+        return self.requests.get(request_id)
+
+    async def awaiting_approval(self, due_before: float) -> list[ActionRequest]:
+        return [
+            self.requests[i]
+            for i, status in self.status.items()
+            if status is ActionStatus.AWAITING_APPROVAL and self.due[i] < due_before
+        ]
 
 
 class RecordingBackend:
@@ -81,3 +110,61 @@ async def test_live_mode_without_a_backend_or_with_a_failing_one_fails_cleanly()
     failing = ActionExecutor(MemoryLedger(), FakeClock(), {"scale_deployment": RecordingBackend(fail=True)})
     result = await failing.execute(_request(ActionMode.LIVE))
     assert (result.status, result.detail) == (ActionStatus.FAILED, "API server timed out")
+
+
+def _waiting(mode: ActionMode = ActionMode.LIVE) -> ActionRequest:
+    return ActionRequest.create(
+        id="act-approve",
+        incident_id="inc-1",
+        playbook="p",
+        step=0,
+        action="rollout_restart",
+        params={"namespace": "serving", "deployment": "fraud"},
+        mode=mode,
+        requested_at=0.0,
+        approval_timeout_s=600.0,
+    )
+
+
+async def test_a_step_needing_approval_waits_and_runs_once_approved() -> None:
+    backend = RecordingBackend()
+    ledger = MemoryLedger()
+    executor = ActionExecutor(ledger, FakeClock(), {"rollout_restart": backend})
+    waiting = await executor.execute(_waiting())
+    assert waiting.status is ActionStatus.AWAITING_APPROVAL
+    assert "restart the pods of deployment serving/fraud" in waiting.detail
+    assert backend.calls == []
+    done = await executor.decide("act-approve", approve=True, by="alice", comment="go")
+    assert (done.status, len(backend.calls)) == (ActionStatus.SUCCEEDED, 1)
+    with pytest.raises(ConflictError):
+        await executor.decide("act-approve", approve=True, by="bob")
+    assert len(backend.calls) == 1
+
+
+async def test_a_rejected_step_never_runs() -> None:
+    backend = RecordingBackend()
+    executor = ActionExecutor(MemoryLedger(), FakeClock(), {"rollout_restart": backend})
+    await executor.execute(_waiting())
+    rejected = await executor.decide("act-approve", approve=False, by="alice", comment="not now")
+    assert (rejected.status, rejected.detail) == (ActionStatus.REJECTED, "rejected by alice (not now)")
+    with pytest.raises(ConflictError):
+        await executor.decide("act-approve", approve=True, by="alice")
+    assert backend.calls == []
+
+
+async def test_unapproved_steps_expire_when_their_window_ends() -> None:
+    clock = FakeClock()
+    executor = ActionExecutor(MemoryLedger(), clock, {})
+    await executor.execute(_waiting())
+    clock.advance(599)
+    assert await executor.expire_overdue() == []
+    clock.advance(2)
+    [expired] = await executor.expire_overdue()
+    assert expired.status is ActionStatus.EXPIRED
+    with pytest.raises(ConflictError):
+        await executor.decide("act-approve", approve=True, by="late")
+
+
+async def test_deciding_on_an_unknown_step_is_not_found() -> None:
+    with pytest.raises(NotFoundError):
+        await ActionExecutor(MemoryLedger(), FakeClock(), {}).decide("nope", approve=True, by="x")

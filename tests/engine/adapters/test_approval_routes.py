@@ -1,0 +1,80 @@
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from engine.adapters.api.app import create_app
+from engine.adapters.store.sql_store import SqlStore
+from engine.adapters.telemetry import EngineMetrics
+from engine.core.actions.executor import ActionExecutor
+from engine.domain.clock import FakeClock
+from engine.domain.events import ActionMode, ActionRequest
+
+
+def _waiting(request_id: str) -> ActionRequest:
+    return ActionRequest.create(
+        id=request_id,
+        incident_id="inc-1",
+        playbook="feature-drift-retrain",
+        step=0,
+        action="create_job",
+        params={"namespace": "serving", "template": "retrain", "model": "fraud"},
+        mode=ActionMode.DRY_RUN,
+        requested_at=0.0,
+        approval_timeout_s=3600.0,
+        explanation={"trigger": {"series": "model_feature_psi"}},
+    )
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'approvals.db'}")
+    executor = ActionExecutor(store, FakeClock(1000.0), {})
+    for request_id in ("act-a", "act-b"):
+        await executor.execute(_waiting(request_id))
+    app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, executor=executor)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        yield http
+    await store.close()
+
+
+async def test_waiting_steps_are_listed_with_their_explanation(client: httpx.AsyncClient) -> None:
+    pending = (await client.get("/api/v1/approvals")).json()
+    assert sorted(p["id"] for p in pending) == ["act-a", "act-b"]
+    assert pending[0]["status"] == "awaiting-approval"
+    assert pending[0]["explanation"] == {"trigger": {"series": "model_feature_psi"}}
+    assert pending[0]["approval_due_at"].startswith("1970-01-01T01:16:40")
+
+
+async def test_approve_runs_the_step_once_and_records_who(client: httpx.AsyncClient) -> None:
+    approved = await client.post("/api/v1/approvals/act-a/approve", json={"by": "alice", "comment": "ok"})
+    assert approved.status_code == 200
+    assert approved.json()["status"] == "dry-run"
+    assert approved.json()["detail"].startswith("would create job from template 'retrain'")
+    again = await client.post("/api/v1/approvals/act-a/approve", json={"by": "bob"})
+    assert again.status_code == 409
+    [record] = [a for a in (await client.get("/api/v1/actions")).json() if a["id"] == "act-a"]
+    assert (record["status"], record["decided_by"]) == ("dry-run", "alice")
+    assert [p["id"] for p in (await client.get("/api/v1/approvals")).json()] == ["act-b"]
+
+
+async def test_reject_keeps_the_step_from_running(client: httpx.AsyncClient) -> None:
+    rejected = await client.post("/api/v1/approvals/act-b/reject", json={"by": "carol", "comment": "drift is expected"})
+    assert rejected.json() == {"id": "act-b", "status": "rejected", "detail": "rejected by carol (drift is expected)"}
+    assert (await client.post("/api/v1/approvals/act-b/approve", json={"by": "carol"})).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/api/v1/approvals/nope/approve", {"by": "a"}, 404),
+        ("/api/v1/approvals/act-a/approve", {}, 422),
+        ("/api/v1/approvals/act-a/approve", {"by": ""}, 422),
+        ("/api/v1/approvals/act-a/approve", {"by": "a", "extra": 1}, 422),
+        ("/api/v1/approvals/bad%20id/approve", {"by": "a"}, 422),
+    ],
+)
+async def test_bad_decisions_are_client_errors(client: httpx.AsyncClient, path: str, body: object, status: int) -> None:
+    assert (await client.post(path, json=body)).status_code == status
