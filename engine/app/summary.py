@@ -40,8 +40,8 @@ class RunSummary:
         self.samples = 0
         self.anomalies = 0
         self.incidents: dict[str, Incident] = {}
-        self.actions: list[ActionResult] = []
-        self.action_status: Counter[str] = Counter()
+        # The latest result per request: a verified step reports twice (verifying, then done or undone).
+        self._actions: dict[str, ActionResult] = {}
 
     def on_samples(self, samples: Sequence[MetricSample]) -> None:
         self.samples += len(samples)
@@ -54,15 +54,23 @@ class RunSummary:
             self.incidents[change.incident.id] = change.incident
 
     def on_action(self, result: ActionResult) -> None:
-        self.actions.append(result)
-        self.action_status[result.status.value] += 1
+        if result.status is not ActionStatus.DUPLICATE:
+            self._actions[result.request.id] = result
+
+    @property
+    def actions(self) -> list[ActionResult]:
+        return list(self._actions.values())
+
+    @property
+    def action_status(self) -> Counter[str]:
+        return Counter(result.status.value for result in self._actions.values())
 
     def counts(self) -> dict[str, Any]:
         return {
             "samples": self.samples,
             "anomalies": self.anomalies,
             "incidents": len(self.incidents),
-            "actions": len([a for a in self.actions if a.status is not ActionStatus.DUPLICATE]),
+            "actions": len(self._actions),
         }
 
     def episode_outcomes(self, scenario: Scenario) -> list[EpisodeOutcome]:

@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class _Tick:
+    """Event time has reached ``watermark``: time-driven decisions (verifications) may now be due."""
+
+    watermark: float
+
+
+@dataclass(frozen=True)
 class _Detected:
     anomalies: Sequence[Anomaly]
     # The latest event time seen so far; drives time-based incident changes.
@@ -53,7 +60,7 @@ class Pipeline:
         """Run until the source is exhausted and every stage has drained."""
         samples: Channel[Sequence[MetricSample]] = Channel(self._capacity)
         detected: Channel[_Detected] = Channel(self._capacity)
-        changes: Channel[IncidentChange] = Channel(self._capacity * 64)
+        changes: Channel[IncidentChange | _Tick] = Channel(self._capacity * 64)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._read(samples), name="source")
             group.create_task(self._detect(samples, detected), name="detection")
@@ -74,6 +81,7 @@ class Pipeline:
                 if not batch:
                     continue
                 anomalies = self._detection.process(batch)
+                self._remediator.observe(batch)
                 watermark = max(watermark, *(sample.timestamp for sample in batch))
                 self._observer.on_samples(batch)
                 self._observer.on_anomalies(anomalies)
@@ -81,7 +89,7 @@ class Pipeline:
         finally:
             await out.close()
 
-    async def _track(self, inbox: Channel[_Detected], out: Channel[IncidentChange]) -> None:
+    async def _track(self, inbox: Channel[_Detected], out: Channel[IncidentChange | _Tick]) -> None:
         try:
             async for item in inbox:
                 for anomaly in item.anomalies:
@@ -89,20 +97,24 @@ class Pipeline:
                         await self._publish(change, out)
                 for change in self._incidents.advance(item.watermark):
                     await self._publish(change, out)
+                await out.send(_Tick(item.watermark))
         finally:
             await out.close()
 
-    async def _publish(self, change: IncidentChange, out: Channel[IncidentChange]) -> None:
+    async def _publish(self, change: IncidentChange, out: Channel[IncidentChange | _Tick]) -> None:
         await self._store.apply_change(change)
         self._observer.on_incident_change(change)
         await out.send(change)
 
-    async def _remediate(self, inbox: Channel[IncidentChange]) -> None:
-        async for change in inbox:
-            try:
-                results = await self._remediator.handle(change)
-            except PlanningError:
-                log.exception("could not plan actions for incident %s", change.incident.id)
-                continue
+    async def _remediate(self, inbox: Channel[IncidentChange | _Tick]) -> None:
+        async for item in inbox:
+            if isinstance(item, _Tick):
+                results = await self._remediator.settle(item.watermark)
+            else:
+                try:
+                    results = await self._remediator.handle(item)
+                except PlanningError:
+                    log.exception("could not plan actions for incident %s", item.incident.id)
+                    continue
             for result in results:
                 self._observer.on_action(result)

@@ -197,10 +197,12 @@ class ActionRequest:
 class ActionStatus(enum.StrEnum):
     AWAITING_APPROVAL = "awaiting-approval"
     RUNNING = "running"
+    VERIFYING = "verifying"
     DRY_RUN = "dry-run"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    UNDONE = "undone"
     REJECTED = "rejected"
     EXPIRED = "expired"
     # Not stored: what a caller is told when the request had already been claimed.

@@ -24,6 +24,10 @@ class ActionParams(BaseModel):
         """The resource the action changes, e.g. ``deployment:serving/fraud``: what cooldowns and budgets count."""
         raise NotImplementedError
 
+    def undo_description(self) -> str | None:
+        """What undoing the action does, or None when it cannot be undone."""
+        return None
+
     def target_namespace(self) -> str | None:
         """The Kubernetes namespace of the target, if it has one (for allowlists and blast-radius limits)."""
         namespace = getattr(self, "namespace", None)
@@ -56,6 +60,9 @@ class ScaleDeploymentParams(ActionParams):
     def target(self) -> str:
         return f"deployment:{self.namespace}/{self.deployment}"
 
+    def undo_description(self) -> str | None:
+        return f"scale deployment {self.namespace}/{self.deployment} back to its previous replica count"
+
 
 class RolloutRestartParams(ActionParams):
     namespace: str = Field(min_length=1)
@@ -78,6 +85,9 @@ class RolloutUndoParams(ActionParams):
     def target(self) -> str:
         return f"deployment:{self.namespace}/{self.deployment}"
 
+    def undo_description(self) -> str | None:
+        return f"roll deployment {self.namespace}/{self.deployment} forward to the revision it had before"
+
 
 class CreateJobParams(ActionParams):
     namespace: str = Field(min_length=1)
@@ -92,6 +102,9 @@ class CreateJobParams(ActionParams):
     def target(self) -> str:
         return f"job:{self.namespace}/{self.template}/{self.model}"
 
+    def undo_description(self) -> str | None:
+        return f"delete the job created from template {self.template!r} for model {self.model}"
+
 
 class MlflowRollbackAliasParams(ActionParams):
     model: str = Field(min_length=1)
@@ -102,6 +115,9 @@ class MlflowRollbackAliasParams(ActionParams):
 
     def target(self) -> str:
         return f"model:{self.model}"
+
+    def undo_description(self) -> str | None:
+        return f"move MLflow alias {self.model}@{self.alias} forward again to the version it had before"
 
 
 class WebhookNotifyParams(ActionParams):

@@ -22,6 +22,9 @@ class ActionBackend(Protocol):
     async def execute(self, params: ActionParams) -> str:
         """Perform the action; returns a sentence saying what was done. Raises EngineError subclasses."""
 
+    async def undo(self, params: ActionParams) -> str:
+        """Reverse what ``execute`` did with these parameters; returns a sentence saying what was done."""
+
 
 # Asked after a request is claimed and its parameters are valid: the reason to skip it, or None to go ahead.
 Gate = Callable[[ActionRequest, ActionParams], str | None]
@@ -33,13 +36,45 @@ class ActionExecutor:
         self._clock = clock
         self._backends = backends
 
-    async def execute(self, request: ActionRequest, gate: Gate | None = None) -> ActionResult:
-        """Claim, check and carry out ``request``; a request claimed before (by anyone) is not run again."""
+    async def execute(self, request: ActionRequest, gate: Gate | None = None, *, verify: bool = False) -> ActionResult:
+        """Claim, check and carry out ``request``; a request claimed before (by anyone) is not run again.
+
+        With ``verify``, a request that ran is left in the VERIFYING state for ``finish_verification``.
+        """
         if not await self._ledger.claim(request):
             return ActionResult(request, ActionStatus.DUPLICATE, "already carried out", self._clock.now())
         result = await self._run(request, gate)
+        if verify and result.status in (ActionStatus.SUCCEEDED, ActionStatus.DRY_RUN):
+            result = self._result(request, ActionStatus.VERIFYING, f"{result.detail}; verifying")
         await self._ledger.complete(result)
         return result
+
+    async def finish_verification(
+        self, request: ActionRequest, *, passed: bool, reason: str, undo: bool
+    ) -> ActionResult:
+        """Close a VERIFYING request: done when verified, otherwise undone (or failed if it cannot be undone)."""
+        dry = request.mode is not ActionMode.LIVE
+        params = parse_params(request.action, request.params)
+        if passed:
+            status, detail = (ActionStatus.DRY_RUN if dry else ActionStatus.SUCCEEDED), reason
+        elif undo and params.undo_description() is not None:
+            status, detail = ActionStatus.UNDONE, f"{reason}; {await self._undo(request, params)}; escalated to a human"
+        else:
+            status, detail = ActionStatus.FAILED, f"{reason}; not undone; escalated to a human"
+        if not await self._ledger.transition(request.id, ActionStatus.VERIFYING, status, detail, "engine"):
+            raise ConflictError(f"action {request.id} is not being verified")
+        return self._result(request, status, detail)
+
+    async def _undo(self, request: ActionRequest, params: ActionParams) -> str:
+        if request.mode is not ActionMode.LIVE:
+            return f"would {params.undo_description()}"
+        backend = self._backends.get(request.action)
+        try:
+            if backend is None:
+                raise PermanentError(f"no live backend is configured for action {request.action!r}")
+            return await backend.undo(params)
+        except EngineError as exc:
+            return f"undo failed: {exc}"
 
     async def _run(self, request: ActionRequest, gate: Gate | None) -> ActionResult:
         try:

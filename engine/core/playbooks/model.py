@@ -16,6 +16,7 @@ from engine.core.actions.catalogue import CATALOGUE, UnknownActionError, params_
 from engine.core.playbooks.expressions import Duration, Matcher, compile_condition
 from engine.core.playbooks.guards import Guards
 from engine.core.playbooks.templating import compile_template
+from engine.core.playbooks.verification import Verify
 from engine.domain.events import ActionMode, Incident, Severity
 
 SeverityName = Literal["info", "warning", "critical"]
@@ -64,6 +65,14 @@ class Step(_Strict):
         default="none", description="required: the step waits, visible in the API, until someone approves it"
     )
     approval_timeout: Duration = Field(default=3600.0, description="how long a step waits for approval")
+    verify: Verify | None = Field(default=None, description="a condition the signal must meet after the action")
+    undo: bool = Field(default=True, description="undo the action (if it can be undone) when verification fails")
+
+    @model_validator(mode="after")
+    def _verify_without_approval(self) -> Step:
+        if self.verify is not None and self.approval == "required":
+            raise ValueError("a step cannot both wait for approval and verify yet; split it into two steps")
+        return self
 
     @field_validator("action")
     @classmethod
@@ -112,6 +121,14 @@ class Playbook(_Strict):
         for condition in conditions:
             compile_condition(condition)
         return conditions
+
+    def series_names(self) -> set[str]:
+        """Metric names whose recent samples verification of this playbook's steps may need."""
+        names = set()
+        for step in self.steps:
+            if step.verify is not None:
+                names |= {step.verify.series} if step.verify.series else {t.series for t in self.triggers}
+        return names
 
     def matching_trigger(self, incident: Incident) -> Trigger | None:
         return next((trigger for trigger in self.triggers if trigger.matches(incident)), None)

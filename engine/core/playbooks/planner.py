@@ -13,6 +13,7 @@ from engine.core.playbooks.expressions import ConditionError, evaluate_condition
 from engine.core.playbooks.guards import Guards
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.templating import render_params
+from engine.core.playbooks.verification import PendingVerification
 from engine.domain.events import (
     ActionMode,
     ActionRequest,
@@ -57,10 +58,12 @@ class PlanningError(ValueError):
 
 @dataclass(frozen=True)
 class PlannedStep:
-    """A request with the guards that apply to it (the playbook's, overridden by the step's own)."""
+    """A request with what else its step declares: guards (the playbook's, overridden by the step's own) and the
+    verification to run after it."""
 
     request: ActionRequest
     guards: Guards
+    verification: PendingVerification | None = None
 
 
 class Planner:
@@ -150,5 +153,10 @@ class Planner:
                 approval_timeout_s=step.approval_timeout if step.approval == "required" else None,
                 explanation=explanation,
             )
-            requests.append(PlannedStep(request, playbook.guards.overridden_by(step.guards)))
+            verification = (
+                PendingVerification(request, step.verify, incident.series, context, change.at, step.undo)
+                if step.verify is not None
+                else None
+            )
+            requests.append(PlannedStep(request, playbook.guards.overridden_by(step.guards), verification))
         return requests

@@ -11,9 +11,10 @@ from engine.core.actions.executor import ActionExecutor, Gate
 from engine.core.playbooks.guards import PastRun, Policy, RunHistory, check
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import PlannedStep, Planner
-from engine.domain.events import ActionRequest, ActionResult, ActionStatus, IncidentChange
+from engine.core.playbooks.verification import Verifier
+from engine.domain.events import ActionRequest, ActionResult, ActionStatus, IncidentChange, MetricSample
 
-_COUNTED = (ActionStatus.SUCCEEDED, ActionStatus.DRY_RUN)
+_COUNTED = (ActionStatus.SUCCEEDED, ActionStatus.DRY_RUN, ActionStatus.VERIFYING)
 
 
 class Remediator:
@@ -22,6 +23,30 @@ class Remediator:
         self._executor = executor
         self._policy = policy
         self._history = history
+        self._verifier = Verifier()
+        self._watch_verified_series()
+
+    def _watch_verified_series(self) -> None:
+        playbooks = self._planner.playbooks
+        names = set().union(*(playbook.series_names() for playbook in playbooks))
+        windows = [step.verify.within for p in playbooks for step in p.steps if step.verify is not None]
+        self._verifier.watch(names, max(windows, default=0.0))
+
+    def observe(self, samples: Sequence[MetricSample]) -> None:
+        """Every sample passes here first, so that verifications can look back at what arrived meanwhile."""
+        self._verifier.observe(samples)
+
+    async def settle(self, watermark: float) -> list[ActionResult]:
+        """Close the verifications that the data up to ``watermark`` decides (undoing failed steps)."""
+        results = []
+        for outcome in self._verifier.settle(watermark):
+            pending = outcome.pending
+            results.append(
+                await self._executor.finish_verification(
+                    pending.request, passed=outcome.passed, reason=outcome.reason, undo=pending.undo
+                )
+            )
+        return results
 
     @property
     def planner(self) -> Planner:
@@ -31,14 +56,20 @@ class Remediator:
         """Swap playbooks and policy together (hot reload); steps already planned keep what they started with."""
         self._planner.replace_playbooks(playbooks)
         self._policy = policy
+        self._watch_verified_series()
 
     async def handle(self, change: IncidentChange) -> list[ActionResult]:
         """Plan, guard and carry out the steps this incident change calls for, in playbook order."""
         results = []
         for planned in self._planner.plan(change):
-            result = await self._executor.execute(planned.request, gate=self._gate(planned))
+            verification = planned.verification
+            result = await self._executor.execute(
+                planned.request, gate=self._gate(planned), verify=verification is not None
+            )
             if result.status in _COUNTED:
                 self._remember(result)
+            if result.status is ActionStatus.VERIFYING and verification is not None:
+                self._verifier.start(verification)
             results.append(result)
         return results
 
