@@ -7,10 +7,12 @@ carried out at most once, even across processes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -33,6 +35,15 @@ from engine.domain.views import ActionRecord, IncidentDetail, TimelineEntry
 
 
 def _engine_for(url: str) -> AsyncEngine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"cannot use database URL {url!r}: {exc}") from exc
+    database = parsed.database or ""
+    sqlite_file = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    # Checked here rather than left to the driver, whose failure arrives from a background thread.
+    if sqlite_file and not Path(database).parent.is_dir():
+        raise ConfigurationError(f"cannot open database {url!r}: directory {Path(database).parent} does not exist")
     try:
         if url.startswith("sqlite") and ":memory:" in url:
             # One shared connection, otherwise every connection would see its own empty in-memory database.
