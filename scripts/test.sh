@@ -11,4 +11,6 @@ cleanup() {
 trap cleanup EXIT
 
 "$VENV/bin/lint-imports"
+"$VENV/bin/aiops" playbooks validate playbooks
+"$VENV/bin/aiops" playbooks test playbooks/tests/*.yaml
 "$VENV/bin/pytest" -q -p no:cacheprovider "$@"

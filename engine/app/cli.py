@@ -27,13 +27,14 @@ from engine.adapters.label_windows import windows_for
 from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.plots import plot_backtest
 from engine.adapters.series_csv import read_series_csv
-from engine.adapters.yaml_documents import InvalidDocumentError
+from engine.adapters.yaml_documents import InvalidDocumentError, load_model
 from engine.app.bootstrap import EmbeddedEngine, open_embedded
 from engine.app.console import ProgressView, print_summary
 from engine.app.settings import Settings, load_settings
 from engine.app.summary import RunSummary
 from engine.core.backtest import backtest as run_backtest
 from engine.core.playbooks.model import playbook_json_schema
+from engine.core.playbooks.testing import PlaybookTestFile, describe_failure, run_test
 from engine.domain.clock import SystemClock
 from engine.domain.errors import ConfigurationError
 
@@ -265,6 +266,31 @@ def playbooks_validate(
         typer.echo(f"aiops: error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIGURATION) from None
     typer.echo(f"{len(playbooks)} playbooks valid: {', '.join(p.name for p in playbooks)}")
+
+
+@playbooks_cli.command("test")
+def playbooks_test(
+    files: Annotated[list[Path], typer.Argument(help="playbook test files (YAML)")],
+    playbook_dir: Annotated[Path, typer.Option("--playbooks", help="the playbooks under test")] = Path("playbooks"),
+) -> None:
+    """Run playbook unit tests: input series on a time axis, the steps expected, in order, with their guards."""
+    with _operator_errors():
+        loaded = load_playbook_set(playbook_dir)
+        suites = [(path, load_model(path, PlaybookTestFile)) for path in files]
+    failures = 0
+    for path, suite in suites:
+        for test in suite.tests:
+            outcome = asyncio.run(run_test(test, loaded.playbooks, loaded.policy))
+            mark = "PASS" if outcome.passed else "FAIL"
+            typer.echo(f"{mark} {path}: {test.name}")
+            if not outcome.passed:
+                failures += 1
+                for line in describe_failure(outcome):
+                    typer.echo(line)
+    total = sum(len(suite.tests) for _, suite in suites)
+    typer.echo(f"{total - failures} passed, {failures} failed")
+    if failures:
+        raise typer.Exit(1)
 
 
 @playbooks_cli.command("schema")

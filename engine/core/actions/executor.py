@@ -7,7 +7,9 @@ Live calls go to a backend per action; the real Kubernetes and MLflow backends p
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -26,8 +28,20 @@ class ActionBackend(Protocol):
         """Reverse what ``execute`` did with these parameters; returns a sentence saying what was done."""
 
 
-# Asked after a request is claimed and its parameters are valid: the reason to skip it, or None to go ahead.
-Gate = Callable[[ActionRequest, ActionParams], str | None]
+@dataclass(frozen=True)
+class Refusal:
+    """Why a guard stopped a step; ``escalate`` when a human must take over rather than wait."""
+
+    guard: str
+    reason: str
+    escalate: bool = False
+
+    def __str__(self) -> str:
+        return f"skipped by guard {self.guard}: {self.reason}" + (" (escalated to a human)" if self.escalate else "")
+
+
+# Asked after a request is claimed and its parameters are valid: a refusal, or None to go ahead.
+Gate = Callable[[ActionRequest, ActionParams], Refusal | None]
 
 
 class ActionExecutor:
@@ -83,7 +97,8 @@ class ActionExecutor:
             return self._result(request, ActionStatus.FAILED, f"invalid parameters: {exc}")
         refusal = gate(request, params) if gate is not None else None
         if refusal is not None:
-            return self._result(request, ActionStatus.SKIPPED, refusal)
+            effects = {"guard": refusal.guard, "escalated": refusal.escalate}
+            return self._result(request, ActionStatus.SKIPPED, str(refusal), effects)
         if request.approval_timeout_s is not None:
             return self._result(
                 request,
@@ -136,5 +151,7 @@ class ActionExecutor:
             return self._result(request, ActionStatus.FAILED, str(exc))
         return self._result(request, ActionStatus.SUCCEEDED, detail)
 
-    def _result(self, request: ActionRequest, status: ActionStatus, detail: str) -> ActionResult:
-        return ActionResult(request, status, detail, self._clock.now())
+    def _result(
+        self, request: ActionRequest, status: ActionStatus, detail: str, effects: Mapping[str, Any] | None = None
+    ) -> ActionResult:
+        return ActionResult(request, status, detail, self._clock.now(), MappingProxyType(dict(effects or {})))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.core.actions.catalogue import ActionParams, parse_params
-from engine.core.actions.executor import ActionExecutor, Gate
+from engine.core.actions.executor import ActionExecutor, Gate, Refusal
 from engine.core.playbooks.guards import PastRun, Policy, RunHistory, check
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import PlannedStep, Planner
@@ -27,10 +27,7 @@ class Remediator:
         self._watch_verified_series()
 
     def _watch_verified_series(self) -> None:
-        playbooks = self._planner.playbooks
-        names = set().union(*(playbook.series_names() for playbook in playbooks))
-        windows = [step.verify.within for p in playbooks for step in p.steps if step.verify is not None]
-        self._verifier.watch(names, max(windows, default=0.0))
+        self._verifier.watch(set().union(*(playbook.series_names() for playbook in self._planner.playbooks)))
 
     def observe(self, samples: Sequence[MetricSample]) -> None:
         """Every sample passes here first, so that verifications can look back at what arrived meanwhile."""
@@ -74,7 +71,7 @@ class Remediator:
         return results
 
     def _gate(self, planned: PlannedStep) -> Gate:
-        def gate(request: ActionRequest, params: ActionParams) -> str | None:
+        def gate(request: ActionRequest, params: ActionParams) -> Refusal | None:
             verdict = check(
                 playbook=request.playbook,
                 action=request.action,
@@ -84,10 +81,7 @@ class Remediator:
                 policy=self._policy,
                 history=self._history,
             )
-            if verdict.allowed:
-                return None
-            escalation = " (escalated to a human)" if verdict.escalate else ""
-            return f"skipped by guard {verdict.guard}: {verdict.reason}{escalation}"
+            return None if verdict.guard is None else Refusal(verdict.guard, verdict.reason, verdict.escalate)
 
         return gate
 

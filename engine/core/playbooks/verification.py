@@ -69,23 +69,20 @@ class Verifier:
         self._pending: list[PendingVerification] = []
         self._recent: dict[SeriesKey, deque[tuple[float, float]]] = {}
         self._names: frozenset[str] = frozenset()
-        self._horizon = 0.0
 
-    def watch(self, names: Iterable[str], horizon_s: float) -> None:
-        """Keep ``horizon_s`` of history for every series with one of these metric names."""
+    def watch(self, names: Iterable[str]) -> None:
+        """Keep recent history of every series with one of these metric names."""
         self._names = frozenset(names)
-        self._horizon = horizon_s
         self._recent = {key: history for key, history in self._recent.items() if key.name in self._names}
 
     def observe(self, samples: Sequence[MetricSample]) -> None:
+        # Detection runs ahead of remediation, so history is pruned by ``settle`` (remediation's event time), not
+        # here: a verification that starts later must still find the samples that arrived meanwhile.
         if not self._names:
             return
         for sample in samples:
             if sample.series.name in self._names:
-                history = self._recent.setdefault(sample.series, deque())
-                history.append((sample.timestamp, sample.value))
-                while history and sample.timestamp - history[0][0] > self._horizon:
-                    history.popleft()
+                self._recent.setdefault(sample.series, deque()).append((sample.timestamp, sample.value))
 
     def start(self, pending: PendingVerification) -> None:
         self._pending.append(pending)
@@ -105,7 +102,14 @@ class Verifier:
             else:
                 outcomes.append(outcome)
         self._pending = waiting
+        self._prune(min([watermark, *(p.started_at for p in waiting)]))
         return outcomes
+
+    def _prune(self, keep_from: float) -> None:
+        """Forget samples older than anything a pending or future verification can look at."""
+        for history in self._recent.values():
+            while history and history[0][0] < keep_from:
+                history.popleft()
 
     def _decide(self, pending: PendingVerification, watermark: float) -> VerificationOutcome | None:
         spec = pending.spec

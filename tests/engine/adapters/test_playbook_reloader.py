@@ -10,12 +10,12 @@ from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.core.actions.executor import ActionExecutor
+from engine.core.memory import InMemoryLedger as MemoryLedger
 from engine.core.playbooks.guards import RunHistory
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import FakeClock
 from engine.domain.events import ActionMode
-from tests.engine.core.test_executor import MemoryLedger
 
 REPO = Path(__file__).resolve().parents[3]
 

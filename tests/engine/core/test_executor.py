@@ -2,51 +2,10 @@ import pytest
 
 from engine.core.actions.catalogue import ActionParams
 from engine.core.actions.executor import ActionExecutor
+from engine.core.memory import InMemoryLedger as MemoryLedger
 from engine.domain.clock import FakeClock
 from engine.domain.errors import ConflictError, NotFoundError, TemporaryError
-from engine.domain.events import ActionMode, ActionRequest, ActionResult, ActionStatus
-
-
-class MemoryLedger:
-    """The action ledger port in memory; the SQL store's own tests cover the real one."""
-
-    def __init__(self) -> None:
-        self.requests: dict[str, ActionRequest] = {}
-        self.status: dict[str, ActionStatus | None] = {}
-        self.due: dict[str, float] = {}
-        self.completed: list[ActionResult] = []
-
-    async def claim(self, request: ActionRequest) -> bool:
-        if request.id in self.requests:
-            return False
-        self.requests[request.id] = request
-        self.status[request.id] = None
-        return True
-
-    async def complete(self, result: ActionResult) -> None:
-        self.status[result.request.id] = result.status
-        if result.status is ActionStatus.AWAITING_APPROVAL:
-            self.due[result.request.id] = result.finished_at + (result.request.approval_timeout_s or 0.0)
-        else:
-            self.completed.append(result)
-
-    async def transition(
-        self, request_id: str, expected: ActionStatus, new: ActionStatus, detail: str, by: str
-    ) -> bool:
-        if self.status.get(request_id) is not expected:
-            return False
-        self.status[request_id] = new
-        return True
-
-    async def load(self, request_id: str) -> ActionRequest | None:
-        return self.requests.get(request_id)
-
-    async def awaiting_approval(self, due_before: float) -> list[ActionRequest]:
-        return [
-            self.requests[i]
-            for i, status in self.status.items()
-            if status is ActionStatus.AWAITING_APPROVAL and self.due[i] < due_before
-        ]
+from engine.domain.events import ActionMode, ActionRequest, ActionStatus
 
 
 class RecordingBackend:

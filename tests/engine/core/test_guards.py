@@ -8,13 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from engine.core.actions.executor import ActionExecutor
+from engine.core.memory import InMemoryLedger as MemoryLedger
 from engine.core.playbooks.guards import Policy, RunHistory
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import FakeClock
 from engine.domain.events import ActionMode, ActionStatus, IncidentChange, IncidentChangeKind, SeriesKey
-from tests.engine.core.test_executor import MemoryLedger
 from tests.engine.factories import LATENCY, incident
 
 HOUR = 3600.0
