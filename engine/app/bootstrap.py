@@ -68,6 +68,12 @@ class EmbeddedEngine:
             **self.summary.counts(),
         }
 
+    async def recover(self) -> None:
+        """Reconcile the steps a previous run left unfinished (crash, kill) before new work starts."""
+        for result in await self.executor.recover():
+            self.metrics.on_action(result)
+            self.summary.on_action(result)
+
     async def expire_approvals(self, clock: Clock, interval_s: float = 30.0) -> None:
         """Forever (until cancelled): expire steps nobody approved in time."""
         while True:

@@ -92,6 +92,7 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
         sock.close()
         raise
     view.set_total(engine.source.total_samples)
+    await engine.recover()
     server = HttpServer(engine.api(), sock)
     host, port = server.address
     console.print(

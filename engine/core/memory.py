@@ -18,7 +18,7 @@ class InMemoryLedger:
         if request.id in self.requests:
             return False
         self.requests[request.id] = request
-        self.status[request.id] = None
+        self.status[request.id] = ActionStatus.PENDING
         return True
 
     async def complete(self, result: ActionResult) -> None:
@@ -44,6 +44,13 @@ class InMemoryLedger:
             self.requests[request_id]
             for request_id, status in self.status.items()
             if status is ActionStatus.AWAITING_APPROVAL and self.due[request_id] < due_before
+        ]
+
+    async def unfinished(self) -> list[tuple[ActionRequest, ActionStatus]]:
+        return [
+            (self.requests[request_id], status)
+            for request_id, status in self.status.items()
+            if status in (ActionStatus.PENDING, ActionStatus.RUNNING)
         ]
 
 

@@ -40,6 +40,9 @@ class ActionLedger(Protocol):
     async def awaiting_approval(self, due_before: float) -> list[ActionRequest]:
         """Requests still waiting for a human whose approval window ended before ``due_before``."""
 
+    async def unfinished(self) -> list[tuple[ActionRequest, ActionStatus]]:
+        """Requests left PENDING or RUNNING, e.g. by a crash: what ``ActionExecutor.recover`` reconciles."""
+
 
 class PipelineObserver(Protocol):
     """Told about everything the pipeline does; used for metrics, progress and summaries."""

@@ -195,6 +195,8 @@ class ActionRequest:
 
 
 class ActionStatus(enum.StrEnum):
+    # Claimed: decided to run, not started yet.
+    PENDING = "pending"
     AWAITING_APPROVAL = "awaiting-approval"
     RUNNING = "running"
     VERIFYING = "verifying"

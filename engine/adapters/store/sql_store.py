@@ -99,7 +99,7 @@ class SqlStore:
             action=request.action,
             params=dict(request.params),
             mode=request.mode.value,
-            status=None,
+            status=ActionStatus.PENDING.value,
             detail=None,
             requested_at=request.requested_at,
             finished_at=None,
@@ -140,6 +140,14 @@ class SqlStore:
         async with self._sessions() as session:
             row = await session.get(ActionRow, request_id)
             return None if row is None else _request(row)
+
+    async def unfinished(self) -> list[tuple[ActionRequest, ActionStatus]]:
+        query = select(ActionRow).where(ActionRow.status.in_([ActionStatus.PENDING.value, ActionStatus.RUNNING.value]))
+        async with self._sessions() as session:
+            return [
+                (_request(row), ActionStatus(row.status or ActionStatus.PENDING))
+                for row in await session.scalars(query)
+            ]
 
     async def awaiting_approval(self, due_before: float) -> list[ActionRequest]:
         query = select(ActionRow).where(

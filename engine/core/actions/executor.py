@@ -6,26 +6,47 @@ Live calls go to a backend per action; the real Kubernetes and MLflow backends p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from engine.core.actions.catalogue import ActionParams, UnknownActionError, parse_params
 from engine.core.ports import ActionLedger
 from engine.domain.clock import Clock
-from engine.domain.errors import ConflictError, EngineError, NotFoundError, PermanentError
+from engine.domain.errors import ConflictError, EngineError, NotFoundError, PermanentError, TemporaryError
 from engine.domain.events import ActionMode, ActionRequest, ActionResult, ActionStatus
 
 
 class ActionBackend(Protocol):
-    async def execute(self, params: ActionParams) -> str:
+    """Carries out one kind of action on a real system.
+
+    ``key`` is the request's idempotency key: backends record it on what they change (an annotation, a tag), so
+    that after a crash ``applied`` can tell whether the change was made before the engine could record it.
+    """
+
+    async def execute(self, params: ActionParams, key: str) -> str:
         """Perform the action; returns a sentence saying what was done. Raises EngineError subclasses."""
 
-    async def undo(self, params: ActionParams) -> str:
+    async def undo(self, params: ActionParams, key: str) -> str:
         """Reverse what ``execute`` did with these parameters; returns a sentence saying what was done."""
+
+    async def applied(self, params: ActionParams, key: str) -> bool:
+        """Whether the change made under ``key`` is in place."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long a live call is tried when it fails with a TemporaryError."""
+
+    attempts: int = 3
+    first_backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -45,10 +66,17 @@ Gate = Callable[[ActionRequest, ActionParams], Refusal | None]
 
 
 class ActionExecutor:
-    def __init__(self, ledger: ActionLedger, clock: Clock, backends: Mapping[str, ActionBackend]) -> None:
+    def __init__(
+        self,
+        ledger: ActionLedger,
+        clock: Clock,
+        backends: Mapping[str, ActionBackend],
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._ledger = ledger
         self._clock = clock
         self._backends = backends
+        self._retry = retry or RetryPolicy()
 
     async def execute(self, request: ActionRequest, gate: Gate | None = None, *, verify: bool = False) -> ActionResult:
         """Claim, check and carry out ``request``; a request claimed before (by anyone) is not run again.
@@ -86,7 +114,7 @@ class ActionExecutor:
         try:
             if backend is None:
                 raise PermanentError(f"no live backend is configured for action {request.action!r}")
-            return await backend.undo(params)
+            return await self._call(lambda: backend.undo(params, request.id))
         except EngineError as exc:
             return f"undo failed: {exc}"
 
@@ -105,6 +133,40 @@ class ActionExecutor:
                 ActionStatus.AWAITING_APPROVAL,
                 f"waiting up to {request.approval_timeout_s:g}s for a human to approve: {params.describe()}",
             )
+        if request.mode is ActionMode.LIVE:
+            # From here on a crash is reconciled by ``recover`` (asking the backend), never blindly repeated.
+            await self._ledger.transition(
+                request.id, ActionStatus.PENDING, ActionStatus.RUNNING, f"calling: {params.describe()}", "engine"
+            )
+        return await self._perform(request, params)
+
+    async def recover(self) -> list[ActionResult]:
+        """Finish what a crash left unfinished: pending requests run now; running ones are checked with their
+        backend and only called again if their change is not in place."""
+        results = []
+        for request, status in await self._ledger.unfinished():
+            try:
+                params = parse_params(request.action, request.params)
+            except (UnknownActionError, ValidationError) as exc:
+                result = self._result(request, ActionStatus.FAILED, f"invalid parameters: {exc}")
+            else:
+                if status is ActionStatus.PENDING:
+                    result = await self._run(request, gate=None)
+                else:
+                    result = await self._reconcile(request, params)
+            await self._ledger.complete(result)
+            results.append(result)
+        return results
+
+    async def _reconcile(self, request: ActionRequest, params: ActionParams) -> ActionResult:
+        backend = self._backends.get(request.action)
+        try:
+            if backend is not None and await backend.applied(params, request.id):
+                return self._result(
+                    request, ActionStatus.SUCCEEDED, f"{params.describe()} (found in place after a restart)"
+                )
+        except EngineError as exc:
+            return self._result(request, ActionStatus.FAILED, f"cannot tell whether it was applied: {exc}")
         return await self._perform(request, params)
 
     async def decide(self, request_id: str, *, approve: bool, by: str, comment: str = "") -> ActionResult:
@@ -146,10 +208,30 @@ class ActionExecutor:
         try:
             if backend is None:
                 raise PermanentError(f"no live backend is configured for action {request.action!r}")
-            detail = await backend.execute(params)
+            detail = await self._call(lambda: backend.execute(params, request.id))
         except EngineError as exc:
-            return self._result(request, ActionStatus.FAILED, str(exc))
+            return self._result(request, ActionStatus.FAILED, f"{exc}; escalated to a human")
         return self._result(request, ActionStatus.SUCCEEDED, detail)
+
+    async def _call(self, call: Callable[[], Awaitable[str]]) -> str:
+        """``call`` with a timeout per attempt, retried with exponential backoff on temporary errors."""
+        policy = self._retry
+
+        async def attempt() -> str:
+            try:
+                async with asyncio.timeout(policy.timeout_s):
+                    return await call()
+            except TimeoutError as exc:
+                raise TemporaryError(f"no answer within {policy.timeout_s:g}s") from exc
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_exponential(multiplier=policy.first_backoff_s, max=policy.max_backoff_s),
+            retry=retry_if_exception_type(TemporaryError),
+            sleep=self._clock.sleep,
+            reraise=True,
+        )
+        return await retrying(attempt)
 
     def _result(
         self, request: ActionRequest, status: ActionStatus, detail: str, effects: Mapping[str, Any] | None = None

@@ -57,10 +57,12 @@ async def test_claim_is_exactly_once_and_survives_reopening(tmp_path: Path) -> N
     first = await SqlStore.open(url)
     assert await first.claim(_request()) is True
     assert await first.claim(_request()) is False
+    assert [(r.id, s) for r, s in await first.unfinished()] == [("act-1", ActionStatus.PENDING)]
     await first.complete(ActionResult(_request(), ActionStatus.DRY_RUN, "would restart", 6.0))
     await first.close()
     reopened = await SqlStore.open(url)
     assert await reopened.claim(_request()) is False
+    assert await reopened.unfinished() == []
     [record] = await reopened.list_actions()
     assert (record.status, record.detail, record.finished_at) == ("dry-run", "would restart", 6.0)
     await reopened.close()

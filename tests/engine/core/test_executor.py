@@ -1,23 +1,50 @@
+import asyncio
+
 import pytest
 
 from engine.core.actions.catalogue import ActionParams
-from engine.core.actions.executor import ActionExecutor
+from engine.core.actions.executor import ActionExecutor, RetryPolicy
 from engine.core.memory import InMemoryLedger as MemoryLedger
 from engine.domain.clock import FakeClock
-from engine.domain.errors import ConflictError, NotFoundError, TemporaryError
-from engine.domain.events import ActionMode, ActionRequest, ActionStatus
+from engine.domain.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
+from engine.domain.events import ActionMode, ActionRequest, ActionResult, ActionStatus
 
 
 class RecordingBackend:
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[ActionParams] = []
-        self.fail = fail
+    """A backend that records its calls and the keys of the changes it made; it can fail on demand."""
 
-    async def execute(self, params: ActionParams) -> str:
+    def __init__(
+        self, fail: bool = False, temporary_failures: int = 0, permanent: bool = False, hang_s: float = 0.0
+    ) -> None:
+        self.calls: list[ActionParams] = []
+        self.applied_keys: set[str] = set()
+        self.fail = fail
+        self.temporary_failures = temporary_failures
+        self.permanent = permanent
+        self.hang_s = hang_s
+
+    async def execute(self, params: ActionParams, key: str) -> str:
         self.calls.append(params)
+        if self.hang_s:
+            await asyncio.sleep(self.hang_s)
+        if self.permanent:
+            raise PermanentError("forbidden: deployments.apps is not allowed")
         if self.fail:
             raise TemporaryError("API server timed out")
+        if self.temporary_failures:
+            self.temporary_failures -= 1
+            raise TemporaryError("409 conflict")
+        self.applied_keys.add(key)
         return "scaled"
+
+    async def undo(self, params: ActionParams, key: str) -> str:
+        return "scaled back"
+
+    async def applied(self, params: ActionParams, key: str) -> bool:
+        return key in self.applied_keys
+
+
+FAST_RETRY = RetryPolicy(attempts=3, first_backoff_s=0.0, max_backoff_s=0.0, timeout_s=0.2)
 
 
 def _request(mode: ActionMode, **params: object) -> ActionRequest:
@@ -66,9 +93,11 @@ async def test_live_mode_without_a_backend_or_with_a_failing_one_fails_cleanly()
     missing = await ActionExecutor(MemoryLedger(), FakeClock(), {}).execute(_request(ActionMode.LIVE))
     assert missing.status is ActionStatus.FAILED
     assert "no live backend" in missing.detail
-    failing = ActionExecutor(MemoryLedger(), FakeClock(), {"scale_deployment": RecordingBackend(fail=True)})
+    failing = ActionExecutor(
+        MemoryLedger(), FakeClock(), {"scale_deployment": RecordingBackend(fail=True)}, retry=FAST_RETRY
+    )
     result = await failing.execute(_request(ActionMode.LIVE))
-    assert (result.status, result.detail) == (ActionStatus.FAILED, "API server timed out")
+    assert (result.status, result.detail) == (ActionStatus.FAILED, "API server timed out; escalated to a human")
 
 
 def _waiting(mode: ActionMode = ActionMode.LIVE) -> ActionRequest:
@@ -127,3 +156,75 @@ async def test_unapproved_steps_expire_when_their_window_ends() -> None:
 async def test_deciding_on_an_unknown_step_is_not_found() -> None:
     with pytest.raises(NotFoundError):
         await ActionExecutor(MemoryLedger(), FakeClock(), {}).decide("nope", approve=True, by="x")
+
+
+async def test_temporary_errors_are_retried_with_backoff() -> None:
+    backend = RecordingBackend(temporary_failures=2)
+    executor = ActionExecutor(MemoryLedger(), FakeClock(), {"scale_deployment": backend}, retry=FAST_RETRY)
+    result = await executor.execute(_request(ActionMode.LIVE))
+    assert (result.status, len(backend.calls)) == (ActionStatus.SUCCEEDED, 3)
+
+
+async def test_retries_give_up_after_the_last_attempt() -> None:
+    backend = RecordingBackend(fail=True)
+    executor = ActionExecutor(MemoryLedger(), FakeClock(), {"scale_deployment": backend}, retry=FAST_RETRY)
+    result = await executor.execute(_request(ActionMode.LIVE))
+    assert (result.status, len(backend.calls)) == (ActionStatus.FAILED, 3)
+
+
+async def test_permanent_errors_are_not_retried() -> None:
+    backend = RecordingBackend(permanent=True)
+    executor = ActionExecutor(MemoryLedger(), FakeClock(), {"scale_deployment": backend}, retry=FAST_RETRY)
+    result = await executor.execute(_request(ActionMode.LIVE))
+    assert (result.status, len(backend.calls)) == (ActionStatus.FAILED, 1)
+    assert result.detail.startswith("forbidden")
+
+
+async def test_a_call_that_hangs_times_out_and_counts_as_temporary() -> None:
+    backend = RecordingBackend(hang_s=5.0)
+    policy = RetryPolicy(attempts=2, first_backoff_s=0.0, max_backoff_s=0.0, timeout_s=0.05)
+    executor = ActionExecutor(MemoryLedger(), FakeClock(), {"scale_deployment": backend}, retry=policy)
+    result = await executor.execute(_request(ActionMode.LIVE))
+    assert (result.status, len(backend.calls)) == (ActionStatus.FAILED, 2)
+    assert "no answer within 0.05s" in result.detail
+
+
+class CrashAfterCall(MemoryLedger):
+    """Dies between "action sent" and "step recorded", like a process killed at the worst moment."""
+
+    async def complete(self, result: ActionResult) -> None:
+        raise SystemExit("killed")
+
+
+async def test_a_crash_between_sending_and_recording_is_reconciled_not_repeated() -> None:
+    backend = RecordingBackend()
+    crashing = CrashAfterCall()
+    with pytest.raises(SystemExit):
+        await ActionExecutor(crashing, FakeClock(), {"scale_deployment": backend}).execute(_request(ActionMode.LIVE))
+    assert len(backend.calls) == 1
+    assert crashing.status["act-1"] is ActionStatus.RUNNING
+    # After the restart: a new executor on the same ledger (the store survives the process).
+    ledger = MemoryLedger()
+    ledger.requests, ledger.status = crashing.requests, crashing.status
+    [recovered] = await ActionExecutor(ledger, FakeClock(), {"scale_deployment": backend}).recover()
+    assert recovered.status is ActionStatus.SUCCEEDED
+    assert "found in place after a restart" in recovered.detail
+    assert len(backend.calls) == 1
+    assert ledger.status["act-1"] is ActionStatus.SUCCEEDED
+
+
+async def test_a_crash_before_the_call_runs_the_step_after_restart() -> None:
+    backend = RecordingBackend()
+    ledger = MemoryLedger()
+    await ledger.claim(_request(ActionMode.LIVE))  # claimed, then the process died
+    [recovered] = await ActionExecutor(ledger, FakeClock(), {"scale_deployment": backend}).recover()
+    assert (recovered.status, len(backend.calls)) == (ActionStatus.SUCCEEDED, 1)
+
+
+async def test_a_running_step_whose_change_is_missing_is_called_again() -> None:
+    backend = RecordingBackend()
+    ledger = MemoryLedger()
+    await ledger.claim(_request(ActionMode.LIVE))
+    await ledger.transition("act-1", ActionStatus.PENDING, ActionStatus.RUNNING, "calling", "engine")
+    [recovered] = await ActionExecutor(ledger, FakeClock(), {"scale_deployment": backend}).recover()
+    assert (recovered.status, len(backend.calls)) == (ActionStatus.SUCCEEDED, 1)
