@@ -113,9 +113,10 @@ async def open_embedded(
     speed: float | None,
     summary: RunSummary | None = None,
     observers: Sequence[PipelineObserver] = (),
+    scenario: Scenario | None = None,
 ) -> EmbeddedEngine:
-    """Load the scenario and playbooks (failing fast on bad files), open the store and wire the pipeline."""
-    scenario = load_scenario(settings.scenario_dir)
+    """Load the scenario (unless given) and playbooks, failing fast on bad files; open the store; wire it up."""
+    scenario = scenario or load_scenario(settings.scenario_dir)
     playbooks = load_playbook_set(settings.playbook_dir)
     detection = detection_service(settings)
     _prepare_database_dir(settings.database_url)

@@ -7,12 +7,16 @@ Timestamps are epoch seconds (float, UTC).
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 Labels = tuple[tuple[str, str], ...]
+
+_SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
 def freeze_labels(labels: Mapping[str, str]) -> Labels:
@@ -30,6 +34,24 @@ class SeriesKey:
     @classmethod
     def of(cls, name: str, labels: Mapping[str, str] | None = None) -> SeriesKey:
         return cls(name, freeze_labels(labels or {}))
+
+    @classmethod
+    def parse(cls, text: str) -> SeriesKey:
+        """``name{a="1",b="2"}`` (the form ``str`` gives) as a key; ValueError naming what is wrong."""
+        found = _SELECTOR.match(text)
+        if found is None:
+            raise ValueError(f'invalid series {text!r}; expected name{{label="value",...}}')
+        name, body = found.groups()
+        labels: dict[str, str] = {}
+        body = (body or "").strip()
+        position = 0
+        while position < len(body):
+            label = _LABEL.match(body, position)
+            if label is None:
+                raise ValueError(f"invalid labels in {text!r} near {body[position:]!r}")
+            labels[label.group(1)] = label.group(2).replace('\\"', '"')
+            position = label.end()
+        return cls.of(name, labels)
 
     @property
     def label_map(self) -> dict[str, str]:

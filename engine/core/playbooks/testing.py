@@ -38,27 +38,7 @@ from engine.domain.events import (
     SeriesKey,
 )
 
-_SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 _VALUES = re.compile(r"^(_|[-+]?\d*\.?\d+(?:e[-+]?\d+)?)(?:([-+]\d*\.?\d+(?:e[-+]?\d+)?)?x(\d+))?$")
-
-
-def parse_selector(text: str) -> SeriesKey:
-    """``name{a="1",b="2"}`` as a series key."""
-    found = _SELECTOR.match(text)
-    if found is None:
-        raise ValueError(f'invalid series {text!r}; expected name{{label="value",...}}')
-    name, body = found.groups()
-    labels: dict[str, str] = {}
-    position = 0
-    body = (body or "").strip()
-    while position < len(body):
-        label = _LABEL.match(body, position)
-        if label is None:
-            raise ValueError(f"invalid labels in {text!r} near {body[position:]!r}")
-        labels[label.group(1)] = label.group(2).replace('\\"', '"')
-        position = label.end()
-    return SeriesKey.of(name, labels)
 
 
 def expand_values(text: str) -> list[float]:
@@ -88,7 +68,7 @@ class InputSeries(_Strict):
     @field_validator("series")
     @classmethod
     def _selector(cls, series: str) -> str:
-        parse_selector(series)
+        SeriesKey.parse(series)
         return series
 
     @field_validator("values")
@@ -218,7 +198,7 @@ class _Recorder:
 
 def _batches(test: PlaybookTest) -> list[list[MetricSample]]:
     origin = test.start.timestamp() if test.start is not None else 0.0
-    streams = [(parse_selector(s.series), expand_values(s.values)) for s in test.series]
+    streams = [(SeriesKey.parse(s.series), expand_values(s.values)) for s in test.series]
     length = max(len(values) for _, values in streams)
     return [
         [MetricSample(key, origin + i * test.interval, values[i]) for key, values in streams if i < len(values)]

@@ -5,7 +5,7 @@ import pytest
 
 from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.yaml_documents import load_model
-from engine.core.playbooks.testing import PlaybookTest, PlaybookTestFile, expand_values, parse_selector, run_test
+from engine.core.playbooks.testing import PlaybookTest, PlaybookTestFile, expand_values, run_test
 from engine.domain.events import SeriesKey
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,10 +26,10 @@ def test_bad_values_are_rejected(bad: str) -> None:
 
 
 def test_series_selectors() -> None:
-    assert parse_selector('up{job="api", env="prod"}') == SeriesKey.of("up", {"job": "api", "env": "prod"})
-    assert parse_selector("up") == SeriesKey.of("up")
+    assert SeriesKey.parse('up{job="api", env="prod"}') == SeriesKey.of("up", {"job": "api", "env": "prod"})
+    assert SeriesKey.parse("up") == SeriesKey.of("up")
     with pytest.raises(ValueError, match="invalid labels"):
-        parse_selector("up{job=api}")
+        SeriesKey.parse("up{job=api}")
 
 
 @pytest.mark.parametrize("path", SHIPPED_TESTS, ids=lambda p: p.name)

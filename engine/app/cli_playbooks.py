@@ -1,0 +1,164 @@
+"""`aiops playbooks ...`: validate, test, backtest and publish the schema of playbooks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from engine.adapters.playbook_files import load_playbook_set
+from engine.adapters.scenario_files import load_scenario
+from engine.adapters.series_csv import read_series_csv
+from engine.adapters.yaml_documents import InvalidDocumentError, load_model
+from engine.app.bootstrap import open_embedded
+from engine.app.cli_common import EXIT_CONFIGURATION, operator_errors
+from engine.app.console import ProgressView, print_summary
+from engine.app.settings import Settings, load_settings
+from engine.app.summary import RunSummary
+from engine.core.playbooks.model import playbook_json_schema
+from engine.core.playbooks.testing import PlaybookTestFile, describe_failure, run_test
+from engine.domain.clock import SystemClock
+from engine.domain.errors import ConfigurationError
+from engine.domain.events import ActionMode, SeriesKey
+from engine.domain.scenario import RecordedSeries, Scenario
+
+playbooks_cli = typer.Typer(help="Validate playbooks and publish their JSON Schema.", no_args_is_help=True)
+
+SCHEMA_FILE = "playbook.schema.json"
+
+
+@playbooks_cli.command("validate")
+def playbooks_validate(
+    directory: Annotated[Path, typer.Argument(help="directory of playbook YAML files")] = Path("playbooks"),
+) -> None:
+    """Validate every playbook in DIRECTORY as a set; print each problem as file:line: field: message."""
+    try:
+        playbooks = load_playbook_set(directory).playbooks
+    except InvalidDocumentError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from None
+    except ConfigurationError as exc:
+        typer.echo(f"aiops: error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIGURATION) from None
+    typer.echo(f"{len(playbooks)} playbooks valid: {', '.join(p.name for p in playbooks)}")
+
+
+@playbooks_cli.command("test")
+def playbooks_test(
+    files: Annotated[list[Path], typer.Argument(help="playbook test files (YAML)")],
+    playbook_dir: Annotated[Path, typer.Option("--playbooks", help="the playbooks under test")] = Path("playbooks"),
+) -> None:
+    """Run playbook unit tests: input series on a time axis, the steps expected, in order, with their guards."""
+    with operator_errors():
+        loaded = load_playbook_set(playbook_dir)
+        suites = [(path, load_model(path, PlaybookTestFile)) for path in files]
+    failures = 0
+    for path, suite in suites:
+        for test in suite.tests:
+            outcome = asyncio.run(run_test(test, loaded.playbooks, loaded.policy))
+            mark = "PASS" if outcome.passed else "FAIL"
+            typer.echo(f"{mark} {path}: {test.name}")
+            if not outcome.passed:
+                failures += 1
+                for line in describe_failure(outcome):
+                    typer.echo(line)
+    total = sum(len(suite.tests) for _, suite in suites)
+    typer.echo(f"{total - failures} passed, {failures} failed")
+    if failures:
+        raise typer.Exit(1)
+
+
+@playbooks_cli.command("backtest")
+def playbooks_backtest(
+    series: Annotated[
+        list[str] | None,
+        typer.Option(help="SELECTOR=FILE.csv, e.g. 'model_request_latency_p99_seconds{model=\"fraud\"}=p99.csv'"),
+    ] = None,
+    scenario_dir: Annotated[Path | None, typer.Option("--scenario", help="a scenario directory instead")] = None,
+    playbook_dir: Annotated[Path, typer.Option("--playbooks", help="the playbooks to replay")] = Path("playbooks"),
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Replay recorded data through the detectors and playbooks in dry-run and report what would have happened."""
+    with operator_errors():
+        scenario = _recorded(series or [], scenario_dir)
+        settings = load_settings(
+            database_url="sqlite+aiosqlite:///:memory:", playbook_dir=playbook_dir, mode=ActionMode.DRY_RUN
+        )
+        summary = asyncio.run(_backtest(settings, scenario, as_json=as_json))
+    if as_json:
+        report = {
+            **summary.counts(),
+            "incidents_opened": [
+                {"id": i.id, "series": str(i.series), "opened_at": i.opened_at} for i in summary.incidents.values()
+            ],
+            "actions_planned": [
+                {
+                    "incident": a.request.incident_id,
+                    "playbook": a.request.playbook,
+                    "action": a.request.action,
+                    "status": a.status.value,
+                    "detail": a.detail,
+                }
+                for a in summary.actions
+            ],
+        }
+        sys.stdout.write(json.dumps(report) + "\n")
+
+
+def _recorded(series: list[str], scenario_dir: Path | None) -> Scenario:
+    if scenario_dir is not None:
+        return load_scenario(scenario_dir)
+    if not series:
+        raise ConfigurationError("give --series SELECTOR=FILE.csv (one or more) or --scenario DIR")
+    recorded = []
+    for item in series:
+        selector, sep, file = item.rpartition("=")
+        if not sep or not selector:
+            raise ConfigurationError(f"--series {item!r}: expected SELECTOR=FILE.csv")
+        try:
+            key = SeriesKey.parse(selector)
+        except ValueError as exc:
+            raise ConfigurationError(f"--series {item!r}: {exc}") from exc
+        timestamps, values = read_series_csv(Path(file))
+        recorded.append(RecordedSeries(key, timestamps, values))
+    step = float(min(np.median(np.diff(r.timestamps)) for r in recorded if len(r.timestamps) > 1))
+    return Scenario("backtest", "recorded series", step, tuple(recorded), ())
+
+
+async def _backtest(settings: Settings, scenario: Scenario, *, as_json: bool) -> RunSummary:
+    console = Console(stderr=True, quiet=as_json)
+    summary = RunSummary()
+    view = ProgressView(console, summary)
+    engine = await open_embedded(
+        settings, clock=SystemClock(), speed=None, summary=summary, observers=[view], scenario=scenario
+    )
+    view.set_total(engine.source.total_samples)
+    started = time.perf_counter()
+    try:
+        with view.progress:
+            await engine.pipeline.run()
+    finally:
+        await engine.close()
+    if not as_json:
+        print_summary(console, summary, scenario, time.perf_counter() - started)
+    return summary
+
+
+@playbooks_cli.command("schema")
+def playbooks_schema(
+    out: Annotated[Path | None, typer.Option(help=f"write to this file (e.g. playbooks/{SCHEMA_FILE})")] = None,
+) -> None:
+    """Print (or write) the JSON Schema of playbook files, generated from the validating models."""
+    text = json.dumps(playbook_json_schema(), indent=2, sort_keys=True) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
