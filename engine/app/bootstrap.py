@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from detectors.registry import UnknownDetectorError
 from engine.adapters.api.app import create_app
+from engine.adapters.api.auth import TokenBook
 from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.scenario_files import load_scenario
@@ -51,11 +52,12 @@ class EmbeddedEngine:
     playbooks: PlaybookReloader
     executor: ActionExecutor
 
-    def api(self) -> FastAPI:
+    def api(self, tokens: TokenBook) -> FastAPI:
         return create_app(
             store=self.store,
             metrics=self.metrics,
             status=self.status,
+            tokens=tokens,
             playbooks=self.playbooks,
             executor=self.executor,
         )

@@ -17,10 +17,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from engine.adapters.api.auth import ApiToken, Role, TokenBook, hash_secret, new_secret
 from engine.adapters.http_server import HttpServer, bind
 from engine.app.bootstrap import EmbeddedEngine, open_embedded
 from engine.app.cli_backtest import backtest
-from engine.app.cli_common import configure_logging, operator_errors
+from engine.app.cli_common import EXIT_CONFIGURATION, configure_logging, operator_errors
 from engine.app.cli_playbooks import playbooks_cli
 from engine.app.console import ProgressView, print_summary
 from engine.app.settings import Settings, load_settings
@@ -56,6 +57,7 @@ def run(
 
 async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> None:
     console = Console(stderr=False)
+    tokens, one_off = _tokens(settings)
     sock = bind(settings.http_host, settings.http_port)
     summary = RunSummary()
     view = ProgressView(console, summary)
@@ -67,12 +69,17 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
         raise
     view.set_total(engine.source.total_samples)
     await engine.recover()
-    server = HttpServer(engine.api(), sock)
+    server = HttpServer(engine.api(tokens), sock)
     host, port = server.address
     console.print(
         f"[bold]aiops-engine[/] replaying [cyan]{engine.scenario.name}[/] at {speed:g}x, mode "
         f"[bold]{settings.mode.value}[/]; API on http://{host}:{port} (/healthz, /api/v1/incidents, /metrics)"
     )
+    if one_off is not None:
+        console.print(
+            f"No AIOPS_API_TOKENS configured: this run's admin token is [bold]{one_off}[/] "
+            f"(e.g. curl -H 'Authorization: Bearer {one_off}' http://{host}:{port}/api/v1/incidents)"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -109,6 +116,29 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
             loop.remove_signal_handler(signum)
         await engine.close()
     console.print("aiops-engine stopped.")
+
+
+def _tokens(settings: Settings) -> tuple[TokenBook, str | None]:
+    """The configured tokens, or a one-off admin token for this run when none are configured."""
+    book = TokenBook.parse(settings.api_tokens)
+    if book:
+        return book, None
+    secret = new_secret()
+    return book.with_token(ApiToken("local-admin", Role.ADMIN, hash_secret(secret))), secret
+
+
+@cli.command()
+def token(
+    name: Annotated[str, typer.Argument(help="who or what uses the token; recorded in the audit trail")],
+    role: Annotated[str, typer.Option(help="viewer, responder or admin")] = "responder",
+) -> None:
+    """Make a new API token: prints the secret (give it to its user) and the entry for AIOPS_API_TOKENS."""
+    if role.upper() not in Role.__members__ or not name or ":" in name or "," in name:
+        typer.echo("aiops: error: give a name without ':' or ',' and a role: viewer, responder or admin", err=True)
+        raise typer.Exit(EXIT_CONFIGURATION)
+    secret = new_secret()
+    typer.echo(f"secret: {secret}")
+    typer.echo(f"AIOPS_API_TOKENS entry: {name}:{role.lower()}:{hash_secret(secret)}")
 
 
 @cli.command()

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     incident_resolve_after_s: float = Field(
         default=900.0, gt=0, description="quiet time after which an incident resolves"
     )
+    api_tokens: str = Field(
+        default="",
+        description="API tokens as name:role:sha256,... (roles viewer, responder, admin; `aiops token new` makes one); "
+        "when empty, `aiops run` prints a one-off admin token",
+    )
     playbook_reload_s: float = Field(
         default=5.0, ge=0, description="how often `aiops run` checks the playbook directory for changes (0: never)"
     )

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.adapters.api.approval_routes import approval_router
+from engine.adapters.api.auth import Role, TokenBook, requirement
 from engine.adapters.api.playbook_routes import playbook_router
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut
 from engine.adapters.playbook_reloader import PlaybookReloader
@@ -33,6 +34,7 @@ def create_app(
     store: SqlStore,
     metrics: EngineMetrics,
     status: StatusProvider,
+    tokens: TokenBook,
     playbooks: PlaybookReloader | None = None,
     executor: ActionExecutor | None = None,
 ) -> FastAPI:
@@ -43,10 +45,11 @@ def create_app(
     )
     _install_error_handlers(app)
     app.mount("/metrics", make_asgi_app(registry=metrics.registry))
+    viewer = [Depends(requirement(tokens, Role.VIEWER))]
     if playbooks is not None:
-        app.include_router(playbook_router(playbooks))
+        app.include_router(playbook_router(playbooks, tokens))
     if executor is not None:
-        app.include_router(approval_router(store, executor))
+        app.include_router(approval_router(store, executor, tokens))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:
@@ -59,12 +62,12 @@ def create_app(
         await store.ping()
         return Health(status="ready")
 
-    @app.get("/api/v1/status", tags=["engine"])
+    @app.get("/api/v1/status", dependencies=viewer, tags=["engine"])
     async def engine_status() -> dict[str, Any]:
         """Counts of what the running engine has processed so far."""
         return dict(status())
 
-    @app.get("/api/v1/incidents", tags=["incidents"])
+    @app.get("/api/v1/incidents", dependencies=viewer, tags=["incidents"])
     async def list_incidents(
         state: IncidentState | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -76,6 +79,7 @@ def create_app(
 
     @app.get(
         "/api/v1/incidents/{incident_id}",
+        dependencies=viewer,
         tags=["incidents"],
         responses={404: {"description": "no such incident"}},
     )
@@ -83,7 +87,7 @@ def create_app(
         """One incident with its timeline and the actions taken for it."""
         return IncidentDetailOut.of_detail(await store.get_incident(incident_id))
 
-    @app.get("/api/v1/actions", tags=["actions"])
+    @app.get("/api/v1/actions", dependencies=viewer, tags=["actions"])
     async def list_actions(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

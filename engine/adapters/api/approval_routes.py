@@ -1,16 +1,16 @@
-"""API routes for steps that wait for a human: list them, approve or reject them.
+"""API routes for steps that wait for a human: list them (viewer), approve or reject them (responder).
 
-Until API tokens exist the caller names themself in the body; the decision, the name and the comment go into
-the action's record and the incident's timeline.
+The decision is recorded with the caller's token name and comment.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.adapters.api.auth import ApiToken, Role, TokenBook, requirement
 from engine.adapters.api.schemas import ActionOut
 from engine.adapters.store.sql_store import SqlStore
 from engine.core.actions.executor import ActionExecutor
@@ -22,7 +22,6 @@ ActionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    by: str = Field(min_length=1, max_length=128, description="who decides")
     comment: str = Field(default="", max_length=2000)
 
 
@@ -32,23 +31,24 @@ class DecisionOut(BaseModel):
     detail: str
 
 
-def approval_router(store: SqlStore, executor: ActionExecutor) -> APIRouter:
+def approval_router(store: SqlStore, executor: ActionExecutor, tokens: TokenBook) -> APIRouter:
     router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"])
+    responder = Depends(requirement(tokens, Role.RESPONDER))
 
-    @router.get("")
+    @router.get("", dependencies=[Depends(requirement(tokens, Role.VIEWER))])
     async def pending() -> list[ActionOut]:
         """Steps waiting for approval, newest first."""
         return [ActionOut.of(r) for r in await store.list_actions(status=ActionStatus.AWAITING_APPROVAL)]
 
     @router.post("/{action_id}/approve", responses={404: {}, 409: {"description": "not waiting for approval"}})
-    async def approve(action_id: ActionId, decision: Decision) -> DecisionOut:
+    async def approve(action_id: ActionId, decision: Decision, caller: ApiToken = responder) -> DecisionOut:
         """Approve a waiting step: it runs now (in the mode it was planned in)."""
-        return _out(await executor.decide(action_id, approve=True, by=decision.by, comment=decision.comment))
+        return _out(await executor.decide(action_id, approve=True, by=caller.name, comment=decision.comment))
 
     @router.post("/{action_id}/reject", responses={404: {}, 409: {"description": "not waiting for approval"}})
-    async def reject(action_id: ActionId, decision: Decision) -> DecisionOut:
+    async def reject(action_id: ActionId, decision: Decision, caller: ApiToken = responder) -> DecisionOut:
         """Reject a waiting step: it will not run."""
-        return _out(await executor.decide(action_id, approve=False, by=decision.by, comment=decision.comment))
+        return _out(await executor.decide(action_id, approve=False, by=caller.name, comment=decision.comment))
 
     return router
 

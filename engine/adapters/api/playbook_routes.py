@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from engine.adapters.api.auth import Role, TokenBook, requirement
 from engine.adapters.playbook_reloader import PlaybookReloader, ReloadStatus
 
 
@@ -35,15 +36,15 @@ class PlaybooksOut(BaseModel):
         )
 
 
-def playbook_router(reloader: PlaybookReloader) -> APIRouter:
+def playbook_router(reloader: PlaybookReloader, tokens: TokenBook) -> APIRouter:
     router = APIRouter(prefix="/api/v1/playbooks", tags=["playbooks"])
 
-    @router.get("")
+    @router.get("", dependencies=[Depends(requirement(tokens, Role.VIEWER))])
     async def list_playbooks() -> PlaybooksOut:
         """The active playbooks and, if the newest directory content was rejected, its problems."""
         return PlaybooksOut.of(reloader.status)
 
-    @router.post("/reload")
+    @router.post("/reload", dependencies=[Depends(requirement(tokens, Role.ADMIN))])
     async def reload_playbooks() -> PlaybooksOut:
         """Validate the directory now; the active set changes only if every file is valid."""
         reloader.reload()

@@ -6,9 +6,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from engine.adapters.api.app import create_app
+from engine.adapters.api.auth import Role
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.domain.events import IncidentChange, IncidentChangeKind
+from tests.engine.adapters.tokens import BOOK, bearer
 from tests.engine.factories import anomaly, incident
 
 
@@ -18,8 +20,10 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     await store.apply_change(IncidentChange(IncidentChangeKind.OPENED, incident(), 100.0, anomaly(100.0)))
     metrics = EngineMetrics(CollectorRegistry())
     metrics.samples.inc(42)
-    app = create_app(store=store, metrics=metrics, status=lambda: {"samples": 42})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+    app = create_app(store=store, metrics=metrics, status=lambda: {"samples": 42}, tokens=BOOK)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test", headers=bearer(Role.VIEWER)
+    ) as http:
         yield http
     await store.close()
 
@@ -61,3 +65,16 @@ async def test_metrics_are_served_from_the_given_registry(client: httpx.AsyncCli
 
 async def test_status_comes_from_the_provider(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v1/status")).json() == {"samples": 42}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/incidents", "/api/v1/incidents/inc-1", "/api/v1/actions", "/api/v1/status"])
+async def test_reads_need_a_token(client: httpx.AsyncClient, path: str) -> None:
+    missing = await client.get(path, headers={"Authorization": ""})
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert (await client.get(path, headers={"Authorization": "Bearer wrong"})).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics/"])
+async def test_probes_and_metrics_need_no_token(client: httpx.AsyncClient, path: str) -> None:
+    assert (await client.get(path, headers={"Authorization": ""})).status_code == 200

@@ -6,11 +6,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from engine.adapters.api.app import create_app
+from engine.adapters.api.auth import Role
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.core.actions.executor import ActionExecutor
 from engine.domain.clock import FakeClock
 from engine.domain.events import ActionMode, ActionRequest
+from tests.engine.adapters.tokens import BOOK, bearer
 
 
 def _waiting(request_id: str) -> ActionRequest:
@@ -34,8 +36,12 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     executor = ActionExecutor(store, FakeClock(1000.0), {})
     for request_id in ("act-a", "act-b"):
         await executor.execute(_waiting(request_id))
-    app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, executor=executor)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+    app = create_app(
+        store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, executor=executor, tokens=BOOK
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(Role.RESPONDER)
+    ) as http:
         yield http
     await store.close()
 
@@ -49,32 +55,47 @@ async def test_waiting_steps_are_listed_with_their_explanation(client: httpx.Asy
 
 
 async def test_approve_runs_the_step_once_and_records_who(client: httpx.AsyncClient) -> None:
-    approved = await client.post("/api/v1/approvals/act-a/approve", json={"by": "alice", "comment": "ok"})
+    approved = await client.post("/api/v1/approvals/act-a/approve", json={"comment": "ok"})
     assert approved.status_code == 200
     assert approved.json()["status"] == "dry-run"
     assert approved.json()["detail"].startswith("would create job from template 'retrain'")
-    again = await client.post("/api/v1/approvals/act-a/approve", json={"by": "bob"})
+    again = await client.post("/api/v1/approvals/act-a/approve", json={}, headers=bearer(Role.ADMIN))
     assert again.status_code == 409
     [record] = [a for a in (await client.get("/api/v1/actions")).json() if a["id"] == "act-a"]
-    assert (record["status"], record["decided_by"]) == ("dry-run", "alice")
+    assert (record["status"], record["decided_by"]) == ("dry-run", "test-responder")
     assert [p["id"] for p in (await client.get("/api/v1/approvals")).json()] == ["act-b"]
 
 
 async def test_reject_keeps_the_step_from_running(client: httpx.AsyncClient) -> None:
-    rejected = await client.post("/api/v1/approvals/act-b/reject", json={"by": "carol", "comment": "drift is expected"})
-    assert rejected.json() == {"id": "act-b", "status": "rejected", "detail": "rejected by carol (drift is expected)"}
-    assert (await client.post("/api/v1/approvals/act-b/approve", json={"by": "carol"})).status_code == 409
+    rejected = await client.post("/api/v1/approvals/act-b/reject", json={"comment": "drift is expected"})
+    assert rejected.json() == {
+        "id": "act-b",
+        "status": "rejected",
+        "detail": "rejected by test-responder (drift is expected)",
+    }
+    assert (await client.post("/api/v1/approvals/act-b/approve", json={})).status_code == 409
 
 
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [
-        ("/api/v1/approvals/nope/approve", {"by": "a"}, 404),
-        ("/api/v1/approvals/act-a/approve", {}, 422),
-        ("/api/v1/approvals/act-a/approve", {"by": ""}, 422),
-        ("/api/v1/approvals/act-a/approve", {"by": "a", "extra": 1}, 422),
-        ("/api/v1/approvals/bad%20id/approve", {"by": "a"}, 422),
+        ("/api/v1/approvals/nope/approve", {}, 404),
+        ("/api/v1/approvals/act-a/approve", [], 422),
+        ("/api/v1/approvals/act-a/approve", {"comment": 5}, 422),
+        ("/api/v1/approvals/act-a/approve", {"by": "someone else"}, 422),
+        ("/api/v1/approvals/bad%20id/approve", {}, 422),
     ],
 )
 async def test_bad_decisions_are_client_errors(client: httpx.AsyncClient, path: str, body: object, status: int) -> None:
     assert (await client.post(path, json=body)).status_code == status
+
+
+async def test_viewers_cannot_decide_and_strangers_cannot_look(client: httpx.AsyncClient) -> None:
+    as_viewer = await client.post("/api/v1/approvals/act-a/approve", json={}, headers=bearer(Role.VIEWER))
+    assert as_viewer.status_code == 403
+    assert "needs the responder role" in as_viewer.json()["detail"]
+    assert (await client.get("/api/v1/approvals", headers={"Authorization": ""})).status_code == 401
+    assert [p["id"] for p in (await client.get("/api/v1/approvals", headers=bearer(Role.VIEWER))).json()] == [
+        "act-a",
+        "act-b",
+    ]

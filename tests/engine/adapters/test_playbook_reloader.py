@@ -5,6 +5,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from engine.adapters.api.app import create_app
+from engine.adapters.api.auth import Role
 from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.store.sql_store import SqlStore
@@ -16,6 +17,7 @@ from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import FakeClock
 from engine.domain.events import ActionMode
+from tests.engine.adapters.tokens import BOOK, bearer
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -64,11 +66,17 @@ def test_an_invalid_file_keeps_the_previous_set_and_reports_why(tmp_path: Path) 
 async def test_the_api_shows_the_active_set_and_the_rejection(tmp_path: Path) -> None:
     directory, _, reloader, _ = _setup(tmp_path)
     store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
-    app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, playbooks=reloader)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    app = create_app(
+        store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, playbooks=reloader, tokens=BOOK
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(Role.ADMIN)
+    ) as client:
         shown = (await client.get("/api/v1/playbooks")).json()
         assert shown["valid"] is True
         assert "latency-scale-out" in shown["playbooks"]
+        forbidden = await client.post("/api/v1/playbooks/reload", headers=bearer(Role.RESPONDER))
+        assert forbidden.status_code == 403
         (directory / "bad.yaml").write_text("name: [")
         reloaded = (await client.post("/api/v1/playbooks/reload")).json()
         assert reloaded["valid"] is False

@@ -15,6 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.adapters.api.auth import Role, TokenBook
+from tests.engine.adapters.tokens import SPEC, bearer
+
 REPO = Path(__file__).resolve().parents[3]
 AIOPS = [sys.executable, "-c", "from engine.app.cli import main; main()"]
 
@@ -120,7 +123,11 @@ def running_engine(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]
     process = subprocess.Popen(
         [*AIOPS, "run", "--speed", "600"],
         cwd=REPO,
-        env=_env(AIOPS_HTTP_PORT=str(port), AIOPS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"),
+        env=_env(
+            AIOPS_HTTP_PORT=str(port),
+            AIOPS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+            AIOPS_API_TOKENS=SPEC,
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -147,7 +154,8 @@ def test_run_serves_the_api_while_replaying_and_stops_cleanly_on_ctrl_c(
 ) -> None:
     process, base = running_engine
     assert httpx.get(f"{base}/readyz", timeout=5).json() == {"status": "ready"}
-    assert httpx.get(f"{base}/api/v1/incidents", timeout=5).status_code == 200
+    assert httpx.get(f"{base}/api/v1/incidents", timeout=5).status_code == 401
+    assert httpx.get(f"{base}/api/v1/incidents", headers=bearer(Role.VIEWER), timeout=5).status_code == 200
     metrics = httpx.get(f"{base}/metrics/", timeout=5).text
     assert "aiops_samples_total" in metrics
     process.send_signal(signal.SIGINT)
@@ -170,6 +178,17 @@ def test_run_to_the_end_then_exit(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "incidents outside the labelled episodes: 0" in done.stdout
     assert "aiops-engine stopped." in done.stdout
+    assert "this run's admin token is aiops_" in done.stdout
+
+
+def test_token_command_prints_a_secret_and_its_configuration_entry(tmp_path: Path) -> None:
+    done = _aiops("token", "alice", "--role", "admin", tmp=tmp_path)
+    secret_line, entry_line = done.stdout.strip().splitlines()
+    secret = secret_line.removeprefix("secret: ")
+    name, role, digest = entry_line.removeprefix("AIOPS_API_TOKENS entry: ").split(":")
+    assert (name, role) == ("alice", "admin")
+    assert TokenBook.parse(f"{name}:{role}:{digest}").authenticate(secret) is not None
+    assert _aiops("token", "bob", "--role", "root", tmp=tmp_path).returncode == 2
 
 
 def test_playbooks_validate_accepts_the_shipped_set(tmp_path: Path) -> None:
