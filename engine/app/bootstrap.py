@@ -27,6 +27,7 @@ from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.actions.executor import ActionExecutor
 from engine.core.detection import DetectionPolicy, DetectionService
+from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
 from engine.core.playbooks.guards import RunHistory
@@ -51,6 +52,7 @@ class EmbeddedEngine:
     pipeline: Pipeline
     playbooks: PlaybookReloader
     executor: ActionExecutor
+    desk: IncidentDesk
 
     def api(self, tokens: TokenBook) -> FastAPI:
         return create_app(
@@ -60,6 +62,7 @@ class EmbeddedEngine:
             tokens=tokens,
             playbooks=self.playbooks,
             executor=self.executor,
+            desk=self.desk,
         )
 
     def status(self) -> dict[str, Any]:
@@ -130,18 +133,20 @@ async def open_embedded(
     executor = ActionExecutor(store, clock, backends={})
     remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
     reloader = PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks)
+    incidents = IncidentManager(
+        IncidentPolicy(
+            min_signals=settings.incident_min_signals,
+            open_window_s=settings.incident_open_window_s,
+            resolve_after_s=settings.incident_resolve_after_s,
+        )
+    )
     pipeline = Pipeline(
         source=source,
         detection=detection,
-        incidents=IncidentManager(
-            IncidentPolicy(
-                min_signals=settings.incident_min_signals,
-                open_window_s=settings.incident_open_window_s,
-                resolve_after_s=settings.incident_resolve_after_s,
-            )
-        ),
+        incidents=incidents,
         remediator=remediator,
         store=store,
         observer=FanOutObserver(metrics, summary, *observers),
     )
-    return EmbeddedEngine(settings, store, metrics, summary, scenario, source, pipeline, reloader, executor)
+    desk = IncidentDesk(store, incidents, clock)
+    return EmbeddedEngine(settings, store, metrics, summary, scenario, source, pipeline, reloader, executor, desk)

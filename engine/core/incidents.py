@@ -82,6 +82,10 @@ class IncidentManager:
         self._active[fingerprint] = opened
         return [IncidentChange(IncidentChangeKind.OPENED, opened, anomaly.timestamp, anomaly)]
 
+    def forget(self, incident_id: str) -> None:
+        """A person resolved the incident: new signals of its fingerprint open a new one."""
+        self._active = {fp: incident for fp, incident in self._active.items() if incident.id != incident_id}
+
     def advance(self, now: float) -> list[IncidentChange]:
         """Move event time to ``now``: resolve quiet incidents and forget stale pending signals."""
         changes: list[IncidentChange] = []

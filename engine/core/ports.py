@@ -8,7 +8,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from engine.domain.events import ActionRequest, ActionResult, ActionStatus, Anomaly, IncidentChange, MetricSample
+from engine.domain.events import (
+    ActionRequest,
+    ActionResult,
+    ActionStatus,
+    Anomaly,
+    Incident,
+    IncidentChange,
+    IncidentState,
+    MetricSample,
+)
 
 
 class SampleSource(Protocol):
@@ -20,6 +29,26 @@ class SampleSource(Protocol):
 class IncidentStore(Protocol):
     async def apply_change(self, change: IncidentChange) -> None:
         """Persist an incident's new state and append the change to its timeline."""
+
+
+class IncidentDecisions(Protocol):
+    """Where people's decisions on incidents are made durable (atomically: of two at once, one wins)."""
+
+    async def decide_incident(
+        self,
+        incident_id: str,
+        *,
+        allowed_from: frozenset[IncidentState],
+        to: IncidentState,
+        kind: str,
+        by: str,
+        comment: str,
+        at: float,
+    ) -> Incident: ...
+
+    async def annotate_incident(
+        self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None
+    ) -> Incident: ...
 
 
 class ActionLedger(Protocol):

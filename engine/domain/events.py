@@ -142,6 +142,7 @@ class Incident:
     signal_count: int
     peak_score: float
     resolved_at: float | None = None
+    snoozed_until: float | None = None
 
 
 class IncidentChangeKind(enum.StrEnum):

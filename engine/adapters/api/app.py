@@ -16,12 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.adapters.api.approval_routes import approval_router
 from engine.adapters.api.auth import Role, TokenBook, requirement
+from engine.adapters.api.incident_routes import incident_router
 from engine.adapters.api.playbook_routes import playbook_router
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.core.actions.executor import ActionExecutor
+from engine.core.incident_desk import IncidentDesk
 from engine.domain.errors import ConflictError, NotFoundError
 from engine.domain.events import IncidentState
 
@@ -37,6 +39,7 @@ def create_app(
     tokens: TokenBook,
     playbooks: PlaybookReloader | None = None,
     executor: ActionExecutor | None = None,
+    desk: IncidentDesk | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="aiops-engine",
@@ -50,6 +53,8 @@ def create_app(
         app.include_router(playbook_router(playbooks, tokens))
     if executor is not None:
         app.include_router(approval_router(store, executor, tokens))
+    if desk is not None:
+        app.include_router(incident_router(desk, tokens))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:

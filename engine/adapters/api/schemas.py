@@ -27,6 +27,7 @@ class IncidentOut(BaseModel):
     resolved_at: datetime | None
     signal_count: int
     peak_score: float
+    snoozed_until: datetime | None = None
 
     @classmethod
     def of(cls, incident: Incident) -> IncidentOut:
@@ -42,6 +43,7 @@ class IncidentOut(BaseModel):
             resolved_at=_time(incident.resolved_at),
             signal_count=incident.signal_count,
             peak_score=incident.peak_score,
+            snoozed_until=_time(incident.snoozed_until),
         )
 
 

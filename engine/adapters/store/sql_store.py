@@ -18,7 +18,7 @@ from sqlalchemy.pool import StaticPool
 
 from engine.adapters.store.migrate import upgrade_to_head
 from engine.adapters.store.tables import ActionRow, DeadLetterRow, IncidentEventRow, IncidentRow
-from engine.domain.errors import ConfigurationError, NotFoundError
+from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
 from engine.domain.events import (
     ActionMode,
     ActionRequest,
@@ -26,6 +26,7 @@ from engine.domain.events import (
     ActionStatus,
     Incident,
     IncidentChange,
+    IncidentChangeKind,
     IncidentState,
     SeriesKey,
     Severity,
@@ -77,7 +78,19 @@ class SqlStore:
     async def apply_change(self, change: IncidentChange) -> None:
         incident = change.incident
         async with self._sessions.begin() as session:
-            await session.merge(_incident_row(incident))
+            row = await session.get(IncidentRow, incident.id)
+            if row is None:
+                session.add(_incident_row(incident))
+            else:
+                # Signals update the figures; the state stays whatever people made it (acknowledged), unless the
+                # signal itself resolved the incident.
+                row.severity = int(incident.severity)
+                row.last_signal_at = incident.last_signal_at
+                row.signal_count = incident.signal_count
+                row.peak_score = incident.peak_score
+                if change.kind is IncidentChangeKind.RESOLVED and row.state != IncidentState.RESOLVED.value:
+                    row.state = IncidentState.RESOLVED.value
+                    row.resolved_at = incident.resolved_at
             detail: dict[str, Any] = {"state": incident.state.value, "severity": incident.severity.label}
             if change.signal is not None:
                 detail |= {
@@ -87,6 +100,53 @@ class SqlStore:
                     "signal_at": change.signal.timestamp,
                 }
             session.add(IncidentEventRow(incident_id=incident.id, at=change.at, kind=change.kind.value, detail=detail))
+
+    # -- decisions of people ---------------------------------------------------------------------------------
+
+    async def decide_incident(
+        self,
+        incident_id: str,
+        *,
+        allowed_from: frozenset[IncidentState],
+        to: IncidentState,
+        kind: str,
+        by: str,
+        comment: str,
+        at: float,
+    ) -> Incident:
+        """Move an incident to ``to`` if it is in one of ``allowed_from`` (atomically, so of two people acting at
+        once exactly one wins) and record the decision in its timeline."""
+        values: dict[str, Any] = {"state": to.value}
+        if to is IncidentState.RESOLVED:
+            values["resolved_at"] = at
+        async with self._sessions.begin() as session:
+            outcome = await session.execute(
+                update(IncidentRow)
+                .where(IncidentRow.id == incident_id, IncidentRow.state.in_([s.value for s in allowed_from]))
+                .values(**values)
+            )
+            if getattr(outcome, "rowcount", 0) != 1:
+                row = await session.get(IncidentRow, incident_id)
+                if row is None:
+                    raise NotFoundError(f"no incident {incident_id!r}")
+                raise ConflictError(f"incident {incident_id} is {row.state}; cannot {kind.removesuffix('d')} it")
+            session.add(IncidentEventRow(incident_id=incident_id, at=at, kind=kind, detail=_by(by, comment)))
+        return (await self.get_incident(incident_id)).incident
+
+    async def annotate_incident(
+        self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None
+    ) -> Incident:
+        """Add a comment (or a snooze) to an incident's timeline without changing its state."""
+        async with self._sessions.begin() as session:
+            row = await session.get(IncidentRow, incident_id)
+            if row is None:
+                raise NotFoundError(f"no incident {incident_id!r}")
+            detail = _by(by, comment)
+            if kind == "snoozed":
+                row.snoozed_until = snoozed_until
+                detail["until"] = snoozed_until
+            session.add(IncidentEventRow(incident_id=incident_id, at=at, kind=kind, detail=detail))
+        return (await self.get_incident(incident_id)).incident
 
     # -- ActionLedger ----------------------------------------------------------------------------------------
 
@@ -209,6 +269,10 @@ class SqlStore:
             await session.execute(select(1))
 
 
+def _by(by: str, comment: str) -> dict[str, Any]:
+    return {"by": by, "comment": comment} if comment else {"by": by}
+
+
 def _incident_row(incident: Incident) -> IncidentRow:
     return IncidentRow(
         id=incident.id,
@@ -239,6 +303,7 @@ def _incident(row: IncidentRow) -> Incident:
         signal_count=row.signal_count,
         peak_score=row.peak_score,
         resolved_at=row.resolved_at,
+        snoozed_until=row.snoozed_until,
     )
 
 

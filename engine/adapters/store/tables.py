@@ -27,6 +27,7 @@ class IncidentRow(Base):
     signal_count: Mapped[int] = mapped_column(Integer)
     peak_score: Mapped[float] = mapped_column(Float)
     resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    snoozed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class IncidentEventRow(Base):

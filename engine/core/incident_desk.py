@@ -1,0 +1,61 @@
+"""What on-call people do to incidents: acknowledge, unacknowledge, resolve, comment and snooze.
+
+Decisions are made durable first (the store refuses a decision that no longer applies, e.g. acknowledging a
+resolved incident, or the second of two concurrent acknowledgements), then the live incident tracking is told.
+"""
+
+from __future__ import annotations
+
+from engine.core.incidents import IncidentManager
+from engine.core.ports import IncidentDecisions
+from engine.domain.clock import Clock
+from engine.domain.errors import ConflictError
+from engine.domain.events import Incident, IncidentState
+
+_OPEN = frozenset({IncidentState.OPEN})
+_ACKNOWLEDGED = frozenset({IncidentState.ACKNOWLEDGED})
+_ACTIVE = frozenset({IncidentState.OPEN, IncidentState.ACKNOWLEDGED})
+
+
+class IncidentDesk:
+    def __init__(self, decisions: IncidentDecisions, manager: IncidentManager, clock: Clock) -> None:
+        self._decisions = decisions
+        self._manager = manager
+        self._clock = clock
+
+    async def acknowledge(self, incident_id: str, *, by: str, comment: str = "") -> Incident:
+        return await self._decide(incident_id, _OPEN, IncidentState.ACKNOWLEDGED, "acknowledged", by, comment)
+
+    async def unacknowledge(self, incident_id: str, *, by: str, comment: str = "") -> Incident:
+        return await self._decide(incident_id, _ACKNOWLEDGED, IncidentState.OPEN, "unacknowledged", by, comment)
+
+    async def resolve(self, incident_id: str, *, by: str, comment: str = "") -> Incident:
+        incident = await self._decide(incident_id, _ACTIVE, IncidentState.RESOLVED, "resolved", by, comment)
+        self._manager.forget(incident_id)
+        return incident
+
+    async def comment(self, incident_id: str, *, by: str, comment: str) -> Incident:
+        return await self._decisions.annotate_incident(
+            incident_id, kind="commented", by=by, comment=comment, at=self._clock.now()
+        )
+
+    async def snooze(self, incident_id: str, *, until: float, by: str, comment: str = "") -> Incident:
+        now = self._clock.now()
+        if until <= now:
+            raise ConflictError("a snooze must end in the future")
+        return await self._decisions.annotate_incident(
+            incident_id, kind="snoozed", by=by, comment=comment, at=now, snoozed_until=until
+        )
+
+    async def _decide(
+        self,
+        incident_id: str,
+        allowed_from: frozenset[IncidentState],
+        to: IncidentState,
+        kind: str,
+        by: str,
+        comment: str,
+    ) -> Incident:
+        return await self._decisions.decide_incident(
+            incident_id, allowed_from=allowed_from, to=to, kind=kind, by=by, comment=comment, at=self._clock.now()
+        )

@@ -1,0 +1,111 @@
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from engine.adapters.api.app import create_app
+from engine.adapters.api.auth import Role
+from engine.adapters.store.sql_store import SqlStore
+from engine.adapters.telemetry import EngineMetrics
+from engine.core.incident_desk import IncidentDesk
+from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.domain.clock import FakeClock
+from engine.domain.events import IncidentChange, IncidentChangeKind
+from tests.engine.adapters.tokens import BOOK, bearer
+from tests.engine.factories import anomaly, incident
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    opened = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'incidents.db'}")
+    await opened.apply_change(IncidentChange(IncidentChangeKind.OPENED, incident(), 100.0, anomaly(100.0)))
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def client(store: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
+    desk = IncidentDesk(store, IncidentManager(IncidentPolicy()), FakeClock(NOW))
+    app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, tokens=BOOK, desk=desk)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(Role.RESPONDER)
+    ) as http:
+        yield http
+
+
+async def _state(client: httpx.AsyncClient) -> str:
+    return str((await client.get("/api/v1/incidents/inc-1")).json()["state"])
+
+
+async def test_the_lifecycle_and_its_timeline(client: httpx.AsyncClient) -> None:
+    acked = await client.post("/api/v1/incidents/inc-1/ack", json={"comment": "looking"})
+    assert (acked.status_code, acked.json()["state"]) == (200, "acknowledged")
+    assert (await client.post("/api/v1/incidents/inc-1/ack", json={})).status_code == 409
+    assert (await client.post("/api/v1/incidents/inc-1/unack", json={})).json()["state"] == "open"
+    assert (await client.post("/api/v1/incidents/inc-1/comment", json={"comment": "feature store is slow"})).is_success
+    resolved = await client.post("/api/v1/incidents/inc-1/resolve", json={"comment": "fixed upstream"})
+    assert resolved.json()["state"] == "resolved"
+    assert resolved.json()["resolved_at"].startswith("2027-01-15")
+    conflict = await client.post("/api/v1/incidents/inc-1/ack", json={})
+    assert conflict.status_code == 409
+    assert "is resolved" in conflict.json()["detail"]
+    timeline = (await client.get("/api/v1/incidents/inc-1")).json()["timeline"]
+    assert [e["kind"] for e in timeline] == ["opened", "acknowledged", "unacknowledged", "commented", "resolved"]
+    assert timeline[1]["detail"] == {"by": "test-responder", "comment": "looking"}
+
+
+async def test_new_signals_keep_an_acknowledgement(client: httpx.AsyncClient, store: SqlStore) -> None:
+    await client.post("/api/v1/incidents/inc-1/ack", json={})
+    updated = replace(incident(), signal_count=3, last_signal_at=160.0)
+    await store.apply_change(IncidentChange(IncidentChangeKind.UPDATED, updated, 160.0, anomaly(160.0)))
+    assert await _state(client) == "acknowledged"
+    assert (await client.get("/api/v1/incidents/inc-1")).json()["signal_count"] == 3
+
+
+async def test_of_two_concurrent_acknowledgements_exactly_one_wins(client: httpx.AsyncClient) -> None:
+    first, second = await asyncio.gather(
+        client.post("/api/v1/incidents/inc-1/ack", json={}),
+        client.post("/api/v1/incidents/inc-1/ack", json={}, headers=bearer(Role.ADMIN)),
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 409]
+
+
+async def test_snooze_until_a_future_time(client: httpx.AsyncClient) -> None:
+    snoozed = await client.post("/api/v1/incidents/inc-1/snooze", json={"until": "2027-01-15T12:00:00Z"})
+    assert snoozed.json()["snoozed_until"] == "2027-01-15T12:00:00Z"
+    past = await client.post("/api/v1/incidents/inc-1/snooze", json={"until": "2020-01-01T00:00:00Z"})
+    assert past.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status"),
+    [
+        ("/api/v1/incidents/inc-1/ack", {}, bearer(Role.VIEWER), 403),
+        ("/api/v1/incidents/inc-1/ack", {}, {"Authorization": ""}, 401),
+        ("/api/v1/incidents/nope/ack", {}, None, 404),
+        ("/api/v1/incidents/inc-1/comment", {"comment": ""}, None, 422),
+        ("/api/v1/incidents/inc-1/snooze", {"until": "tomorrow"}, None, 422),
+        ("/api/v1/incidents/inc-1/snooze", {"until": "2027-01-15T12:00:00"}, None, 422),
+        ("/api/v1/incidents/inc-1/ack", {"comment": "x" * 2001}, None, 422),
+    ],
+)
+async def test_bad_decisions_are_client_errors(
+    client: httpx.AsyncClient, path: str, body: object, headers: dict[str, str] | None, status: int
+) -> None:
+    assert (await client.post(path, json=body, headers=headers)).status_code == status
+
+
+async def test_resolving_lets_new_signals_open_a_new_incident(store: SqlStore) -> None:
+    manager = IncidentManager(IncidentPolicy(min_signals=1))
+    [opened] = manager.observe(anomaly(0.0))
+    await store.apply_change(opened)
+    await IncidentDesk(store, manager, FakeClock(NOW)).resolve(opened.incident.id, by="alice")
+    [again] = manager.observe(anomaly(60.0))
+    assert again.kind is IncidentChangeKind.OPENED
+    assert again.incident.id != opened.incident.id
