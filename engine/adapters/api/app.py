@@ -22,6 +22,7 @@ from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, In
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
+from engine.adapters.web.pages import page_router
 from engine.core.actions.executor import ActionExecutor
 from engine.core.incident_desk import IncidentDesk
 from engine.domain.errors import ConflictError, NotFoundError
@@ -55,6 +56,8 @@ def create_app(
         app.include_router(approval_router(store, executor, tokens))
     if desk is not None:
         app.include_router(incident_router(desk, tokens))
+    if desk is not None and executor is not None:
+        app.include_router(page_router(store=store, desk=desk, executor=executor, tokens=tokens))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:

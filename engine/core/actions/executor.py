@@ -190,6 +190,10 @@ class ActionExecutor:
         await self._ledger.complete(result)
         return result
 
+    async def load(self, request_id: str) -> ActionRequest | None:
+        """A request as it was claimed (None if there is no such request)."""
+        return await self._ledger.load(request_id)
+
     async def expire_overdue(self) -> list[ActionResult]:
         """Steps whose approval window has ended are expired (and need a human's attention)."""
         expired = []
