@@ -10,6 +10,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+bash scripts/system-packages.sh
 "$VENV/bin/lint-imports"
 "$VENV/bin/aiops" playbooks validate playbooks
 "$VENV/bin/aiops" playbooks test playbooks/tests/*.yaml
