@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +16,8 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from engine.adapters.api.auth import Role
-from tests.engine.adapters.tokens import SECRETS, SPEC, bearer
+from tests.engine.adapters.tokens import SECRETS, bearer
+from tests.support.engine_process import running_engine
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,50 +28,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (sc
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`aiops run` on the bundled scenario, replayed at full speed, serving its API until the test ends."""
-    work = tmp_path_factory.mktemp("engine")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")} | {
-        "AIOPS_HTTP_PORT": str(port),
-        "AIOPS_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'e2e.db'}",
-        "AIOPS_API_TOKENS": SPEC,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from engine.app.cli import main; main()", "run", "--speed", "1000000"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_replay(base, process)
+    with running_engine(tmp_path_factory.mktemp("engine")) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_replay(base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"aiops run exited early: {process.stderr.read() if process.stderr else ''}")
-        try:
-            status = httpx.get(f"{base}/api/v1/status", headers=bearer(Role.VIEWER), timeout=2).json()
-            if status["samples"] >= status["total_samples"]:
-                return
-        except (httpx.TransportError, KeyError, ValueError):
-            pass
-        time.sleep(0.5)
-    pytest.fail("the replay did not finish in time")
 
 
 def test_log_in_acknowledge_and_approve_in_a_real_browser(engine: str) -> None:
