@@ -5,10 +5,15 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 cleanup() {
-  # Services started by later steps register their stop commands here.
-  :
+  bash scripts/services/postgres.sh stop
 }
 trap cleanup EXIT
+
+started=$(date +%s)
+bash scripts/services/postgres.sh start
+AIOPS_TEST_POSTGRES_URL=$(bash scripts/services/postgres.sh url)
+export AIOPS_TEST_POSTGRES_URL
+echo "services ready in $(( $(date +%s) - started )) s"
 
 bash scripts/system-packages.sh
 "$VENV/bin/lint-imports"

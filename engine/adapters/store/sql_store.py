@@ -81,6 +81,8 @@ class SqlStore:
             row = await session.get(IncidentRow, incident.id)
             if row is None:
                 session.add(_incident_row(incident))
+                # The timeline row refers to the incident: write the incident first.
+                await session.flush()
             else:
                 # Signals update the figures; the state stays whatever people made it (acknowledged), unless the
                 # signal itself resolved the incident.

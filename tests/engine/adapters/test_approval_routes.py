@@ -1,5 +1,4 @@
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -31,8 +30,8 @@ def _waiting(request_id: str) -> ActionRequest:
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    store = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'approvals.db'}")
+async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    store = await SqlStore.open(database_url)
     executor = ActionExecutor(store, FakeClock(1000.0), {})
     for request_id in ("act-a", "act-b"):
         await executor.execute(_waiting(request_id))

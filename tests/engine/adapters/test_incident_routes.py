@@ -1,7 +1,6 @@
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,8 +21,8 @@ NOW = 1_800_000_000.0
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    opened = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'incidents.db'}")
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    opened = await SqlStore.open(database_url)
     await opened.apply_change(IncidentChange(IncidentChangeKind.OPENED, incident(), 100.0, anomaly(100.0)))
     yield opened
     await opened.close()
@@ -109,3 +108,15 @@ async def test_resolving_lets_new_signals_open_a_new_incident(store: SqlStore) -
     [again] = manager.observe(anomaly(60.0))
     assert again.kind is IncidentChangeKind.OPENED
     assert again.incident.id != opened.incident.id
+
+
+async def test_two_replicas_acknowledging_at_once_one_wins(database_url: str) -> None:
+    first, second = await SqlStore.open(database_url), await SqlStore.open(database_url)
+    await first.apply_change(IncidentChange(IncidentChangeKind.OPENED, incident(), 100.0, anomaly(100.0)))
+    desks = [IncidentDesk(store, IncidentManager(IncidentPolicy()), FakeClock(NOW)) for store in (first, second)]
+    outcomes = await asyncio.gather(
+        *(desk.acknowledge("inc-1", by=f"replica-{i}") for i, desk in enumerate(desks)), return_exceptions=True
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["ConflictError", "Incident"]
+    await first.close()
+    await second.close()

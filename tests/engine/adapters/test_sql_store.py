@@ -1,3 +1,4 @@
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,8 +20,8 @@ from tests.engine.factories import anomaly, incident
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    opened = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}")
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    opened = await SqlStore.open(database_url)
     yield opened
     await opened.close()
 
@@ -52,8 +53,8 @@ async def test_incident_changes_build_state_and_timeline(store: SqlStore) -> Non
     assert await store.list_incidents(state=IncidentState.OPEN) == []
 
 
-async def test_claim_is_exactly_once_and_survives_reopening(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+async def test_claim_is_exactly_once_and_survives_reopening(database_url: str) -> None:
+    url = database_url
     first = await SqlStore.open(url)
     assert await first.claim(_request()) is True
     assert await first.claim(_request()) is False
@@ -81,3 +82,12 @@ async def test_dead_letters_keep_the_payload_and_reason(store: SqlStore) -> None
 async def test_unusable_database_url_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot"):
         await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+
+
+async def test_two_stores_on_one_database_claim_a_request_once(database_url: str) -> None:
+    # Two engine replicas, each with its own connection pool, racing for the same step.
+    first, second = await SqlStore.open(database_url), await SqlStore.open(database_url)
+    outcomes = await asyncio.gather(*(store.claim(_request()) for store in (first, second, first, second)))
+    assert sorted(outcomes) == [False, False, False, True]
+    await first.close()
+    await second.close()
