@@ -2,15 +2,34 @@
 noisy point does not page anyone), and automatic resolution once the signal has been quiet long enough.
 
 Time here is event time (the signals' own timestamps), so a replay gives the same incidents however fast it runs.
+
+Alerts from an external alerting system (Alertmanager) are signals too, with their own rules: the alerting system
+already decided that something is wrong, so a firing alert opens an incident at once, and only its resolved
+notification resolves it (never quiet time). Alertmanager delivers at least once, so a notification seen before
+changes nothing. An alert incident's series is ``ALERTS{alertname="...",...}``, the series Prometheus itself
+keeps for alerts, so playbook triggers match alerts with the same label matchers as metric series.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 
-from engine.domain.events import Anomaly, Incident, IncidentChange, IncidentChangeKind, IncidentState
+from engine.domain.events import (
+    Alert,
+    AlertStatus,
+    Anomaly,
+    Incident,
+    IncidentChange,
+    IncidentChangeKind,
+    IncidentState,
+    SeriesKey,
+)
+
+ALERT_PREFIX = "alert:"
+# Resolved alerts remembered so that a late duplicate of their firing notification does not reopen them.
+_RESOLVED_MEMORY = 10_000
 
 
 @dataclass(frozen=True)
@@ -27,6 +46,10 @@ def fingerprint_of(anomaly: Anomaly) -> str:
     return f"anomaly:{anomaly.series}"
 
 
+def alert_fingerprint(alert: Alert) -> str:
+    return f"{ALERT_PREFIX}{alert.fingerprint}"
+
+
 def incident_id(fingerprint: str, first_signal_at: float) -> str:
     # Deterministic, so replaying the same signals (after a restart or a rebalance) finds the same incident.
     digest = hashlib.sha256(f"{fingerprint}|{first_signal_at:.3f}".encode()).hexdigest()
@@ -40,6 +63,7 @@ class IncidentManager:
         self._policy = policy
         self._pending: dict[str, deque[Anomaly]] = {}
         self._active: dict[str, Incident] = {}
+        self._resolved_alerts: OrderedDict[tuple[str, float], None] = OrderedDict()
 
     def active(self) -> list[Incident]:
         return list(self._active.values())
@@ -82,6 +106,41 @@ class IncidentManager:
         self._active[fingerprint] = opened
         return [IncidentChange(IncidentChangeKind.OPENED, opened, anomaly.timestamp, anomaly)]
 
+    def observe_alert(self, alert: Alert) -> list[IncidentChange]:
+        """Account for one alert notification: firing opens, resolved resolves, anything seen before is a no-op."""
+        fingerprint = alert_fingerprint(alert)
+        current = self._active.get(fingerprint)
+        episode = (fingerprint, alert.starts_at)
+        if alert.status is AlertStatus.RESOLVED:
+            if current is None or current.opened_at != alert.starts_at:
+                return []
+            resolved_at = alert.ends_at if alert.ends_at is not None else alert.starts_at
+            resolved = replace(
+                current, state=IncidentState.RESOLVED, resolved_at=resolved_at, last_signal_at=resolved_at
+            )
+            del self._active[fingerprint]
+            self._resolved_alerts[episode] = None
+            if len(self._resolved_alerts) > _RESOLVED_MEMORY:
+                self._resolved_alerts.popitem(last=False)
+            return [IncidentChange(IncidentChangeKind.RESOLVED, resolved, resolved_at, alert=alert)]
+        if current is not None or episode in self._resolved_alerts:
+            # Alertmanager repeats firing alerts in every notification of their group: nothing new.
+            return []
+        opened = Incident(
+            id=incident_id(fingerprint, alert.starts_at),
+            fingerprint=fingerprint,
+            title=dict(alert.annotations).get("summary") or f"Alert {alert.name} firing",
+            series=SeriesKey.of("ALERTS", {**dict(alert.labels), "alertname": alert.name}),
+            severity=alert.severity,
+            state=IncidentState.OPEN,
+            opened_at=alert.starts_at,
+            last_signal_at=alert.starts_at,
+            signal_count=1,
+            peak_score=1.0,
+        )
+        self._active[fingerprint] = opened
+        return [IncidentChange(IncidentChangeKind.OPENED, opened, alert.starts_at, alert=alert)]
+
     def forget(self, incident_id: str) -> None:
         """A person resolved the incident: new signals of its fingerprint open a new one."""
         self._active = {fp: incident for fp, incident in self._active.items() if incident.id != incident_id}
@@ -90,6 +149,8 @@ class IncidentManager:
         """Move event time to ``now``: resolve quiet incidents and forget stale pending signals."""
         changes: list[IncidentChange] = []
         for fingerprint, incident in list(self._active.items()):
+            if fingerprint.startswith(ALERT_PREFIX):
+                continue
             if now - incident.last_signal_at >= self._policy.resolve_after_s:
                 resolved = replace(incident, state=IncidentState.RESOLVED, resolved_at=now)
                 del self._active[fingerprint]

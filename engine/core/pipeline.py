@@ -2,6 +2,7 @@
 
 Each arrow is a bounded channel and each stage a task of one TaskGroup: a slow stage makes the stages before it
 wait (back-pressure), a crash in any stage cancels the others, and cancelling the pipeline stops every stage.
+Alerts pushed by an alerting system (an optional ``AlertFeed``) join at the incident stage.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.core.alert_feed import AlertFeed
 from engine.core.channels import Channel
 from engine.core.detection import DetectionService
 from engine.core.incidents import IncidentManager
 from engine.core.playbooks.planner import PlanningError
 from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import IncidentStore, PipelineObserver, SampleSource
-from engine.domain.events import Anomaly, IncidentChange, MetricSample
+from engine.domain.events import Alert, Anomaly, IncidentChange, MetricSample
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ class _Detected:
     watermark: float
 
 
+@dataclass(frozen=True)
+class _Alerted:
+    alerts: Sequence[Alert]
+
+
 class Pipeline:
     def __init__(
         self,
@@ -47,6 +54,7 @@ class Pipeline:
         store: IncidentStore,
         observer: PipelineObserver,
         channel_capacity: int = 16,
+        alerts: AlertFeed | None = None,
     ) -> None:
         self._source = source
         self._detection = detection
@@ -55,15 +63,19 @@ class Pipeline:
         self._store = store
         self._observer = observer
         self._capacity = channel_capacity
+        self._alerts = alerts
 
     async def run(self) -> None:
         """Run until the source is exhausted and every stage has drained."""
         samples: Channel[Sequence[MetricSample]] = Channel(self._capacity)
-        detected: Channel[_Detected] = Channel(self._capacity)
+        detected: Channel[_Detected | _Alerted] = Channel(self._capacity)
         changes: Channel[IncidentChange | _Tick] = Channel(self._capacity * 64)
         async with asyncio.TaskGroup() as group:
+            alerts = None
+            if self._alerts is not None:
+                alerts = group.create_task(self._forward_alerts(self._alerts, detected), name="alerts")
             group.create_task(self._read(samples), name="source")
-            group.create_task(self._detect(samples, detected), name="detection")
+            group.create_task(self._detect(samples, detected, alerts), name="detection")
             group.create_task(self._track(detected, changes), name="incidents")
             group.create_task(self._remediate(changes), name="remediation")
 
@@ -74,7 +86,16 @@ class Pipeline:
         finally:
             await out.close()
 
-    async def _detect(self, inbox: Channel[Sequence[MetricSample]], out: Channel[_Detected]) -> None:
+    async def _forward_alerts(self, feed: AlertFeed, out: Channel[_Detected | _Alerted]) -> None:
+        async for alerts in feed:
+            await out.send(_Alerted(alerts))
+
+    async def _detect(
+        self,
+        inbox: Channel[Sequence[MetricSample]],
+        out: Channel[_Detected | _Alerted],
+        alerts: asyncio.Task[None] | None = None,
+    ) -> None:
         watermark = float("-inf")
         try:
             async for batch in inbox:
@@ -87,11 +108,19 @@ class Pipeline:
                 self._observer.on_anomalies(anomalies)
                 await out.send(_Detected(anomalies, watermark))
         finally:
+            # The source is done: stop taking alerts too, so that the incident stage can drain and finish.
+            if alerts is not None:
+                alerts.cancel()
             await out.close()
 
-    async def _track(self, inbox: Channel[_Detected], out: Channel[IncidentChange | _Tick]) -> None:
+    async def _track(self, inbox: Channel[_Detected | _Alerted], out: Channel[IncidentChange | _Tick]) -> None:
         try:
             async for item in inbox:
+                if isinstance(item, _Alerted):
+                    for alert in item.alerts:
+                        for change in self._incidents.observe_alert(alert):
+                            await self._publish(change, out)
+                    continue
                 for anomaly in item.anomalies:
                     for change in self._incidents.observe(anomaly):
                         await self._publish(change, out)

@@ -159,6 +159,8 @@ class IncidentChange:
     incident: Incident
     at: float
     signal: Anomaly | None = None
+    # The external alert behind the change, for incidents opened by an alerting system.
+    alert: Alert | None = None
 
 
 class ActionMode(enum.StrEnum):

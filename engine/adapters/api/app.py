@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.adapters.api.approval_routes import approval_router
 from engine.adapters.api.auth import Role, TokenBook, requirement
+from engine.adapters.api.cursors import BadCursorError, decode_cursor, encode_cursor
 from engine.adapters.api.incident_routes import incident_router
 from engine.adapters.api.playbook_routes import playbook_router
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut
@@ -77,12 +79,23 @@ def create_app(
 
     @app.get("/api/v1/incidents", dependencies=viewer, tags=["incidents"])
     async def list_incidents(
+        response: Response,
         state: IncidentState | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        cursor: Annotated[str | None, Query(max_length=200, description="X-Next-Cursor of the previous page")] = None,
     ) -> list[IncidentOut]:
-        """Incidents, newest first, optionally only those in one state."""
-        incidents = await store.list_incidents(state=state, limit=limit, offset=offset)
+        """Incidents, newest first, optionally only those in one state. A full page carries an ``X-Next-Cursor``
+        header; pass it as ``cursor`` for the next page (as fast however deep you go)."""
+        try:
+            before = decode_cursor(cursor) if cursor is not None else None
+        except BadCursorError as exc:
+            raise RequestValidationError(
+                [{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]
+            ) from exc
+        incidents = await store.list_incidents(state=state, limit=limit, offset=offset, before=before)
+        if len(incidents) == limit:
+            response.headers["X-Next-Cursor"] = encode_cursor(incidents[-1])
         return [IncidentOut.of(incident) for incident in incidents]
 
     @app.get(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -231,11 +231,20 @@ class SqlStore:
     # -- queries ---------------------------------------------------------------------------------------------
 
     async def list_incidents(
-        self, *, state: IncidentState | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        state: IncidentState | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        before: tuple[float, str] | None = None,
     ) -> list[Incident]:
-        query = select(IncidentRow).order_by(IncidentRow.opened_at.desc(), IncidentRow.id)
+        """Newest first. ``before`` (opened_at, id) of the last incident of a page asks for the next page: a keyset
+        page costs the same however deep it is, unlike ``offset``."""
+        query = select(IncidentRow).order_by(IncidentRow.opened_at.desc(), IncidentRow.id.desc())
         if state is not None:
             query = query.where(IncidentRow.state == state.value)
+        if before is not None:
+            query = query.where(tuple_(IncidentRow.opened_at, IncidentRow.id) < tuple_(*before))
         async with self._sessions() as session:
             rows = await session.scalars(query.limit(limit).offset(offset))
             return [_incident(row) for row in rows]

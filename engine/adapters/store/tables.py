@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -14,6 +14,10 @@ class Base(DeclarativeBase):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
+    __table_args__ = (
+        Index("ix_incidents_opened_at_id", "opened_at", "id"),
+        Index("ix_incidents_state_opened_at_id", "state", "opened_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(512), index=True)

@@ -78,3 +78,25 @@ async def test_reads_need_a_token(client: httpx.AsyncClient, path: str) -> None:
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics/"])
 async def test_probes_and_metrics_need_no_token(client: httpx.AsyncClient, path: str) -> None:
     assert (await client.get(path, headers={"Authorization": ""})).status_code == 200
+
+
+async def test_keyset_pages_walk_every_incident_once(tmp_path: Path) -> None:
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'pages.db'}")
+    for i in range(7):
+        opened = incident(id=f"inc-{i}", opened_at=100.0 + (i // 2))  # ties on opened_at are broken by id
+        await store.apply_change(IncidentChange(IncidentChangeKind.OPENED, opened, opened.opened_at))
+    app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, tokens=BOOK)
+    seen: list[str] = []
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(Role.VIEWER)
+    ) as http:
+        params: dict[str, str | int] = {"limit": 3}
+        while True:
+            page = await http.get("/api/v1/incidents", params=params)
+            seen += [i["id"] for i in page.json()]
+            if "x-next-cursor" not in page.headers:
+                break
+            params = {"limit": 3, "cursor": page.headers["x-next-cursor"]}
+        assert (await http.get("/api/v1/incidents", params={"cursor": "!!not-ours"})).status_code == 422
+    assert seen == ["inc-6", "inc-5", "inc-4", "inc-3", "inc-2", "inc-1", "inc-0"]
+    await store.close()
