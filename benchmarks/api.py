@@ -5,8 +5,9 @@
 For each database the engine's API is served by uvicorn in a process of its own on a loopback port, and
 clients list incident pages (50 per page at random depths, reached with the API's keyset cursors; half of them
 filtered by state) and acknowledge distinct open incidents for a bounded time. It prints requests/s and p50/p99
-latency per operation and database, and the PostgreSQL/SQLite ratios. Target: list pages under 50 ms p99. PostgreSQL is measured when --postgres-url (or
-AIOPS_TEST_POSTGRES_URL) names a server; its database is emptied first.
+latency per operation and database, and the PostgreSQL/SQLite ratios. Target: list pages under 50 ms p99.
+PostgreSQL is measured when --postgres-url (or AIOPS_TEST_POSTGRES_URL) names a server; its database is emptied
+first.
 """
 
 from __future__ import annotations
