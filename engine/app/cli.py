@@ -73,12 +73,14 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
     host, port = server.address
     console.print(
         f"[bold]aiops-engine[/] replaying [cyan]{engine.scenario.name}[/] at {speed:g}x, mode "
-        f"[bold]{settings.mode.value}[/]; API on http://{host}:{port} (/healthz, /api/v1/incidents, /metrics)"
+        f"[bold]{settings.mode.value}[/]; API on http://{host}:{port} (/ui/, /api/v1/incidents, /metrics)",
+        soft_wrap=True,
     )
     if one_off is not None:
         console.print(
             f"No AIOPS_API_TOKENS configured: this run's admin token is [bold]{one_off}[/] "
-            f"(e.g. curl -H 'Authorization: Bearer {one_off}' http://{host}:{port}/api/v1/incidents)"
+            f"(log in at http://{host}:{port}/ui/ or curl -H 'Authorization: Bearer {one_off}' ...)",
+            soft_wrap=True,
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
