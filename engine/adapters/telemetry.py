@@ -9,6 +9,30 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from engine.domain.events import ActionResult, Anomaly, IncidentChange, IncidentChangeKind, MetricSample
 
 
+class IngestMetrics:
+    """Counters of the ingest endpoints, registered in the engine's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.auth_failures = Counter(
+            "aiops_ingest_auth_failures_total",
+            "Ingest requests rejected for a missing or wrong credential",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "aiops_alert_notifications_total",
+            "Alertmanager notifications received, by outcome (accepted, duplicate)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.remote_write_samples = Counter(
+            "aiops_remote_write_samples_total", "Samples received through remote_write", registry=registry
+        )
+        self.remote_write_rejected = Counter(
+            "aiops_remote_write_rejected_total", "remote_write bodies that could not be decoded", registry=registry
+        )
+
+
 class EngineMetrics:
     """Implements the pipeline observer port by counting into Prometheus metrics."""
 
@@ -34,6 +58,7 @@ class EngineMetrics:
             ["source", "reason"],
             registry=registry,
         )
+        self.ingest = IngestMetrics(registry)
         self.last_event_time = Gauge(
             "aiops_last_event_timestamp_seconds",
             "Event time of the newest processed sample",

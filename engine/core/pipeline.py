@@ -18,7 +18,7 @@ from engine.core.detection import DetectionService
 from engine.core.incidents import IncidentManager
 from engine.core.playbooks.planner import PlanningError
 from engine.core.playbooks.remediation import Remediator
-from engine.core.ports import IncidentStore, PipelineObserver, SampleSource
+from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource
 from engine.domain.events import Alert, Anomaly, IncidentChange, MetricSample
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class _Detected:
     anomalies: Sequence[Anomaly]
     # The latest event time seen so far; drives time-based incident changes.
     watermark: float
+    batch: Sequence[MetricSample] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Pipeline:
         observer: PipelineObserver,
         channel_capacity: int = 16,
         alerts: AlertFeed | None = None,
+        acknowledger: BatchAcknowledger | None = None,
     ) -> None:
         self._source = source
         self._detection = detection
@@ -64,6 +66,7 @@ class Pipeline:
         self._observer = observer
         self._capacity = channel_capacity
         self._alerts = alerts
+        self._acknowledger = acknowledger
 
     async def run(self) -> None:
         """Run until the source is exhausted and every stage has drained."""
@@ -106,10 +109,11 @@ class Pipeline:
                 watermark = max(watermark, *(sample.timestamp for sample in batch))
                 self._observer.on_samples(batch)
                 self._observer.on_anomalies(anomalies)
-                await out.send(_Detected(anomalies, watermark))
+                await out.send(_Detected(anomalies, watermark, batch))
         finally:
             # The source is done: stop taking alerts too, so that the incident stage can drain and finish.
-            if alerts is not None:
+            if alerts is not None and self._alerts is not None:
+                self._alerts.close()
                 alerts.cancel()
             await out.close()
 
@@ -126,6 +130,8 @@ class Pipeline:
                         await self._publish(change, out)
                 for change in self._incidents.advance(item.watermark):
                     await self._publish(change, out)
+                if self._acknowledger is not None:
+                    await self._acknowledger.acknowledge(item.batch)
                 await out.send(_Tick(item.watermark))
         finally:
             await out.close()

@@ -26,6 +26,13 @@ class SampleSource(Protocol):
     def batches(self) -> AsyncIterator[Sequence[MetricSample]]: ...
 
 
+class BatchAcknowledger(Protocol):
+    """Told, in batch order, when a batch's incident changes are stored and its events handed to the observers:
+    a source that must not forget input before then (Kafka offsets) commits its position here."""
+
+    async def acknowledge(self, batch: Sequence[MetricSample]) -> None: ...
+
+
 class IncidentStore(Protocol):
     async def apply_change(self, change: IncidentChange) -> None:
         """Persist an incident's new state and append the change to its timeline."""

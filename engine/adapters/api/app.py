@@ -15,17 +15,22 @@ from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.adapters.api.alert_routes import alert_router
 from engine.adapters.api.approval_routes import approval_router
 from engine.adapters.api.auth import Role, TokenBook, requirement
 from engine.adapters.api.cursors import BadCursorError, decode_cursor, encode_cursor
 from engine.adapters.api.incident_routes import incident_router
+from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.api.playbook_routes import playbook_router
+from engine.adapters.api.remote_write_routes import remote_write_router
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut
 from engine.adapters.playbook_reloader import PlaybookReloader
+from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.adapters.web.pages import page_router
 from engine.core.actions.executor import ActionExecutor
+from engine.core.alert_feed import AlertFeed
 from engine.core.incident_desk import IncidentDesk
 from engine.domain.errors import ConflictError, NotFoundError
 from engine.domain.events import IncidentState
@@ -43,6 +48,9 @@ def create_app(
     playbooks: PlaybookReloader | None = None,
     executor: ActionExecutor | None = None,
     desk: IncidentDesk | None = None,
+    ingest: IngestCredentials | None = None,
+    alerts: AlertFeed | None = None,
+    remote_write: PushedSource | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="aiops-engine",
@@ -58,6 +66,11 @@ def create_app(
         app.include_router(approval_router(store, executor, tokens))
     if desk is not None:
         app.include_router(incident_router(desk, tokens))
+    # The ingest endpoints exist only once a credential for them is configured: never open by default.
+    if ingest and alerts is not None:
+        app.include_router(alert_router(store=store, feed=alerts, credentials=ingest, metrics=metrics.ingest))
+    if ingest and remote_write is not None:
+        app.include_router(remote_write_router(sink=remote_write, credentials=ingest, metrics=metrics.ingest))
     if desk is not None and executor is not None:
         app.include_router(page_router(store=store, desk=desk, executor=executor, tokens=tokens))
 

@@ -7,17 +7,29 @@ carried out at most once, even across processes.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from engine.adapters.store.migrate import upgrade_to_head
-from engine.adapters.store.tables import ActionRow, DeadLetterRow, IncidentEventRow, IncidentRow
+from engine.adapters.store.tables import (
+    ActionRow,
+    AlertNotificationRow,
+    DeadLetterRow,
+    IncidentEventRow,
+    IncidentRow,
+)
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
 from engine.domain.events import (
     ActionMode,
@@ -33,6 +45,18 @@ from engine.domain.events import (
     freeze_labels,
 )
 from engine.domain.views import ActionRecord, IncidentDetail, TimelineEntry
+
+
+@dataclass(frozen=True, slots=True)
+class AlertNotification:
+    """One webhook notification as received, under the digest of its content."""
+
+    key: str
+    group_key: str
+    status: str
+    alert_count: int
+    body: bytes
+    received_at: float
 
 
 def _engine_for(url: str) -> AsyncEngine:
@@ -57,7 +81,10 @@ def _engine_for(url: str) -> AsyncEngine:
 class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # An in-memory SQLite database lives on one shared connection, on which two concurrent transactions would
+        # commit or roll back each other's work: take turns there.
+        self._sessions = _TakingTurns(sessions) if isinstance(engine.pool, StaticPool) else sessions
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
@@ -101,6 +128,8 @@ class SqlStore:
                     "detector": change.signal.detector,
                     "signal_at": change.signal.timestamp,
                 }
+            if change.alert is not None:
+                detail |= {"alert": change.alert.name, "alert_status": change.alert.status.value}
             session.add(IncidentEventRow(incident_id=incident.id, at=change.at, kind=change.kind.value, detail=detail))
 
     # -- decisions of people ---------------------------------------------------------------------------------
@@ -218,6 +247,41 @@ class SqlStore:
         async with self._sessions() as session:
             return [_request(row) for row in await session.scalars(query)]
 
+    # -- alert notifications ---------------------------------------------------------------------------------
+
+    async def record_alert_notifications(self, notifications: Sequence[AlertNotification]) -> None:
+        """Keep received notifications in one transaction; one already kept (same digest) is left as it is."""
+        if not notifications:
+            return
+        rows = [
+            {
+                "key": n.key,
+                "received_at": n.received_at,
+                "group_key": n.group_key,
+                "status": n.status,
+                "alert_count": n.alert_count,
+                "body": n.body,
+            }
+            for n in notifications
+        ]
+        if self._engine.dialect.name == "postgresql":
+            statement: Any = postgresql_insert(AlertNotificationRow).on_conflict_do_nothing(index_elements=["key"])
+        else:
+            statement = sqlite_insert(AlertNotificationRow).on_conflict_do_nothing(index_elements=["key"])
+        # One statement with many parameter sets: compiled once and cached, whatever the batch size.
+        async with self._engine.begin() as connection:
+            await connection.execute(statement, rows)
+
+    async def recent_alert_notification_keys(self, *, since: float) -> list[str]:
+        """Digests of the notifications received since ``since``, oldest first."""
+        query = (
+            select(AlertNotificationRow.key)
+            .where(AlertNotificationRow.received_at >= since)
+            .order_by(AlertNotificationRow.received_at)
+        )
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
+
     # -- dead letters ----------------------------------------------------------------------------------------
 
     async def dead_letter(self, *, source: str, reason: str, payload: bytes, received_at: float) -> None:
@@ -278,6 +342,24 @@ class SqlStore:
         """Raises if the database cannot be reached."""
         async with self._sessions() as session:
             await session.execute(select(1))
+
+
+class _TakingTurns:
+    """A session factory whose sessions run one at a time."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._turn = asyncio.Lock()
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[AsyncSession]:
+        async with self._turn, self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        async with self._turn, self._sessions.begin() as session:
+            yield session
 
 
 def _by(by: str, comment: str) -> dict[str, Any]:

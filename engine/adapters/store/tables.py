@@ -71,3 +71,15 @@ class DeadLetterRow(Base):
     source: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AlertNotificationRow(Base):
+    __tablename__ = "alert_notifications"
+
+    # SHA-256 of the body: Alertmanager redelivers the same bytes on retries (Go's JSON encoder sorts map keys).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[float] = mapped_column(Float, index=True)
+    group_key: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    alert_count: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)

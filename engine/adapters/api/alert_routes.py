@@ -1,0 +1,148 @@
+"""The Alertmanager webhook receiver (``POST /api/v1/alerts``, payload version 4).
+
+A notification is validated and recognised by the SHA-256 of its body: only a first delivery is handed to the
+pipeline's alert feed, a redelivery (same bytes: Alertmanager's retries) is answered as a duplicate. The
+``NotificationWriter`` remembers digests and keeps the bodies in the store (see there why it writes behind).
+The incident stage is idempotent too, for the same alert repeated in a later notification of its group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.adapters.api.ingest_auth import IngestCredentials, ingest_guard
+from engine.adapters.api.notification_writer import NotificationWriter
+from engine.adapters.store.sql_store import AlertNotification, SqlStore
+from engine.adapters.telemetry import IngestMetrics
+from engine.core.alert_feed import AlertFeed, AlertFeedClosedError
+from engine.domain.events import Alert, AlertStatus, Severity, freeze_labels
+
+log = logging.getLogger(__name__)
+
+_Labels = dict[str, str]
+
+
+class AlertIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    status: Literal["firing", "resolved"]
+    labels: _Labels = Field(max_length=128)
+    annotations: _Labels = Field(default_factory=dict, max_length=128)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL", max_length=4096)
+    fingerprint: str = Field(default="", max_length=128)
+
+    def to_alert(self) -> Alert:
+        labels = freeze_labels(self.labels)
+        # Older senders leave the fingerprint out; the label set identifies the alert just as well.
+        fingerprint = self.fingerprint or hashlib.sha256(repr(labels).encode()).hexdigest()[:16]
+        ends_at = self.ends_at.timestamp() if self.ends_at is not None and self.ends_at.year > 1 else None
+        return Alert(
+            name=self.labels.get("alertname", "unnamed"),
+            fingerprint=fingerprint,
+            status=AlertStatus(self.status),
+            labels=labels,
+            starts_at=self.starts_at.timestamp(),
+            ends_at=ends_at if self.status == "resolved" else None,
+            severity=_severity(self.labels.get("severity", "")),
+            annotations=freeze_labels(self.annotations),
+        )
+
+
+class NotificationIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    version: Literal["4"]
+    group_key: str = Field(alias="groupKey", max_length=4096)
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0)
+    status: Literal["firing", "resolved"]
+    receiver: str = Field(max_length=512)
+    group_labels: _Labels = Field(default_factory=dict, alias="groupLabels")
+    common_labels: _Labels = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: _Labels = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL", max_length=4096)
+    alerts: list[AlertIn] = Field(max_length=10_000)
+
+
+class NotificationOut(BaseModel):
+    accepted: int
+    duplicate: bool
+
+
+def _severity(text: str) -> Severity:
+    try:
+        return Severity.parse(text)
+    except KeyError:
+        # Common in alerting rules but not one of ours: "page" is as urgent as it gets.
+        return Severity.CRITICAL if text.lower() in ("page", "error", "high") else Severity.WARNING
+
+
+def alert_router(
+    *, store: SqlStore, feed: AlertFeed, credentials: IngestCredentials, metrics: IngestMetrics
+) -> APIRouter:
+    router = APIRouter(tags=["ingest"], dependencies=[Depends(ingest_guard(credentials, metrics, "alerts"))])
+    writer = NotificationWriter(store)
+
+    @router.post(
+        "/api/v1/alerts",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": NotificationIn.model_json_schema(by_alias=True)}},
+            }
+        },
+        responses={
+            401: {"description": "missing or wrong credential"},
+            422: {"description": "not a version-4 Alertmanager notification"},
+            503: {"description": "the pipeline is not running; Alertmanager retries"},
+        },
+    )
+    async def receive_alerts(request: Request) -> NotificationOut:
+        """Alertmanager's webhook: firing alerts open incidents, resolved ones resolve them; redelivery is a no-op."""
+        # The raw body is parsed here rather than by FastAPI: validating JSON bytes directly is faster, and the
+        # digest of exactly what Alertmanager sent is what recognises its retries.
+        body = await request.body()
+        try:
+            notification = NotificationIn.model_validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+            ) from exc
+        if feed.closed:
+            # Checked before the notification is kept, so that Alertmanager's retry is not taken for a duplicate.
+            raise HTTPException(503, "the engine's pipeline is not running")
+        fresh = await writer.record(
+            AlertNotification(
+                key=hashlib.sha256(body).hexdigest(),
+                group_key=notification.group_key,
+                status=notification.status,
+                alert_count=len(notification.alerts),
+                body=body,
+                received_at=time.time(),
+            )
+        )
+        if not fresh:
+            metrics.notifications.labels("duplicate").inc()
+            return NotificationOut(accepted=0, duplicate=True)
+        if notification.truncated_alerts:
+            log.warning(
+                "Alertmanager left out %d alerts of group %s", notification.truncated_alerts, notification.group_key
+            )
+        alerts = [alert.to_alert() for alert in notification.alerts]
+        try:
+            await feed.submit(alerts)
+        except AlertFeedClosedError as exc:
+            raise HTTPException(503, "the engine's pipeline stopped") from exc
+        metrics.notifications.labels("accepted").inc()
+        return NotificationOut(accepted=len(alerts), duplicate=False)
+
+    return router

@@ -1,0 +1,1 @@
+"""Prometheus integration: remote_write decoding and the PromQL polling client."""

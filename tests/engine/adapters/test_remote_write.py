@@ -1,0 +1,57 @@
+"""The hand-written remote_write decoder against bodies built by its encoder and by hand."""
+
+import math
+import struct
+
+import cramjam
+import pytest
+
+from engine.adapters.prometheus.remote_write import (
+    RemoteWriteDecodeError,
+    decode_write_request,
+    encode_write_request,
+)
+from engine.domain.events import MetricSample, SeriesKey
+
+UP = SeriesKey.of("up", {"job": "node", "instance": "a:9100"})
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def test_round_trip_keeps_names_labels_values_and_millisecond_timestamps() -> None:
+    samples = [
+        MetricSample(UP, 1_700_000_000.123, 1.0),
+        MetricSample(SeriesKey.of("temperature_celsius"), 1_700_000_001.0, -12.5),
+    ]
+    assert decode_write_request(encode_write_request(samples)) == samples
+
+
+def test_unknown_fields_are_skipped_and_staleness_markers_dropped() -> None:
+    label = _len_field(1, _len_field(1, b"__name__") + _len_field(2, b"up"))
+    stale = struct.pack("<Q", 0x7FF0000000000002)
+    sample = _len_field(2, bytes([0x09]) + stale + bytes([0x10, 0x01]))
+    good = _len_field(2, bytes([0x09]) + struct.pack("<d", 3.0) + bytes([0x10, 0x02]))
+    # Field 3 (exemplars) and a fixed32 field 9 in the TimeSeries, field 3 (metadata) in the WriteRequest.
+    series = label + sample + good + _len_field(3, b"\x00") + bytes([9 << 3 | 5]) + b"\x00\x00\x00\x00"
+    body = _len_field(1, series) + _len_field(3, b"\x08\x01")
+    decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(body)))
+    assert decoded == [MetricSample(SeriesKey.of("up"), 0.002, 3.0)]
+    assert not any(math.isnan(s.value) for s in decoded)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not snappy at all",
+        bytes(cramjam.snappy.compress_raw(b"\x0a\x05abc")),  # length beyond the end
+        bytes(cramjam.snappy.compress_raw(b"\x0a\x02\x08")),  # truncated varint inside a series
+        bytes(cramjam.snappy.compress_raw(b"\x0b")),  # wire type 3 (groups) is not used by remote_write
+        bytes(cramjam.snappy.compress_raw(_len_field(1, _len_field(1, _len_field(1, b"job"))))),  # no __name__
+    ],
+)
+def test_undecodable_bodies_raise_one_specific_error(body: bytes) -> None:
+    with pytest.raises(RemoteWriteDecodeError):
+        decode_write_request(body)
