@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 cleanup() {
   bash scripts/services/postgres.sh stop
+  bash scripts/services/prometheus.sh stop
+  bash scripts/services/kafka.sh stop
 }
 trap cleanup EXIT
 
@@ -13,10 +15,19 @@ started=$(date +%s)
 bash scripts/services/postgres.sh start
 AIOPS_TEST_POSTGRES_URL=$(bash scripts/services/postgres.sh url)
 export AIOPS_TEST_POSTGRES_URL
+bash scripts/services/prometheus.sh start
+set -a
+eval "$(bash scripts/services/prometheus.sh env)"
+set +a
+bash scripts/services/kafka.sh start
+AIOPS_TEST_KAFKA_BOOTSTRAP=$(bash scripts/services/kafka.sh bootstrap)
+export AIOPS_TEST_KAFKA_BOOTSTRAP
 echo "services ready in $(( $(date +%s) - started )) s"
 
 bash scripts/system-packages.sh
 "$VENV/bin/lint-imports"
 "$VENV/bin/aiops" playbooks validate playbooks
 "$VENV/bin/aiops" playbooks test playbooks/tests/*.yaml
+promtool check rules helm/prometheus-rules/*.yml >/dev/null
+(cd helm/prometheus-rules && promtool test rules tests/*.yml)
 "$VENV/bin/pytest" -q -p no:cacheprovider "$@"

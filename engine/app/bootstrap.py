@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from detectors.registry import UnknownDetectorError
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import TokenBook
+from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.scenario_files import load_scenario
@@ -26,6 +27,7 @@ from engine.adapters.telemetry import EngineMetrics
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.actions.executor import ActionExecutor
+from engine.core.alert_feed import AlertFeed
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
@@ -53,6 +55,8 @@ class EmbeddedEngine:
     playbooks: PlaybookReloader
     executor: ActionExecutor
     desk: IncidentDesk
+    alerts: AlertFeed | None = None
+    ingest: IngestCredentials | None = None
 
     def api(self, tokens: TokenBook) -> FastAPI:
         return create_app(
@@ -63,6 +67,8 @@ class EmbeddedEngine:
             playbooks=self.playbooks,
             executor=self.executor,
             desk=self.desk,
+            ingest=self.ingest,
+            alerts=self.alerts,
         )
 
     def status(self) -> dict[str, Any]:
@@ -124,6 +130,7 @@ async def open_embedded(
     scenario = scenario or load_scenario(settings.scenario_dir)
     playbooks = load_playbook_set(settings.playbook_dir)
     detection = detection_service(settings)
+    ingest = IngestCredentials.parse(settings.ingest_bearer_sha256, settings.ingest_basic_auth)
     _prepare_database_dir(settings.database_url)
     store = await SqlStore.open(settings.database_url)
 
@@ -140,7 +147,9 @@ async def open_embedded(
             resolve_after_s=settings.incident_resolve_after_s,
         )
     )
+    alerts = AlertFeed()
     pipeline = Pipeline(
+        alerts=alerts,
         source=source,
         detection=detection,
         incidents=incidents,
@@ -149,4 +158,6 @@ async def open_embedded(
         observer=FanOutObserver(metrics, summary, *observers),
     )
     desk = IncidentDesk(store, incidents, clock)
-    return EmbeddedEngine(settings, store, metrics, summary, scenario, source, pipeline, reloader, executor, desk)
+    return EmbeddedEngine(
+        settings, store, metrics, summary, scenario, source, pipeline, reloader, executor, desk, alerts, ingest
+    )

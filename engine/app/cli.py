@@ -23,6 +23,7 @@ from engine.app.bootstrap import EmbeddedEngine, open_embedded
 from engine.app.cli_backtest import backtest
 from engine.app.cli_common import EXIT_CONFIGURATION, configure_logging, operator_errors
 from engine.app.cli_playbooks import playbooks_cli
+from engine.app.cli_serve import serve
 from engine.app.console import ProgressView, print_summary
 from engine.app.settings import Settings, load_settings
 from engine.app.summary import RunSummary
@@ -211,6 +212,7 @@ def demo_report(engine: EmbeddedEngine, elapsed_s: float) -> dict[str, Any]:
 
 
 cli.command()(backtest)
+cli.command()(serve)
 cli.add_typer(playbooks_cli, name="playbooks")
 
 

@@ -56,6 +56,28 @@ class Settings(BaseSettings):
     playbook_reload_s: float = Field(
         default=5.0, ge=0, description="how often `aiops run` checks the playbook directory for changes (0: never)"
     )
+    ingest_bearer_sha256: str = Field(
+        default="",
+        description="SHA-256 of the bearer token Alertmanager's webhook and Prometheus remote_write present "
+        "(`/api/v1/alerts`, `/api/v1/write` exist only when this or AIOPS_INGEST_BASIC_AUTH is set)",
+    )
+    ingest_basic_auth: str = Field(
+        default="", description="basic auth for the same endpoints, as user:sha256-of-password"
+    )
+    kafka_bootstrap: str = Field(
+        default="", description="Kafka bootstrap servers (host:port,...) of `aiops serve`, the Kafka-driven engine"
+    )
+    kafka_topics: str = Field(default="aiops.samples", description="comma-separated topics of metric samples")
+    kafka_group_id: str = Field(default="aiops-engine", description="consumer group the engine's replicas share")
+    kafka_dead_letter_topic: str = Field(
+        default="aiops.samples.dead-letter", description="where malformed or invalid sample messages go"
+    )
+    kafka_anomaly_topic: str = Field(default="aiops.anomalies", description="topic of detected anomalies (JSON)")
+    kafka_incident_topic: str = Field(default="aiops.incidents", description="topic of incident changes (JSON)")
+    kafka_action_topic: str = Field(default="aiops.actions", description="topic of action results (JSON)")
+    kafka_max_batch: int = Field(
+        default=10000, ge=1, description="most Kafka records consumed into one detection batch"
+    )
     log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
 
 

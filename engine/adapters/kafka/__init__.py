@@ -1,0 +1,1 @@
+"""Kafka edges of the engine: metric samples consumed from topics, events published to topics."""

@@ -1,0 +1,154 @@
+"""The composition root of the Kafka-driven engine (`aiops serve`): samples from a consumer group, events to output
+topics; the store, detection, incidents and playbooks are wired as for the embedded engine in ``bootstrap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from engine.adapters.api.app import create_app
+from engine.adapters.api.auth import TokenBook
+from engine.adapters.kafka.sink import KafkaEventPublisher, KafkaTopics
+from engine.adapters.kafka.source import KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
+from engine.adapters.playbook_files import load_playbook_set
+from engine.adapters.playbook_reloader import PlaybookReloader
+from engine.adapters.store.sql_store import SqlStore
+from engine.adapters.telemetry import EngineMetrics
+from engine.app.bootstrap import _prepare_database_dir, detection_service
+from engine.app.settings import Settings
+from engine.app.summary import RunSummary
+from engine.core.actions.executor import ActionExecutor
+from engine.core.incident_desk import IncidentDesk
+from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.core.pipeline import Pipeline
+from engine.core.playbooks.guards import RunHistory
+from engine.core.playbooks.planner import Planner
+from engine.core.playbooks.remediation import Remediator
+from engine.core.ports import FanOutObserver, PipelineObserver
+from engine.domain.clock import Clock
+from engine.domain.errors import ConfigurationError
+
+
+@dataclass
+class KafkaEngine:
+    """Everything one Kafka-driven engine process needs, wired."""
+
+    settings: Settings
+    store: SqlStore
+    metrics: EngineMetrics
+    summary: RunSummary
+    source: KafkaSampleSource
+    publisher: KafkaEventPublisher
+    pipeline: Pipeline
+    playbooks: PlaybookReloader
+    executor: ActionExecutor
+    desk: IncidentDesk
+
+    async def run(self) -> None:
+        """Consume until the source stops (``source.stop()``, its idle limit, or cancellation); then publish what
+        is still queued."""
+        await self.publisher.start()
+        try:
+            await self.pipeline.run()
+        finally:
+            await self.publisher.close()
+
+    async def recover_actions(self) -> None:
+        """Reconcile the steps a previous run left unfinished (crash, kill) before new work starts."""
+        for result in await self.executor.recover():
+            self.metrics.on_action(result)
+            self.summary.on_action(result)
+
+    def api(self, tokens: TokenBook) -> FastAPI:
+        return create_app(
+            store=self.store,
+            metrics=self.metrics,
+            status=self.status,
+            tokens=tokens,
+            playbooks=self.playbooks,
+            executor=self.executor,
+            desk=self.desk,
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "source": "kafka",
+            "topics": list(_topics(self.settings.kafka_topics)),
+            "group": self.settings.kafka_group_id,
+            "mode": self.settings.mode.value,
+            **self.summary.counts(),
+        }
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def _topics(text: str) -> tuple[str, ...]:
+    return tuple(topic.strip() for topic in text.split(",") if topic.strip())
+
+
+def kafka_source_config(settings: Settings, *, idle_stop_s: float | None = None) -> KafkaSourceConfig:
+    if not settings.kafka_bootstrap.strip():
+        raise ConfigurationError("AIOPS_KAFKA_BOOTSTRAP is required to consume from Kafka (host:port,...)")
+    topics = _topics(settings.kafka_topics)
+    if not topics:
+        raise ConfigurationError("AIOPS_KAFKA_TOPICS names no topic")
+    return KafkaSourceConfig(
+        bootstrap_servers=settings.kafka_bootstrap,
+        topics=topics,
+        group_id=settings.kafka_group_id,
+        dead_letter_topic=settings.kafka_dead_letter_topic,
+        max_batch_records=settings.kafka_max_batch,
+        idle_stop_s=idle_stop_s,
+    )
+
+
+async def open_kafka_engine(
+    settings: Settings,
+    *,
+    clock: Clock,
+    summary: RunSummary | None = None,
+    observers: Sequence[PipelineObserver] = (),
+    idle_stop_s: float | None = None,
+) -> KafkaEngine:
+    """Check the settings and playbooks, failing fast; open the store; wire the Kafka source and publisher."""
+    config = kafka_source_config(settings, idle_stop_s=idle_stop_s)
+    playbooks = load_playbook_set(settings.playbook_dir)
+    detection = detection_service(settings)
+    _prepare_database_dir(settings.database_url)
+    store = await SqlStore.open(settings.database_url)
+
+    metrics = EngineMetrics(CollectorRegistry())
+    summary = summary or RunSummary()
+    publisher = KafkaEventPublisher(
+        settings.kafka_bootstrap,
+        KafkaTopics(settings.kafka_anomaly_topic, settings.kafka_incident_topic, settings.kafka_action_topic),
+    )
+    # Offsets move only after the batch's incident changes are stored and its events are acknowledged.
+    source = KafkaSampleSource(config, KafkaSourceMetrics(metrics.registry), before_commit=publisher.flush)
+    executor = ActionExecutor(store, clock, backends={})
+    remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
+    reloader = PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks)
+    incidents = IncidentManager(
+        IncidentPolicy(
+            min_signals=settings.incident_min_signals,
+            open_window_s=settings.incident_open_window_s,
+            resolve_after_s=settings.incident_resolve_after_s,
+        )
+    )
+    pipeline = Pipeline(
+        source=source,
+        detection=detection,
+        incidents=incidents,
+        remediator=remediator,
+        store=store,
+        observer=FanOutObserver(metrics, summary, publisher, *observers),
+        acknowledger=source,
+    )
+    desk = IncidentDesk(store, incidents, clock)
+    return KafkaEngine(settings, store, metrics, summary, source, publisher, pipeline, reloader, executor, desk)

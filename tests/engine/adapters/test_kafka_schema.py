@@ -1,0 +1,99 @@
+"""The Kafka sample message schema: the three shapes decode, and every kind of fault is rejected with a reason."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from engine.adapters.kafka.schema import (
+    MAX_SAMPLES_PER_MESSAGE,
+    InvalidMessageError,
+    decode_samples,
+    encode_samples,
+    series_key_bytes,
+)
+from engine.domain.events import MetricSample, SeriesKey
+
+API = SeriesKey.of("latency_seconds", {"service": "api", "region": "eu"})
+
+
+def _json(document: object) -> bytes:
+    return orjson.dumps(document)
+
+
+def test_one_sample_per_message() -> None:
+    message = _json(
+        {"name": "latency_seconds", "labels": {"service": "api", "region": "eu"}, "timestamp": 10, "value": 0.5}
+    )
+    assert decode_samples(message, series_key_bytes(API)) == [MetricSample(API, 10.0, 0.5)]
+
+
+def test_columnar_batch_round_trips_through_the_encoder() -> None:
+    points = [(10.0, 0.5), (20.0, 0.75), (30.0, 1.0)]
+    decoded = decode_samples(encode_samples(API, points), series_key_bytes(API))
+    assert [(s.series, s.timestamp, s.value) for s in decoded] == [(API, t, v) for t, v in points]
+
+
+def test_list_of_samples_keeps_message_order() -> None:
+    items = [{"name": "up", "timestamp": t, "value": 1} for t in (3, 1, 2)]
+    decoded = decode_samples(_json({"samples": items}))
+    assert [s.timestamp for s in decoded] == [3.0, 1.0, 2.0]
+    assert {s.series for s in decoded} == {SeriesKey.of("up")}
+
+
+def test_a_message_without_key_is_accepted() -> None:
+    assert len(decode_samples(encode_samples(API, [(1.0, 2.0)]), None)) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "reason"),
+    [
+        (b"{not json", "malformed", "not JSON"),
+        (None, "malformed", "tombstone"),
+        (b"[1, 2]", "schema", "JSON object"),
+        (_json({"name": "1bad", "timestamp": 1, "value": 1}), "schema", "metric name"),
+        (_json({"name": "up", "labels": {"a": 1}, "timestamp": 1, "value": 1}), "schema", "label"),
+        (_json({"name": "up", "labels": {"bad-name": "x"}, "timestamp": 1, "value": 1}), "schema", "label"),
+        (_json({"name": "up", "labels": ["a"], "timestamp": 1, "value": 1}), "schema", "labels"),
+        (_json({"name": "up", "timestamp": 1}), "schema", "value must be a number"),
+        (_json({"name": "up", "timestamp": "now", "value": 1}), "schema", "timestamp must be a number"),
+        (_json({"name": "up", "timestamp": 1, "value": True}), "schema", "value must be a number"),
+        (b'{"name": "up", "timestamp": 1, "value": 1e999}', "malformed", "infinity"),
+        (_json({"name": "up", "samples": [[1, 2, 3]]}), "schema", "pair"),
+        (_json({"name": "up", "samples": {"1": 2}}), "schema", "list"),
+        (_json({"samples": []}), "schema", "no samples"),
+        (_json({"samples": [1]}), "schema", "object"),
+        (_json({"value": 1}), "schema", "'name'"),
+        (
+            _json({"samples": [{"name": "a", "timestamp": 1, "value": 1}, {"name": "b", "timestamp": 1, "value": 1}]}),
+            "schema",
+            "one series",
+        ),
+    ],
+)
+def test_invalid_messages_are_rejected_with_a_reason(value: bytes | None, kind: str, reason: str) -> None:
+    with pytest.raises(InvalidMessageError, match=reason) as raised:
+        decode_samples(value)
+    assert raised.value.kind == kind
+
+
+def test_a_key_naming_another_series_is_rejected() -> None:
+    with pytest.raises(InvalidMessageError, match="not the series key") as raised:
+        decode_samples(encode_samples(API, [(1.0, 2.0)]), b'latency_seconds{service="web"}')
+    assert raised.value.kind == "key"
+
+
+def test_a_key_that_is_not_utf8_is_rejected() -> None:
+    with pytest.raises(InvalidMessageError, match="UTF-8"):
+        decode_samples(encode_samples(API, [(1.0, 2.0)]), b"\xff\xfe")
+
+
+def test_oversized_messages_are_rejected() -> None:
+    points = [(float(i), 1.0) for i in range(MAX_SAMPLES_PER_MESSAGE + 1)]
+    with pytest.raises(InvalidMessageError, match="more than"):
+        decode_samples(encode_samples(API, points))
+
+
+def test_the_key_is_the_series_text() -> None:
+    assert series_key_bytes(API) == b'latency_seconds{region="eu",service="api"}'
+    assert SeriesKey.parse(series_key_bytes(API).decode()) == API

@@ -1,0 +1,59 @@
+"""The pipeline acknowledges each batch, in order, only once the batch's incident changes are stored: what lets a
+Kafka source commit offsets without losing input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.adapters.store.sql_store import SqlStore
+from engine.app.summary import RunSummary
+from engine.core.actions.executor import ActionExecutor
+from engine.core.detection import DetectionPolicy, DetectionService
+from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.core.pipeline import Pipeline
+from engine.core.playbooks.guards import Policy, RunHistory
+from engine.core.playbooks.planner import Planner
+from engine.core.playbooks.remediation import Remediator
+from engine.domain.clock import FakeClock
+from engine.domain.events import ActionMode, MetricSample
+from tests.engine.core.test_pipeline import HOT, AboveTen, ListSource, _batches
+
+
+class RecordingAcknowledger:
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self.acknowledged: list[Sequence[MetricSample]] = []
+        # Incidents stored at each acknowledgement.
+        self.stored: list[int] = []
+
+    async def acknowledge(self, batch: Sequence[MetricSample]) -> None:
+        self.acknowledged.append(batch)
+        self.stored.append(len(await self._store.list_incidents()))
+
+
+async def test_every_batch_is_acknowledged_in_order_after_its_changes_are_stored() -> None:
+    store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
+    clock = FakeClock()
+    acknowledger = RecordingAcknowledger(store)
+    batches = _batches()
+    pipeline = Pipeline(
+        source=ListSource(batches),
+        detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
+        incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
+        remediator=Remediator(
+            Planner([], ActionMode.DRY_RUN), ActionExecutor(store, clock, backends={}), Policy(), RunHistory()
+        ),
+        store=store,
+        observer=RunSummary(),
+        channel_capacity=2,
+        acknowledger=acknowledger,
+    )
+    await pipeline.run()
+
+    assert len(acknowledger.acknowledged) == len(batches)
+    assert all(got is sent for got, sent in zip(acknowledger.acknowledged, batches, strict=True))
+    # The hot series' second anomaly (minute 21) opens the incident: stored before minute 21 is acknowledged.
+    opening = next(i for i, batch in enumerate(batches) if batch[0].series == HOT and batch[0].timestamp == 21 * 60.0)
+    assert acknowledger.stored[opening] == 1
+    assert acknowledger.stored[opening - 1] == 0
+    await store.close()

@@ -1,0 +1,311 @@
+"""The Kafka-driven engine against a real Kafka broker (``make test`` starts one with scripts/services/kafka.sh and
+exports AIOPS_TEST_KAFKA_BOOTSTRAP).
+
+Each test uses its own topics and consumer group, so tests do not see each other's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from engine.adapters.kafka.schema import encode_samples, series_key_bytes
+from engine.app.kafka_engine import KafkaEngine, open_kafka_engine
+from engine.app.settings import Settings, load_settings
+from engine.domain.clock import SystemClock
+from engine.domain.events import Anomaly, MetricSample, SeriesKey
+
+BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
+REPO = Path(__file__).resolve().parents[2]
+STEP_S = 60.0
+START = 1_700_000_000.0
+POINTS = 720
+# Isolated spikes, far enough apart for the detector to settle in between.
+SPIKE = (300, 500)
+# Points per message: batches of one series, as producers are asked to send them.
+PER_MESSAGE = 40
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(BOOTSTRAP is None, reason="AIOPS_TEST_KAFKA_BOOTSTRAP is not set (make test starts Kafka)"),
+]
+
+
+@dataclass(frozen=True)
+class Topics:
+    samples: str
+    dead_letters: str
+    anomalies: str
+    incidents: str
+    actions: str
+
+
+@pytest.fixture
+def topics() -> Topics:
+    run = uuid.uuid4().hex[:10]
+    return Topics(*(f"aiops-test-{run}.{kind}" for kind in ("samples", "dlq", "anomalies", "incidents", "actions")))
+
+
+def _settings(topics: Topics, tmp_path: Path) -> Settings:
+    assert BOOTSTRAP is not None
+    return load_settings(
+        {},
+        kafka_bootstrap=BOOTSTRAP,
+        kafka_topics=topics.samples,
+        kafka_group_id=f"group-{topics.samples}",
+        kafka_dead_letter_topic=topics.dead_letters,
+        kafka_anomaly_topic=topics.anomalies,
+        kafka_incident_topic=topics.incidents,
+        kafka_action_topic=topics.actions,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}",
+        playbook_dir=REPO / "playbooks",
+        # One signal opens an incident: each spike is one anomalous point.
+        incident_min_signals=1,
+    )
+
+
+def _series() -> dict[SeriesKey, np.ndarray]:
+    """Three smooth, noisy services; ``checkout`` spikes at the ``SPIKE`` points."""
+    rng = np.random.default_rng(7)
+    t = np.arange(POINTS)
+    out = {}
+    for service in ("search", "checkout", "login"):
+        values = 100.0 + 10.0 * np.sin(2 * np.pi * t / 240) + rng.normal(0.0, 1.0, POINTS)
+        if service == "checkout":
+            values[list(SPIKE)] += 80.0
+        out[SeriesKey.of("latency_ms", {"service": service, "region": "eu"})] = values
+    return out
+
+
+async def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _good_messages(series: dict[SeriesKey, np.ndarray]) -> list[tuple[bytes | None, bytes]]:
+    messages: list[tuple[bytes | None, bytes]] = []
+    for lo in range(0, POINTS, PER_MESSAGE):
+        for key, values in series.items():
+            points = [(START + i * STEP_S, float(values[i])) for i in range(lo, min(lo + PER_MESSAGE, POINTS))]
+            messages.append((series_key_bytes(key), encode_samples(key, points)))
+    return messages
+
+
+async def _read_all(bootstrap: str, topic: str, *, quiet_s: float = 2.0) -> AsyncIterator[tuple[bytes | None, bytes]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        idle = 0.0
+        while idle < quiet_s:
+            fetched = await consumer.getmany(timeout_ms=500)
+            idle = 0.0 if fetched else idle + 0.5
+            for records in fetched.values():
+                for record in records:
+                    yield record.key, record.value
+    finally:
+        await consumer.stop()
+
+
+async def _documents(bootstrap: str, topic: str) -> list[dict[str, object]]:
+    return [orjson.loads(value) async for _, value in _read_all(bootstrap, topic)]
+
+
+async def _run(engine: KafkaEngine) -> None:
+    try:
+        async with asyncio.timeout(120):
+            await engine.run()
+    finally:
+        await engine.close()
+
+
+async def test_injected_anomalies_reach_the_output_topics(topics: Topics, tmp_path: Path) -> None:
+    assert BOOTSTRAP is not None
+    series = _series()
+    await _produce(BOOTSTRAP, topics.samples, _good_messages(series))
+    engine = await open_kafka_engine(_settings(topics, tmp_path), clock=SystemClock(), idle_stop_s=3.0)
+    await _run(engine)
+
+    assert engine.summary.samples == POINTS * len(series)
+    anomalies = await _documents(BOOTSTRAP, topics.anomalies)
+    spiked = [a for a in anomalies if a["labels"] == {"service": "checkout", "region": "eu"}]
+    spike_times = {START + i * STEP_S for i in SPIKE}
+    assert spike_times <= {a["timestamp"] for a in spiked}, anomalies
+    # The injected spike is what was found: most anomalies are the spike's points.
+    assert sum(a["timestamp"] in spike_times for a in anomalies) >= len(anomalies) / 2, anomalies
+    incidents = await _documents(BOOTSTRAP, topics.incidents)
+    opened = [c for c in incidents if c["kind"] == "opened"]
+    assert any(c["incident"]["series"] == 'latency_ms{region="eu",service="checkout"}' for c in opened), incidents  # type: ignore[index]
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_and_consumption_goes_on(
+    topics: Topics, tmp_path: Path
+) -> None:
+    assert BOOTSTRAP is not None
+    series = _series()
+    good = _good_messages(series)
+    checkout = series_key_bytes(SeriesKey.of("latency_ms", {"service": "checkout", "region": "eu"}))
+    poison: list[tuple[bytes | None, bytes]] = [
+        (checkout, b"{not json"),
+        (checkout, orjson.dumps({"name": "latency_ms", "labels": {"service": "checkout"}, "timestamp": 1.0})),
+        (b"someone_else", orjson.dumps({"name": "latency_ms", "timestamp": 1.0, "value": 2.0})),
+    ]
+    # Poison in the middle of the stream: everything after it must still be processed.
+    half = len(good) // 2
+    await _produce(BOOTSTRAP, topics.samples, good[:half] + poison + good[half:])
+    engine = await open_kafka_engine(_settings(topics, tmp_path), clock=SystemClock(), idle_stop_s=3.0)
+    await _run(engine)
+
+    assert engine.summary.samples == POINTS * len(series)
+    consumer = AIOKafkaConsumer(
+        topics.dead_letters, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        records = []
+        async with asyncio.timeout(20):
+            while len(records) < len(poison):
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    assert sorted((r.key, r.value) for r in records) == sorted(poison)
+    kinds = sorted(dict(r.headers)["aiops-error-kind"].decode() for r in records)
+    assert kinds == ["key", "malformed", "schema"]
+    assert all(dict(r.headers)["aiops-source-topic"].decode() == topics.samples for r in records)
+    dead = engine.metrics.registry.get_sample_value("aiops_kafka_dead_letters_total", {"kind": "schema"})
+    assert dead == 1.0
+
+
+async def _lag(bootstrap: str, topic: str, group: str) -> dict[int, int]:
+    """Per partition, how many records the group has not committed yet."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: ends[tp] - (await consumer.committed(tp) or 0) for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def test_offsets_are_committed_once_the_batches_are_done(topics: Topics, tmp_path: Path) -> None:
+    assert BOOTSTRAP is not None
+    series = _series()
+    await _produce(BOOTSTRAP, topics.samples, [*_good_messages(series), (None, b"poison")])
+    settings = _settings(topics, tmp_path)
+    first = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=3.0)
+    await _run(first)
+    assert first.summary.samples == POINTS * len(series)
+    lag = await _lag(BOOTSTRAP, topics.samples, settings.kafka_group_id)
+    assert len(lag) > 1
+    assert set(lag.values()) == {0}, lag
+    # The same group again: everything was committed, so nothing is read twice.
+    again = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=3.0)
+    await _run(again)
+    assert again.summary.samples == 0
+
+
+async def test_two_engines_in_one_group_share_the_work_without_duplicates(topics: Topics, tmp_path: Path) -> None:
+    assert BOOTSTRAP is not None
+    rng = np.random.default_rng(11)
+    series = {
+        SeriesKey.of("queue_depth", {"shard": str(shard)}): 50.0 + rng.normal(0.0, 2.0, POINTS) for shard in range(12)
+    }
+    await _produce(BOOTSTRAP, topics.samples, _good_messages(series))
+    engines = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        engines.append(
+            await open_kafka_engine(_settings(topics, tmp_path / name), clock=SystemClock(), idle_stop_s=4.0)
+        )
+    async with asyncio.TaskGroup() as group:
+        for engine in engines:
+            group.create_task(_run(engine))
+    counts = [engine.summary.samples for engine in engines]
+    # No sample lost and none processed twice, however the partitions moved between the two members.
+    assert sum(counts) == POINTS * len(series), counts
+    lag = await _lag(BOOTSTRAP, topics.samples, f"group-{topics.samples}")
+    assert set(lag.values()) == {0}, lag
+
+
+class _Slow:
+    """Holds each batch up a little, so that a second member joins while this one is mid-stream."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    def on_samples(self, samples: Sequence[MetricSample]) -> None:
+        self.started.set()
+        time.sleep(0.005)
+
+    def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
+        return
+
+    def on_incident_change(self, change: object) -> None:
+        return
+
+    def on_action(self, result: object) -> None:
+        return
+
+
+async def test_a_member_joining_mid_stream_takes_over_partitions_without_loss_or_duplicates(
+    topics: Topics, tmp_path: Path
+) -> None:
+    assert BOOTSTRAP is not None
+    rng = np.random.default_rng(5)
+    points = 2000
+    series = {SeriesKey.of("queue_depth", {"shard": str(s)}): 50.0 + rng.normal(0.0, 2.0, points) for s in range(12)}
+    messages = [
+        (
+            series_key_bytes(key),
+            encode_samples(key, [(START + i * STEP_S, float(values[i])) for i in range(lo, lo + 10)]),
+        )
+        for lo in range(0, points, 10)
+        for key, values in series.items()
+    ]
+    await _produce(BOOTSTRAP, topics.samples, messages)
+    total = points * len(series)
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    small = {"kafka_max_batch": 5}
+    slow = _Slow()
+    first = await open_kafka_engine(
+        _settings(topics, tmp_path / "first").model_copy(update=small),
+        clock=SystemClock(),
+        observers=[slow],
+        idle_stop_s=4.0,
+    )
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_run(first))
+        await asyncio.wait_for(slow.started.wait(), 60)
+        second = await open_kafka_engine(
+            _settings(topics, tmp_path / "second").model_copy(update=small), clock=SystemClock(), idle_stop_s=4.0
+        )
+        joined_at = first.summary.samples
+        group.create_task(_run(second))
+    assert 0 < joined_at < total
+    assert second.summary.samples > 0
+    assert first.summary.samples + second.summary.samples == total
+    lag = await _lag(BOOTSTRAP, topics.samples, f"group-{topics.samples}")
+    assert set(lag.values()) == {0}, lag
