@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from detectors import drift, ensemble, isolation_forest, river_adapters, zscore
 from detectors.base import BatchDetector, Detector
 
 
@@ -32,7 +33,78 @@ class DetectorKind:
 
 
 # One entry per family; import the family's module at the top of this file and add its entry here.
-_KINDS: tuple[DetectorKind, ...] = ()
+_KINDS: tuple[DetectorKind, ...] = (
+    DetectorKind(
+        name="default",
+        summary="seasonal-aware z-score raised by its anomaly likelihood, one detection per peak (chosen on NAB)",
+        make_one=ensemble.default,
+        make_batch=ensemble.default_batch,
+        default_threshold=0.6,
+    ),
+    DetectorKind(
+        name="ewma",
+        summary="z-score against an exponentially weighted mean and variance",
+        make_one=zscore.ewma,
+        make_batch=zscore.ewma_batch,
+        default_threshold=0.7,
+    ),
+    DetectorKind(
+        name="robust_zscore",
+        summary="z-score against an online median and MAD (outliers barely move the baseline)",
+        make_one=zscore.robust_zscore,
+        make_batch=zscore.robust_zscore_batch,
+        default_threshold=0.7,
+    ),
+    DetectorKind(
+        name="seasonal_zscore",
+        summary="z-score against an hour-of-day profile where it fits better than an EWMA, else the EWMA",
+        make_one=zscore.seasonal_zscore,
+        make_batch=zscore.seasonal_zscore_batch,
+        default_threshold=0.7,
+    ),
+    DetectorKind(
+        name="hst",
+        summary="river Half-Space Trees on the min-max scaled value (or a fixed value_range)",
+        make_one=river_adapters.half_space_trees,
+        make_batch=river_adapters.half_space_trees_batch,
+        default_threshold=0.5,
+    ),
+    DetectorKind(
+        name="adwin",
+        summary="river ADWIN change detector: 1 on the point where the mean is found to have changed",
+        make_one=river_adapters.adwin,
+        make_batch=river_adapters.adwin_batch,
+        default_threshold=0.5,
+    ),
+    DetectorKind(
+        name="page_hinkley",
+        summary="river Page-Hinkley change detector: 1 on the point where a lasting shift is found",
+        make_one=river_adapters.page_hinkley,
+        make_batch=river_adapters.page_hinkley_batch,
+        default_threshold=0.5,
+    ),
+    DetectorKind(
+        name="isolation_forest",
+        summary="scikit-learn Isolation Forest on [jump, distance from recent mean], refitted on a bounded history",
+        make_one=isolation_forest.isolation_forest,
+        make_batch=isolation_forest.isolation_forest_batch,
+        default_threshold=0.7,
+    ),
+    DetectorKind(
+        name="psi",
+        summary="input/output drift: Population Stability Index of a recent window against a reference window",
+        make_one=drift.psi,
+        make_batch=drift.psi_batch,
+        default_threshold=0.5,
+    ),
+    DetectorKind(
+        name="ks",
+        summary="input/output drift: Kolmogorov-Smirnov test of a recent window against a reference window",
+        make_one=drift.ks,
+        make_batch=drift.ks_batch,
+        default_threshold=0.999,
+    ),
+)
 
 _TABLE: Mapping[str, DetectorKind] = MappingProxyType({kind.name: kind for kind in _KINDS})
 

@@ -43,7 +43,12 @@ class Settings(BaseSettings):
     replay_speed: float = Field(
         default=2880.0, gt=0, description="event seconds replayed per wall-clock second by `aiops run`"
     )
-    incident_min_signals: int = Field(default=2, ge=1, description="anomalies needed to open an incident")
+    incident_min_signals: int = Field(
+        default=1,
+        ge=1,
+        description="anomalies needed within the open window to open an incident (the default detector already "
+        "reports one detection per anomaly)",
+    )
     incident_open_window_s: float = Field(default=600.0, gt=0, description="window for incident_min_signals")
     incident_resolve_after_s: float = Field(
         default=900.0, gt=0, description="quiet time after which an incident resolves"

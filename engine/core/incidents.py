@@ -35,7 +35,7 @@ _RESOLVED_MEMORY = 10_000
 @dataclass(frozen=True)
 class IncidentPolicy:
     # Signals needed within ``open_window_s`` before an incident opens.
-    min_signals: int = 2
+    min_signals: int = 1
     open_window_s: float = 600.0
     # An open incident whose signal has been quiet this long is resolved.
     resolve_after_s: float = 900.0

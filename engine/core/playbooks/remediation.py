@@ -14,7 +14,9 @@ from engine.core.playbooks.planner import PlannedStep, Planner
 from engine.core.playbooks.verification import Verifier
 from engine.domain.events import ActionRequest, ActionResult, ActionStatus, IncidentChange, MetricSample
 
-_COUNTED = (ActionStatus.SUCCEEDED, ActionStatus.DRY_RUN, ActionStatus.VERIFYING)
+# Steps that count against cooldowns, budgets and blast radius: those that ran (or would have, in dry-run), and
+# those waiting for a person, who should not be asked again about the same target meanwhile.
+_COUNTED = (ActionStatus.SUCCEEDED, ActionStatus.DRY_RUN, ActionStatus.VERIFYING, ActionStatus.AWAITING_APPROVAL)
 
 
 class Remediator:

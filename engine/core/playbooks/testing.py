@@ -91,7 +91,7 @@ class PlaybookTest(_Strict):
     start: AwareDatetime | None = None
     anomaly: str = Field(description="when a point counts as anomalous, e.g. value > 0.5")
     series: list[InputSeries] = Field(min_length=1)
-    min_signals: int = Field(default=2, ge=1)
+    min_signals: int = Field(default=1, ge=1)
     resolve_after: Duration = 900.0
     expect: list[Expectation] = Field(default_factory=list)
 
