@@ -207,3 +207,31 @@ def test_playbooks_validate_lists_every_problem_and_fails(tmp_path: Path) -> Non
     lines = done.stderr.strip().splitlines()
     assert any(line.startswith(f"{tmp_path / 'a.yaml'}:5: steps.0.action:") for line in lines)
     assert any(line.startswith(f"{tmp_path / 'b.yaml'}:2: triggers:") for line in lines)
+
+
+def test_backtest_plots_a_series_with_its_detections_and_labelled_windows(tmp_path: Path) -> None:
+    rng = __import__("numpy").random.default_rng(3)
+    values = 50 + rng.normal(0, 1, 1200)
+    values[900:910] += 25
+    rows = [f"2026-01-01 {i // 60:02d}:{i % 60:02d}:00,{v:.3f}" for i, v in enumerate(values[:1440])]
+    data = tmp_path / "latency.csv"
+    data.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    labels = tmp_path / "windows.json"
+    labels.write_text(json.dumps({"demo/latency.csv": [["2026-01-01 14:55:00.000000", "2026-01-01 15:20:00.000000"]]}))
+    plot = tmp_path / "plot.png"
+    done = _aiops("backtest", str(data), "--labels", str(labels), "--plot", str(plot), "--json", tmp=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["points"] == 1200
+    assert report["windows_detected"] == 1
+    assert 1 <= report["detections"] <= 5
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_backtest_reports_an_unknown_detector_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "x.csv"
+    data.write_text("timestamp,value\n2026-01-01 00:00:00,1\n")
+    done = _aiops("backtest", str(data), "--detector", "magic", tmp=tmp_path)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert "unknown detector 'magic'" in line
