@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (sc
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_engine(tmp_path_factory.mktemp("engine")) as base:
+    # Incidents stay open after the replay (no auto-resolution), so there is one for on-call to acknowledge.
+    with running_engine(tmp_path_factory.mktemp("engine"), AIOPS_INCIDENT_RESOLVE_AFTER_S="1e9") as base:
         yield base
 
 

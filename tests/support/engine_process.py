@@ -31,13 +31,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_engine(work: Path) -> Iterator[str]:
-    """Yields the engine's base URL once the replay has finished."""
+def running_engine(work: Path, **settings: str) -> Iterator[str]:
+    """Yields the engine's base URL once the replay has finished; ``settings`` are extra AIOPS_* variables."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")} | {
         "AIOPS_HTTP_PORT": str(port),
         "AIOPS_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'engine.db'}",
         "AIOPS_API_TOKENS": SPEC,
+        **settings,
     }
     log = (work / "engine.log").open("w")
     process = subprocess.Popen(
