@@ -117,6 +117,51 @@ def detection_service(settings: Settings) -> DetectionService:
         raise ConfigurationError(f"AIOPS_DETECTOR: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class SharedParts:
+    """What every engine shape wires the same way, whatever its source: store, metrics, detection, incidents,
+    remediation and the on-call desk."""
+
+    store: SqlStore
+    metrics: EngineMetrics
+    summary: RunSummary
+    detection: DetectionService
+    incidents: IncidentManager
+    executor: ActionExecutor
+    remediator: Remediator
+    reloader: PlaybookReloader
+    desk: IncidentDesk
+
+
+async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSummary | None) -> SharedParts:
+    """Load the playbooks and the detector (failing fast on bad settings or files), open the store, wire the rest."""
+    playbooks = load_playbook_set(settings.playbook_dir)
+    detection = detection_service(settings)
+    _prepare_database_dir(settings.database_url)
+    store = await SqlStore.open(settings.database_url)
+    metrics = EngineMetrics(CollectorRegistry())
+    executor = ActionExecutor(store, clock, backends={})
+    remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
+    incidents = IncidentManager(
+        IncidentPolicy(
+            min_signals=settings.incident_min_signals,
+            open_window_s=settings.incident_open_window_s,
+            resolve_after_s=settings.incident_resolve_after_s,
+        )
+    )
+    return SharedParts(
+        store=store,
+        metrics=metrics,
+        summary=summary or RunSummary(),
+        detection=detection,
+        incidents=incidents,
+        executor=executor,
+        remediator=remediator,
+        reloader=PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks),
+        desk=IncidentDesk(store, incidents, clock),
+    )
+
+
 async def open_embedded(
     settings: Settings,
     *,
@@ -128,36 +173,30 @@ async def open_embedded(
 ) -> EmbeddedEngine:
     """Load the scenario (unless given) and playbooks, failing fast on bad files; open the store; wire it up."""
     scenario = scenario or load_scenario(settings.scenario_dir)
-    playbooks = load_playbook_set(settings.playbook_dir)
-    detection = detection_service(settings)
     ingest = IngestCredentials.parse(settings.ingest_bearer_sha256, settings.ingest_basic_auth)
-    _prepare_database_dir(settings.database_url)
-    store = await SqlStore.open(settings.database_url)
-
-    metrics = EngineMetrics(CollectorRegistry())
-    summary = summary or RunSummary()
+    parts = await open_shared_parts(settings, clock=clock, summary=summary)
     source = ReplaySource(scenario, clock, speed=speed)
-    executor = ActionExecutor(store, clock, backends={})
-    remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
-    reloader = PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks)
-    incidents = IncidentManager(
-        IncidentPolicy(
-            min_signals=settings.incident_min_signals,
-            open_window_s=settings.incident_open_window_s,
-            resolve_after_s=settings.incident_resolve_after_s,
-        )
-    )
     alerts = AlertFeed()
     pipeline = Pipeline(
         alerts=alerts,
         source=source,
-        detection=detection,
-        incidents=incidents,
-        remediator=remediator,
-        store=store,
-        observer=FanOutObserver(metrics, summary, *observers),
+        detection=parts.detection,
+        incidents=parts.incidents,
+        remediator=parts.remediator,
+        store=parts.store,
+        observer=FanOutObserver(parts.metrics, parts.summary, *observers),
     )
-    desk = IncidentDesk(store, incidents, clock)
     return EmbeddedEngine(
-        settings, store, metrics, summary, scenario, source, pipeline, reloader, executor, desk, alerts, ingest
+        settings,
+        parts.store,
+        parts.metrics,
+        parts.summary,
+        scenario,
+        source,
+        pipeline,
+        parts.reloader,
+        parts.executor,
+        parts.desk,
+        alerts,
+        ingest,
     )

@@ -9,26 +9,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import TokenBook
 from engine.adapters.kafka.sink import KafkaEventPublisher, KafkaTopics
 from engine.adapters.kafka.source import KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
-from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
-from engine.app.bootstrap import _prepare_database_dir, detection_service
+from engine.app.bootstrap import open_shared_parts
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.actions.executor import ActionExecutor
 from engine.core.incident_desk import IncidentDesk
-from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
-from engine.core.playbooks.guards import RunHistory
-from engine.core.playbooks.planner import Planner
-from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import FanOutObserver, PipelineObserver
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
@@ -118,37 +112,31 @@ async def open_kafka_engine(
 ) -> KafkaEngine:
     """Check the settings and playbooks, failing fast; open the store; wire the Kafka source and publisher."""
     config = kafka_source_config(settings, idle_stop_s=idle_stop_s)
-    playbooks = load_playbook_set(settings.playbook_dir)
-    detection = detection_service(settings)
-    _prepare_database_dir(settings.database_url)
-    store = await SqlStore.open(settings.database_url)
-
-    metrics = EngineMetrics(CollectorRegistry())
-    summary = summary or RunSummary()
+    parts = await open_shared_parts(settings, clock=clock, summary=summary)
     publisher = KafkaEventPublisher(
         settings.kafka_bootstrap,
         KafkaTopics(settings.kafka_anomaly_topic, settings.kafka_incident_topic, settings.kafka_action_topic),
     )
     # Offsets move only after the batch's incident changes are stored and its events are acknowledged.
-    source = KafkaSampleSource(config, KafkaSourceMetrics(metrics.registry), before_commit=publisher.flush)
-    executor = ActionExecutor(store, clock, backends={})
-    remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
-    reloader = PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks)
-    incidents = IncidentManager(
-        IncidentPolicy(
-            min_signals=settings.incident_min_signals,
-            open_window_s=settings.incident_open_window_s,
-            resolve_after_s=settings.incident_resolve_after_s,
-        )
-    )
+    source = KafkaSampleSource(config, KafkaSourceMetrics(parts.metrics.registry), before_commit=publisher.flush)
     pipeline = Pipeline(
         source=source,
-        detection=detection,
-        incidents=incidents,
-        remediator=remediator,
-        store=store,
-        observer=FanOutObserver(metrics, summary, publisher, *observers),
+        detection=parts.detection,
+        incidents=parts.incidents,
+        remediator=parts.remediator,
+        store=parts.store,
+        observer=FanOutObserver(parts.metrics, parts.summary, publisher, *observers),
         acknowledger=source,
     )
-    desk = IncidentDesk(store, incidents, clock)
-    return KafkaEngine(settings, store, metrics, summary, source, publisher, pipeline, reloader, executor, desk)
+    return KafkaEngine(
+        settings,
+        parts.store,
+        parts.metrics,
+        parts.summary,
+        source,
+        publisher,
+        pipeline,
+        parts.reloader,
+        parts.executor,
+        parts.desk,
+    )
