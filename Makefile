@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test check lint typecheck layers schema bench clean
+.PHONY: run demo test services services-down check lint typecheck layers schema bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required ($(PYTHON))"; exit 1; }
@@ -25,6 +25,18 @@ demo: $(STAMP)
 ## Install what the tests need, start the real services, run the whole suite, stop the services.
 test: $(STAMP)
 	bash scripts/test.sh
+
+## Start (or stop) the real servers the integration tests use, for development: PostgreSQL, Prometheus,
+## Alertmanager and a Kafka broker on private loopback ports.
+services:
+	bash scripts/services/postgres.sh start
+	bash scripts/services/prometheus.sh start
+	bash scripts/services/kafka.sh start
+
+services-down:
+	bash scripts/services/kafka.sh stop
+	bash scripts/services/prometheus.sh stop
+	bash scripts/services/postgres.sh stop
 
 ## ruff, mypy (strict) and import-linter.
 check: lint typecheck layers
