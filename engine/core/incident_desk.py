@@ -6,11 +6,12 @@ resolved incident, or the second of two concurrent acknowledgements), then the l
 
 from __future__ import annotations
 
+from engine.core.actions.executor import ActionExecutor
 from engine.core.incidents import IncidentManager
 from engine.core.ports import IncidentDecisions
 from engine.domain.clock import Clock
 from engine.domain.errors import ConflictError
-from engine.domain.events import Incident, IncidentState
+from engine.domain.events import ActionResult, Incident, IncidentState
 
 _OPEN = frozenset({IncidentState.OPEN})
 _ACKNOWLEDGED = frozenset({IncidentState.ACKNOWLEDGED})
@@ -46,6 +47,22 @@ class IncidentDesk:
         return await self._decisions.annotate_incident(
             incident_id, kind="snoozed", by=by, comment=comment, at=now, snoozed_until=until
         )
+
+    async def decide_step(
+        self, executor: ActionExecutor, action_id: str, *, approve: bool, by: str, comment: str = ""
+    ) -> ActionResult:
+        """A person's approval or rejection of a waiting step, also recorded in its incident's timeline."""
+        result = await executor.decide(action_id, approve=approve, by=by, comment=comment)
+        request = result.request
+        step = f"{request.action} ({request.playbook}, step {request.step + 1})"
+        await self._decisions.annotate_incident(
+            request.incident_id,
+            kind="step approved" if approve else "step rejected",
+            by=by,
+            comment=f"{step}: {comment}" if comment else step,
+            at=self._clock.now(),
+        )
+        return result
 
     async def _decide(
         self,

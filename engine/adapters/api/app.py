@@ -63,7 +63,7 @@ def create_app(
     if playbooks is not None:
         app.include_router(playbook_router(playbooks, tokens))
     if executor is not None:
-        app.include_router(approval_router(store, executor, tokens))
+        app.include_router(approval_router(store, executor, tokens, desk))
     if desk is not None:
         app.include_router(incident_router(desk, tokens))
     # The ingest endpoints exist only once a credential for them is configured: never open by default.

@@ -14,6 +14,7 @@ from engine.adapters.api.auth import ApiToken, Role, TokenBook, requirement
 from engine.adapters.api.schemas import ActionOut
 from engine.adapters.store.sql_store import SqlStore
 from engine.core.actions.executor import ActionExecutor
+from engine.core.incident_desk import IncidentDesk
 from engine.domain.events import ActionResult, ActionStatus
 
 ActionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -31,9 +32,16 @@ class DecisionOut(BaseModel):
     detail: str
 
 
-def approval_router(store: SqlStore, executor: ActionExecutor, tokens: TokenBook) -> APIRouter:
+def approval_router(
+    store: SqlStore, executor: ActionExecutor, tokens: TokenBook, desk: IncidentDesk | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"])
     responder = Depends(requirement(tokens, Role.RESPONDER))
+
+    async def _decide(action_id: str, *, approve: bool, by: str, comment: str) -> ActionResult:
+        if desk is None:
+            return await executor.decide(action_id, approve=approve, by=by, comment=comment)
+        return await desk.decide_step(executor, action_id, approve=approve, by=by, comment=comment)
 
     @router.get("", dependencies=[Depends(requirement(tokens, Role.VIEWER))])
     async def pending() -> list[ActionOut]:
@@ -43,12 +51,12 @@ def approval_router(store: SqlStore, executor: ActionExecutor, tokens: TokenBook
     @router.post("/{action_id}/approve", responses={404: {}, 409: {"description": "not waiting for approval"}})
     async def approve(action_id: ActionId, decision: Decision, caller: ApiToken = responder) -> DecisionOut:
         """Approve a waiting step: it runs now (in the mode it was planned in)."""
-        return _out(await executor.decide(action_id, approve=True, by=caller.name, comment=decision.comment))
+        return _out(await _decide(action_id, approve=True, by=caller.name, comment=decision.comment))
 
     @router.post("/{action_id}/reject", responses={404: {}, 409: {"description": "not waiting for approval"}})
     async def reject(action_id: ActionId, decision: Decision, caller: ApiToken = responder) -> DecisionOut:
         """Reject a waiting step: it will not run."""
-        return _out(await executor.decide(action_id, approve=False, by=caller.name, comment=decision.comment))
+        return _out(await _decide(action_id, approve=False, by=caller.name, comment=decision.comment))
 
     return router
 

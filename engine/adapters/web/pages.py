@@ -141,7 +141,7 @@ def page_router(*, store: SqlStore, desk: IncidentDesk, executor: ActionExecutor
         back = f"/ui/incidents/{record.incident_id}" if record is not None else "/ui/"
 
         async def act(caller: ApiToken) -> str:
-            result = await executor.decide(action_id, approve=verdict == "approve", by=caller.name)
+            result = await desk.decide_step(executor, action_id, approve=verdict == "approve", by=caller.name)
             return f"{result.request.action}: {result.status.value} - {result.detail}"
 
         return await decide(request, back, act)

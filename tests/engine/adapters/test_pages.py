@@ -82,6 +82,8 @@ async def test_responders_ack_and_approve_from_the_page(page: httpx.AsyncClient)
     assert '<strong id="state" class="state-acknowledged">acknowledged</strong>' in acked.text
     approved = await page.post("/ui/approvals/act-1/approve", follow_redirects=True)
     assert "create_job: dry-run - would create job from template" in approved.text
+    assert "step approved" in approved.text  # the person's decision is in the incident's timeline
+    assert "create_job (feature-drift-retrain, step 1)" in approved.text
     again = await page.post("/ui/approvals/act-1/approve", follow_redirects=True)
     assert "is not waiting for approval" in again.text
 
@@ -100,3 +102,15 @@ async def test_html_in_data_is_escaped(page: httpx.AsyncClient) -> None:
     response = await page.get("/ui/", params={"flash": "<script>alert(1)</script>"})
     assert "<script>alert(1)</script>" not in response.text
     assert "&lt;script&gt;" in response.text
+
+
+async def test_api_approvals_are_recorded_in_the_incident_timeline(page: httpx.AsyncClient) -> None:
+    headers = {"Authorization": f"Bearer {SECRETS[Role.RESPONDER]}"}
+    decided = await page.post("/api/v1/approvals/act-1/reject", json={"comment": "not today"}, headers=headers)
+    assert decided.json()["status"] == "rejected"
+    timeline = (await page.get("/api/v1/incidents/inc-1", headers=headers)).json()["timeline"]
+    assert timeline[-1]["kind"] == "step rejected"
+    assert timeline[-1]["detail"] == {
+        "by": "test-responder",
+        "comment": "create_job (feature-drift-retrain, step 1): not today",
+    }
