@@ -42,21 +42,20 @@ from engine.domain.scenario import Scenario
 
 
 @dataclass
-class EmbeddedEngine:
-    """Everything one embedded run needs, wired."""
+class EngineBase:
+    """What every running engine shape holds and does the same way, whatever feeds its pipeline."""
 
     settings: Settings
     store: SqlStore
     metrics: EngineMetrics
     summary: RunSummary
-    scenario: Scenario
-    source: ReplaySource
     pipeline: Pipeline
     playbooks: PlaybookReloader
     executor: ActionExecutor
     desk: IncidentDesk
-    alerts: AlertFeed | None = None
-    ingest: IngestCredentials | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {"mode": self.settings.mode.value, **self.summary.counts()}
 
     def api(self, tokens: TokenBook) -> FastAPI:
         return create_app(
@@ -67,17 +66,7 @@ class EmbeddedEngine:
             playbooks=self.playbooks,
             executor=self.executor,
             desk=self.desk,
-            ingest=self.ingest,
-            alerts=self.alerts,
         )
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario.name,
-            "total_samples": self.source.total_samples,
-            "mode": self.settings.mode.value,
-            **self.summary.counts(),
-        }
 
     async def recover(self) -> None:
         """Reconcile the steps a previous run left unfinished (crash, kill) before new work starts."""
@@ -95,6 +84,32 @@ class EmbeddedEngine:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+@dataclass
+class EmbeddedEngine(EngineBase):
+    """Everything one embedded run needs, wired: the engine fed by a replayed scenario."""
+
+    scenario: Scenario
+    source: ReplaySource
+    alerts: AlertFeed | None = None
+    ingest: IngestCredentials | None = None
+
+    def api(self, tokens: TokenBook) -> FastAPI:
+        return create_app(
+            store=self.store,
+            metrics=self.metrics,
+            status=self.status,
+            tokens=tokens,
+            playbooks=self.playbooks,
+            executor=self.executor,
+            desk=self.desk,
+            ingest=self.ingest,
+            alerts=self.alerts,
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.name, "total_samples": self.source.total_samples, **super().status()}
 
 
 def _prepare_database_dir(url: str) -> None:
@@ -187,16 +202,16 @@ async def open_embedded(
         observer=FanOutObserver(parts.metrics, parts.summary, *observers),
     )
     return EmbeddedEngine(
-        settings,
-        parts.store,
-        parts.metrics,
-        parts.summary,
-        scenario,
-        source,
-        pipeline,
-        parts.reloader,
-        parts.executor,
-        parts.desk,
-        alerts,
-        ingest,
+        settings=settings,
+        store=parts.store,
+        metrics=parts.metrics,
+        summary=parts.summary,
+        pipeline=pipeline,
+        playbooks=parts.reloader,
+        executor=parts.executor,
+        desk=parts.desk,
+        scenario=scenario,
+        source=source,
+        alerts=alerts,
+        ingest=ingest,
     )

@@ -45,10 +45,12 @@ async def _serve(settings: Settings) -> None:
         # Stop taking new records; the pipeline drains what it holds and the publisher flushes.
         loop.add_signal_handler(signum, engine.source.stop)
     try:
-        await engine.recover_actions()
+        await engine.recover()
         async with asyncio.TaskGroup() as group:
             http = group.create_task(server.serve(), name="http")
+            expiry = group.create_task(engine.expire_approvals(clock), name="approval-expiry")
             await engine.run()
+            expiry.cancel()
             server.stop()
             await http
     finally:

@@ -8,20 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
-
-from engine.adapters.api.app import create_app
-from engine.adapters.api.auth import TokenBook
 from engine.adapters.kafka.sink import KafkaEventPublisher, KafkaTopics
 from engine.adapters.kafka.source import KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
-from engine.adapters.playbook_reloader import PlaybookReloader
-from engine.adapters.store.sql_store import SqlStore
-from engine.adapters.telemetry import EngineMetrics
-from engine.app.bootstrap import open_shared_parts
+from engine.app.bootstrap import EngineBase, open_shared_parts
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
-from engine.core.actions.executor import ActionExecutor
-from engine.core.incident_desk import IncidentDesk
 from engine.core.pipeline import Pipeline
 from engine.core.ports import FanOutObserver, PipelineObserver
 from engine.domain.clock import Clock
@@ -29,19 +20,11 @@ from engine.domain.errors import ConfigurationError
 
 
 @dataclass
-class KafkaEngine:
+class KafkaEngine(EngineBase):
     """Everything one Kafka-driven engine process needs, wired."""
 
-    settings: Settings
-    store: SqlStore
-    metrics: EngineMetrics
-    summary: RunSummary
     source: KafkaSampleSource
     publisher: KafkaEventPublisher
-    pipeline: Pipeline
-    playbooks: PlaybookReloader
-    executor: ActionExecutor
-    desk: IncidentDesk
 
     async def run(self) -> None:
         """Consume until the source stops (``source.stop()``, its idle limit, or cancellation); then publish what
@@ -52,34 +35,13 @@ class KafkaEngine:
         finally:
             await self.publisher.close()
 
-    async def recover_actions(self) -> None:
-        """Reconcile the steps a previous run left unfinished (crash, kill) before new work starts."""
-        for result in await self.executor.recover():
-            self.metrics.on_action(result)
-            self.summary.on_action(result)
-
-    def api(self, tokens: TokenBook) -> FastAPI:
-        return create_app(
-            store=self.store,
-            metrics=self.metrics,
-            status=self.status,
-            tokens=tokens,
-            playbooks=self.playbooks,
-            executor=self.executor,
-            desk=self.desk,
-        )
-
     def status(self) -> dict[str, Any]:
         return {
             "source": "kafka",
             "topics": list(_topics(self.settings.kafka_topics)),
             "group": self.settings.kafka_group_id,
-            "mode": self.settings.mode.value,
-            **self.summary.counts(),
+            **super().status(),
         }
-
-    async def close(self) -> None:
-        await self.store.close()
 
 
 def _topics(text: str) -> tuple[str, ...]:
@@ -129,14 +91,14 @@ async def open_kafka_engine(
         acknowledger=source,
     )
     return KafkaEngine(
-        settings,
-        parts.store,
-        parts.metrics,
-        parts.summary,
-        source,
-        publisher,
-        pipeline,
-        parts.reloader,
-        parts.executor,
-        parts.desk,
+        settings=settings,
+        store=parts.store,
+        metrics=parts.metrics,
+        summary=parts.summary,
+        pipeline=pipeline,
+        playbooks=parts.reloader,
+        executor=parts.executor,
+        desk=parts.desk,
+        source=source,
+        publisher=publisher,
     )
