@@ -35,9 +35,10 @@ from engine.core.pipeline import Pipeline
 from engine.core.playbooks.guards import RunHistory
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
-from engine.core.ports import FanOutObserver, PipelineObserver
+from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserver, SampleSource
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
+from engine.domain.events import ActionResult
 from engine.domain.scenario import Scenario
 
 
@@ -66,21 +67,28 @@ class EngineBase:
             playbooks=self.playbooks,
             executor=self.executor,
             desk=self.desk,
+            **self._api_extras(),
         )
+
+    def _api_extras(self) -> dict[str, Any]:
+        """Endpoints only this engine shape offers (as create_app keyword arguments)."""
+        return {}
 
     async def recover(self) -> None:
         """Reconcile the steps a previous run left unfinished (crash, kill) before new work starts."""
-        for result in await self.executor.recover():
-            self.metrics.on_action(result)
-            self.summary.on_action(result)
+        self._report(await self.executor.recover())
 
     async def expire_approvals(self, clock: Clock, interval_s: float = 30.0) -> None:
         """Forever (until cancelled): expire steps nobody approved in time."""
         while True:
             await clock.sleep(interval_s)
-            for result in await self.executor.expire_overdue():
-                self.metrics.on_action(result)
-                self.summary.on_action(result)
+            self._report(await self.executor.expire_overdue())
+
+    def _report(self, results: Sequence[ActionResult]) -> None:
+        """Results decided outside the pipeline still count in the metrics and the run's summary."""
+        for result in results:
+            self.metrics.on_action(result)
+            self.summary.on_action(result)
 
     async def close(self) -> None:
         await self.store.close()
@@ -95,18 +103,8 @@ class EmbeddedEngine(EngineBase):
     alerts: AlertFeed | None = None
     ingest: IngestCredentials | None = None
 
-    def api(self, tokens: TokenBook) -> FastAPI:
-        return create_app(
-            store=self.store,
-            metrics=self.metrics,
-            status=self.status,
-            tokens=tokens,
-            playbooks=self.playbooks,
-            executor=self.executor,
-            desk=self.desk,
-            ingest=self.ingest,
-            alerts=self.alerts,
-        )
+    def _api_extras(self) -> dict[str, Any]:
+        return {"ingest": self.ingest, "alerts": self.alerts}
 
     def status(self) -> dict[str, Any]:
         return {"scenario": self.scenario.name, "total_samples": self.source.total_samples, **super().status()}
@@ -146,6 +144,39 @@ class SharedParts:
     remediator: Remediator
     reloader: PlaybookReloader
     desk: IncidentDesk
+
+    def pipeline(
+        self,
+        source: SampleSource,
+        observers: Sequence[PipelineObserver],
+        *,
+        alerts: AlertFeed | None = None,
+        acknowledger: BatchAcknowledger | None = None,
+    ) -> Pipeline:
+        """The pipeline from ``source`` through these parts; metrics and the summary always observe it."""
+        return Pipeline(
+            source=source,
+            detection=self.detection,
+            incidents=self.incidents,
+            remediator=self.remediator,
+            store=self.store,
+            observer=FanOutObserver(self.metrics, self.summary, *observers),
+            alerts=alerts,
+            acknowledger=acknowledger,
+        )
+
+    def engine_fields(self, settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
+        """The fields every EngineBase shape takes from these parts."""
+        return {
+            "settings": settings,
+            "store": self.store,
+            "metrics": self.metrics,
+            "summary": self.summary,
+            "pipeline": pipeline,
+            "playbooks": self.reloader,
+            "executor": self.executor,
+            "desk": self.desk,
+        }
 
 
 async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSummary | None) -> SharedParts:
@@ -192,24 +223,9 @@ async def open_embedded(
     parts = await open_shared_parts(settings, clock=clock, summary=summary)
     source = ReplaySource(scenario, clock, speed=speed)
     alerts = AlertFeed()
-    pipeline = Pipeline(
-        alerts=alerts,
-        source=source,
-        detection=parts.detection,
-        incidents=parts.incidents,
-        remediator=parts.remediator,
-        store=parts.store,
-        observer=FanOutObserver(parts.metrics, parts.summary, *observers),
-    )
+    pipeline = parts.pipeline(source, observers, alerts=alerts)
     return EmbeddedEngine(
-        settings=settings,
-        store=parts.store,
-        metrics=parts.metrics,
-        summary=parts.summary,
-        pipeline=pipeline,
-        playbooks=parts.reloader,
-        executor=parts.executor,
-        desk=parts.desk,
+        **parts.engine_fields(settings, pipeline),
         scenario=scenario,
         source=source,
         alerts=alerts,

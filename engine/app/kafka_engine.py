@@ -13,8 +13,7 @@ from engine.adapters.kafka.source import KafkaSampleSource, KafkaSourceConfig, K
 from engine.app.bootstrap import EngineBase, open_shared_parts
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
-from engine.core.pipeline import Pipeline
-from engine.core.ports import FanOutObserver, PipelineObserver
+from engine.core.ports import PipelineObserver
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
 
@@ -81,24 +80,9 @@ async def open_kafka_engine(
     )
     # Offsets move only after the batch's incident changes are stored and its events are acknowledged.
     source = KafkaSampleSource(config, KafkaSourceMetrics(parts.metrics.registry), before_commit=publisher.flush)
-    pipeline = Pipeline(
-        source=source,
-        detection=parts.detection,
-        incidents=parts.incidents,
-        remediator=parts.remediator,
-        store=parts.store,
-        observer=FanOutObserver(parts.metrics, parts.summary, publisher, *observers),
-        acknowledger=source,
-    )
+    pipeline = parts.pipeline(source, [publisher, *observers], acknowledger=source)
     return KafkaEngine(
-        settings=settings,
-        store=parts.store,
-        metrics=parts.metrics,
-        summary=parts.summary,
-        pipeline=pipeline,
-        playbooks=parts.reloader,
-        executor=parts.executor,
-        desk=parts.desk,
+        **parts.engine_fields(settings, pipeline),
         source=source,
         publisher=publisher,
     )
