@@ -27,13 +27,17 @@ test: $(STAMP)
 	bash scripts/test.sh
 
 ## Start (or stop) the real servers the integration tests use, for development: PostgreSQL, Prometheus,
-## Alertmanager and a Kafka broker on private loopback ports.
-services:
+## Alertmanager, a Kafka broker, an MLflow server and a Kubernetes control plane on private loopback ports.
+services: $(STAMP)
 	bash scripts/services/postgres.sh start
 	bash scripts/services/prometheus.sh start
 	bash scripts/services/kafka.sh start
+	bash scripts/services/mlflow.sh start
+	bash scripts/services/kubernetes.sh start
 
 services-down:
+	bash scripts/services/kubernetes.sh stop
+	bash scripts/services/mlflow.sh stop
 	bash scripts/services/kafka.sh stop
 	bash scripts/services/prometheus.sh stop
 	bash scripts/services/postgres.sh stop

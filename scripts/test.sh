@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 cleanup() {
+  bash scripts/services/kubernetes.sh stop
+  bash scripts/services/mlflow.sh stop
   bash scripts/services/postgres.sh stop
   bash scripts/services/prometheus.sh stop
   bash scripts/services/kafka.sh stop
@@ -22,6 +24,11 @@ set +a
 bash scripts/services/kafka.sh start
 AIOPS_TEST_KAFKA_BOOTSTRAP=$(bash scripts/services/kafka.sh bootstrap)
 export AIOPS_TEST_KAFKA_BOOTSTRAP
+bash scripts/services/mlflow.sh start
+eval "$(bash scripts/services/mlflow.sh env)"
+# The control plane is compiled from the Go module proxy on a machine's first run (see docs/real-services.md).
+bash scripts/services/kubernetes.sh start
+eval "$(bash scripts/services/kubernetes.sh env)"
 echo "services ready in $(( $(date +%s) - started )) s"
 
 bash scripts/system-packages.sh

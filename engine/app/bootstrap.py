@@ -24,6 +24,7 @@ from engine.adapters.scenario_files import load_scenario
 from engine.adapters.sources.replay import ReplaySource
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
+from engine.app.action_backends import ActionBackends, open_action_backends, retry_policy
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.actions.executor import ActionExecutor
@@ -54,6 +55,7 @@ class EngineBase:
     playbooks: PlaybookReloader
     executor: ActionExecutor
     desk: IncidentDesk
+    backends: ActionBackends
 
     def status(self) -> dict[str, Any]:
         return {"mode": self.settings.mode.value, **self.summary.counts()}
@@ -91,6 +93,7 @@ class EngineBase:
             self.summary.on_action(result)
 
     async def close(self) -> None:
+        await self.backends.aclose()
         await self.store.close()
 
 
@@ -144,6 +147,7 @@ class SharedParts:
     remediator: Remediator
     reloader: PlaybookReloader
     desk: IncidentDesk
+    backends: ActionBackends
 
     def pipeline(
         self,
@@ -176,6 +180,7 @@ class SharedParts:
             "playbooks": self.reloader,
             "executor": self.executor,
             "desk": self.desk,
+            "backends": self.backends,
         }
 
 
@@ -186,7 +191,8 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
     _prepare_database_dir(settings.database_url)
     store = await SqlStore.open(settings.database_url)
     metrics = EngineMetrics(CollectorRegistry())
-    executor = ActionExecutor(store, clock, backends={})
+    backends = open_action_backends(settings, clock)
+    executor = ActionExecutor(store, clock, backends.by_action, retry_policy(settings))
     remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
     incidents = IncidentManager(
         IncidentPolicy(
@@ -205,6 +211,7 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
         remediator=remediator,
         reloader=PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks),
         desk=IncidentDesk(store, incidents, clock),
+        backends=backends,
     )
 
 

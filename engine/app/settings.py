@@ -83,6 +83,26 @@ class Settings(BaseSettings):
     kafka_max_batch: int = Field(
         default=10000, ge=1, description="most Kafka records consumed into one detection batch"
     )
+    kubeconfig: str = Field(
+        default="",
+        description="kubeconfig file of the cluster the Kubernetes actions change, or `in-cluster` for the pod's "
+        "service account; empty: Kubernetes actions have no live backend (they fail in live mode)",
+    )
+    kube_context: str = Field(default="", description="context of the kubeconfig to use (default: its current one)")
+    mlflow_tracking_uri: str = Field(
+        default="", description="MLflow tracking/registry server the model and prompt alias rollbacks change"
+    )
+    alertmanager_url: str = Field(
+        default="", description="Alertmanager that `alertmanager_silence` creates silences in"
+    )
+    grafana_url: str = Field(default="", description="Grafana that `grafana_annotate` annotates")
+    grafana_token: str = Field(default="", description="Grafana service-account token for `grafana_annotate`")
+    action_timeout_s: float = Field(
+        default=30.0, gt=0, description="longest one call of a live action may take before it is retried"
+    )
+    action_attempts: int = Field(
+        default=3, ge=1, description="tries of a live action that fails with a temporary error (409, 429, 5xx)"
+    )
     log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
 
 

@@ -6,9 +6,11 @@ the action runs at 3 a.m.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -91,7 +93,9 @@ class RolloutUndoParams(ActionParams):
 
 class CreateJobParams(ActionParams):
     namespace: str = Field(min_length=1)
-    template: str = Field(min_length=1, description="name of the Job template to instantiate")
+    template: str = Field(
+        min_length=1, description="name of the suspended CronJob whose job template the new Job is made from"
+    )
     model: str = Field(min_length=1)
     model_version: str | None = None
 
@@ -109,9 +113,11 @@ class CreateJobParams(ActionParams):
 class MlflowRollbackAliasParams(ActionParams):
     model: str = Field(min_length=1)
     alias: str = Field(default="champion", min_length=1)
+    to_version: int | None = Field(default=None, ge=1, description="roll back to this version instead")
 
     def describe(self) -> str:
-        return f"move MLflow alias {self.model}@{self.alias} back to the previous good version"
+        to = f"version {self.to_version}" if self.to_version is not None else "the previous good version"
+        return f"move MLflow alias {self.model}@{self.alias} back to {to}"
 
     def target(self) -> str:
         return f"model:{self.model}"
@@ -120,15 +126,77 @@ class MlflowRollbackAliasParams(ActionParams):
         return f"move MLflow alias {self.model}@{self.alias} forward again to the version it had before"
 
 
+class MlflowRollbackPromptParams(ActionParams):
+    prompt: str = Field(min_length=1)
+    alias: str = Field(default="production", min_length=1)
+    to_version: int | None = Field(default=None, ge=1, description="roll back to this version instead")
+
+    def describe(self) -> str:
+        to = f"version {self.to_version}" if self.to_version is not None else "the previous good version"
+        return f"move MLflow prompt alias {self.prompt}@{self.alias} back to {to}"
+
+    def target(self) -> str:
+        return f"prompt:{self.prompt}"
+
+    def undo_description(self) -> str | None:
+        return f"move MLflow prompt alias {self.prompt}@{self.alias} forward again to the version it had before"
+
+
+class AlertmanagerSilenceParams(ActionParams):
+    matchers: dict[str, str] = Field(min_length=1, description="label name -> exact value the silence matches")
+    duration: str = Field(default="1h", pattern=r"^\d+[smhd]$", description="how long the silence lasts, e.g. 30m")
+    comment: str = Field(default="silenced by aiops-engine", min_length=1)
+
+    def describe(self) -> str:
+        labels = ", ".join(f"{name}={value!r}" for name, value in sorted(self.matchers.items()))
+        return f"silence alerts matching {{{labels}}} in Alertmanager for {self.duration}"
+
+    def target(self) -> str:
+        labels = ",".join(f"{name}={value}" for name, value in sorted(self.matchers.items()))
+        return f"silence:{labels}"
+
+    def undo_description(self) -> str | None:
+        return "expire the silence"
+
+    def duration_s(self) -> float:
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        return float(self.duration[:-1]) * units[self.duration[-1]]
+
+
 class WebhookNotifyParams(ActionParams):
     url: str = Field(pattern=r"^https?://")
     message: str = Field(min_length=1)
+    format: Literal["json", "slack"] = Field(
+        default="json", description="slack: a Slack-compatible {'text': ...} body; json: the incident and message"
+    )
 
     def describe(self) -> str:
-        return f"POST a notification to {self.url}: {self.message}"
+        return f"POST a notification to {self._site()}: {self.message}"
 
     def target(self) -> str:
-        return f"webhook:{self.url}"
+        # Chat webhooks keep their secret in the path: records and logs show only a digest of it.
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:12]
+        return f"webhook:{self._site()}#{digest}"
+
+    def _site(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+class GrafanaAnnotateParams(ActionParams):
+    text: str = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
+    dashboard_uid: str | None = Field(default=None, description="annotate one dashboard; all dashboards if unset")
+
+    def describe(self) -> str:
+        where = f"dashboard {self.dashboard_uid}" if self.dashboard_uid else "all dashboards"
+        return f"add a Grafana annotation on {where}: {self.text}"
+
+    def target(self) -> str:
+        return f"grafana:{self.dashboard_uid or '*'}"
+
+    def undo_description(self) -> str | None:
+        return "delete the annotation"
 
 
 CATALOGUE: Mapping[str, type[ActionParams]] = MappingProxyType(
@@ -138,7 +206,10 @@ CATALOGUE: Mapping[str, type[ActionParams]] = MappingProxyType(
         "rollout_undo": RolloutUndoParams,
         "create_job": CreateJobParams,
         "mlflow_rollback_alias": MlflowRollbackAliasParams,
+        "mlflow_rollback_prompt": MlflowRollbackPromptParams,
+        "alertmanager_silence": AlertmanagerSilenceParams,
         "webhook_notify": WebhookNotifyParams,
+        "grafana_annotate": GrafanaAnnotateParams,
     }
 )
 

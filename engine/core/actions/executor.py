@@ -25,18 +25,19 @@ from engine.domain.events import ActionMode, ActionRequest, ActionResult, Action
 class ActionBackend(Protocol):
     """Carries out one kind of action on a real system.
 
-    ``key`` is the request's idempotency key: backends record it on what they change (an annotation, a tag), so
-    that after a crash ``applied`` can tell whether the change was made before the engine could record it.
+    ``request.id`` is the idempotency key: backends record it on what they change (an annotation, a tag), so
+    that after a crash ``applied`` can tell whether the change was made before the engine could record it, and
+    ``undo`` can find the value the change replaced.
     """
 
-    async def execute(self, params: ActionParams, key: str) -> str:
+    async def execute(self, params: ActionParams, request: ActionRequest) -> str:
         """Perform the action; returns a sentence saying what was done. Raises EngineError subclasses."""
 
-    async def undo(self, params: ActionParams, key: str) -> str:
-        """Reverse what ``execute`` did with these parameters; returns a sentence saying what was done."""
+    async def undo(self, params: ActionParams, request: ActionRequest) -> str:
+        """Reverse what ``execute`` did for ``request``; returns a sentence saying what was done."""
 
-    async def applied(self, params: ActionParams, key: str) -> bool:
-        """Whether the change made under ``key`` is in place."""
+    async def applied(self, params: ActionParams, request: ActionRequest) -> bool:
+        """Whether the change made for ``request`` is in place."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class ActionExecutor:
         try:
             if backend is None:
                 raise PermanentError(f"no live backend is configured for action {request.action!r}")
-            return await self._call(lambda: backend.undo(params, request.id))
+            return await self._call(lambda: backend.undo(params, request))
         except EngineError as exc:
             return f"undo failed: {exc}"
 
@@ -161,7 +162,7 @@ class ActionExecutor:
     async def _reconcile(self, request: ActionRequest, params: ActionParams) -> ActionResult:
         backend = self._backends.get(request.action)
         try:
-            if backend is not None and await backend.applied(params, request.id):
+            if backend is not None and await backend.applied(params, request):
                 return self._result(
                     request, ActionStatus.SUCCEEDED, f"{params.describe()} (found in place after a restart)"
                 )
@@ -212,7 +213,7 @@ class ActionExecutor:
         try:
             if backend is None:
                 raise PermanentError(f"no live backend is configured for action {request.action!r}")
-            detail = await self._call(lambda: backend.execute(params, request.id))
+            detail = await self._call(lambda: backend.execute(params, request))
         except EngineError as exc:
             return self._result(request, ActionStatus.FAILED, f"{exc}; escalated to a human")
         return self._result(request, ActionStatus.SUCCEEDED, detail)

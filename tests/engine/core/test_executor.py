@@ -23,7 +23,7 @@ class RecordingBackend:
         self.permanent = permanent
         self.hang_s = hang_s
 
-    async def execute(self, params: ActionParams, key: str) -> str:
+    async def execute(self, params: ActionParams, request: ActionRequest) -> str:
         self.calls.append(params)
         if self.hang_s:
             await asyncio.sleep(self.hang_s)
@@ -34,14 +34,14 @@ class RecordingBackend:
         if self.temporary_failures:
             self.temporary_failures -= 1
             raise TemporaryError("409 conflict")
-        self.applied_keys.add(key)
+        self.applied_keys.add(request.id)
         return "scaled"
 
-    async def undo(self, params: ActionParams, key: str) -> str:
+    async def undo(self, params: ActionParams, request: ActionRequest) -> str:
         return "scaled back"
 
-    async def applied(self, params: ActionParams, key: str) -> bool:
-        return key in self.applied_keys
+    async def applied(self, params: ActionParams, request: ActionRequest) -> bool:
+        return request.id in self.applied_keys
 
 
 FAST_RETRY = RetryPolicy(attempts=3, first_backoff_s=0.0, max_backoff_s=0.0, timeout_s=0.2)
