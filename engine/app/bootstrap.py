@@ -54,6 +54,7 @@ class EngineBase:
     pipeline: Pipeline
     playbooks: PlaybookReloader
     executor: ActionExecutor
+    remediator: Remediator
     desk: IncidentDesk
     backends: ActionBackends
 
@@ -67,7 +68,7 @@ class EngineBase:
             status=self.status,
             tokens=tokens,
             playbooks=self.playbooks,
-            executor=self.executor,
+            executor=self.remediator,
             desk=self.desk,
             **self._api_extras(),
         )
@@ -179,6 +180,7 @@ class SharedParts:
             "pipeline": pipeline,
             "playbooks": self.reloader,
             "executor": self.executor,
+            "remediator": self.remediator,
             "desk": self.desk,
             "backends": self.backends,
         }

@@ -6,7 +6,7 @@ resolved incident, or the second of two concurrent acknowledgements), then the l
 
 from __future__ import annotations
 
-from engine.core.actions.executor import ActionExecutor
+from engine.core.actions.executor import StepDecider
 from engine.core.incidents import IncidentManager
 from engine.core.ports import IncidentDecisions
 from engine.domain.clock import Clock
@@ -49,7 +49,7 @@ class IncidentDesk:
         )
 
     async def decide_step(
-        self, executor: ActionExecutor, action_id: str, *, approve: bool, by: str, comment: str = ""
+        self, executor: StepDecider, action_id: str, *, approve: bool, by: str, comment: str = ""
     ) -> ActionResult:
         """A person's approval or rejection of a waiting step, also recorded in its incident's timeline."""
         result = await executor.decide(action_id, approve=approve, by=by, comment=comment)

@@ -29,7 +29,7 @@ from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.adapters.web.pages import page_router
-from engine.core.actions.executor import ActionExecutor
+from engine.core.actions.executor import StepDecider
 from engine.core.alert_feed import AlertFeed
 from engine.core.incident_desk import IncidentDesk
 from engine.domain.errors import ConflictError, NotFoundError
@@ -46,7 +46,7 @@ def create_app(
     status: StatusProvider,
     tokens: TokenBook,
     playbooks: PlaybookReloader | None = None,
-    executor: ActionExecutor | None = None,
+    executor: StepDecider | None = None,
     desk: IncidentDesk | None = None,
     ingest: IngestCredentials | None = None,
     alerts: AlertFeed | None = None,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.adapters.api.auth import ApiToken, Role, TokenBook, requirement
 from engine.adapters.api.schemas import ActionOut
 from engine.adapters.store.sql_store import SqlStore
-from engine.core.actions.executor import ActionExecutor
+from engine.core.actions.executor import StepDecider
 from engine.core.incident_desk import IncidentDesk
 from engine.domain.events import ActionResult, ActionStatus
 
@@ -33,7 +33,7 @@ class DecisionOut(BaseModel):
 
 
 def approval_router(
-    store: SqlStore, executor: ActionExecutor, tokens: TokenBook, desk: IncidentDesk | None = None
+    store: SqlStore, executor: StepDecider, tokens: TokenBook, desk: IncidentDesk | None = None
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"])
     responder = Depends(requirement(tokens, Role.RESPONDER))

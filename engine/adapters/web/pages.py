@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from engine.adapters.api.auth import ApiToken, Role, TokenBook
 from engine.adapters.store.sql_store import SqlStore
-from engine.core.actions.executor import ActionExecutor
+from engine.core.actions.executor import StepDecider
 from engine.core.incident_desk import IncidentDesk
 from engine.domain.errors import ConflictError, NotFoundError
 from engine.domain.events import ActionStatus
@@ -42,7 +42,7 @@ def _age(epoch: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def page_router(*, store: SqlStore, desk: IncidentDesk, executor: ActionExecutor, tokens: TokenBook) -> APIRouter:
+def page_router(*, store: SqlStore, desk: IncidentDesk, executor: StepDecider, tokens: TokenBook) -> APIRouter:
     templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
     templates.env.globals.update(when=_when, age=_age)
     router = APIRouter(prefix="/ui", include_in_schema=False)

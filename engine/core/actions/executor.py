@@ -40,6 +40,15 @@ class ActionBackend(Protocol):
         """Whether the change made for ``request`` is in place."""
 
 
+class StepDecider(Protocol):
+    """Where a person's approval or rejection of a waiting step goes (the executor, or the remediator, which also
+    starts the step's verification once it has run)."""
+
+    async def decide(self, request_id: str, *, approve: bool, by: str, comment: str = "") -> ActionResult: ...
+
+    async def load(self, request_id: str) -> ActionRequest | None: ...
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long a live call is tried when it fails with a TemporaryError."""
@@ -170,8 +179,13 @@ class ActionExecutor:
             return self._result(request, ActionStatus.FAILED, f"cannot tell whether it was applied: {exc}")
         return await self._perform(request, params)
 
-    async def decide(self, request_id: str, *, approve: bool, by: str, comment: str = "") -> ActionResult:
-        """A human's decision on a step that waits for approval; ConflictError if it is not waiting."""
+    async def decide(
+        self, request_id: str, *, approve: bool, by: str, comment: str = "", verify: bool = False
+    ) -> ActionResult:
+        """A human's decision on a step that waits for approval; ConflictError if it is not waiting.
+
+        With ``verify``, an approved step that ran is left VERIFYING, as ``execute`` does.
+        """
         request = await self._ledger.load(request_id)
         if request is None:
             raise NotFoundError(f"no action {request_id!r}")
@@ -188,6 +202,8 @@ class ActionExecutor:
             result = self._result(request, ActionStatus.FAILED, f"invalid parameters: {exc}")
         else:
             result = await self._perform(request, params)
+            if verify and result.status in (ActionStatus.SUCCEEDED, ActionStatus.DRY_RUN):
+                result = self._result(request, ActionStatus.VERIFYING, f"{result.detail}; verifying")
         await self._ledger.complete(result)
         return result
 

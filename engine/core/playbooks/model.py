@@ -68,12 +68,6 @@ class Step(_Strict):
     verify: Verify | None = Field(default=None, description="a condition the signal must meet after the action")
     undo: bool = Field(default=True, description="undo the action (if it can be undone) when verification fails")
 
-    @model_validator(mode="after")
-    def _verify_without_approval(self) -> Step:
-        if self.verify is not None and self.approval == "required":
-            raise ValueError("a step cannot both wait for approval and verify yet; split it into two steps")
-        return self
-
     @field_validator("action")
     @classmethod
     def _known_action(cls, action: str) -> str:

@@ -5,13 +5,14 @@ happened (or would have, in dry-run) are remembered for later guard decisions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from engine.core.actions.catalogue import ActionParams, parse_params
 from engine.core.actions.executor import ActionExecutor, Gate, Refusal
 from engine.core.playbooks.guards import PastRun, Policy, RunHistory, check
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import PlannedStep, Planner
-from engine.core.playbooks.verification import Verifier
+from engine.core.playbooks.verification import PendingVerification, Verifier
 from engine.domain.events import ActionRequest, ActionResult, ActionStatus, IncidentChange, MetricSample
 
 # Steps that count against cooldowns, budgets and blast radius: those that ran (or would have, in dry-run), and
@@ -26,6 +27,8 @@ class Remediator:
         self._policy = policy
         self._history = history
         self._verifier = Verifier()
+        # Verifications of steps waiting for a person: they start when the step is approved and has run.
+        self._after_approval: dict[str, PendingVerification] = {}
         self._watch_verified_series()
 
     def _watch_verified_series(self) -> None:
@@ -69,8 +72,25 @@ class Remediator:
                 self._remember(result)
             if result.status is ActionStatus.VERIFYING and verification is not None:
                 self._verifier.start(verification)
+            if result.status is ActionStatus.AWAITING_APPROVAL and verification is not None:
+                self._after_approval[planned.request.id] = verification
             results.append(result)
         return results
+
+    async def decide(self, request_id: str, *, approve: bool, by: str, comment: str = "") -> ActionResult:
+        """A person's decision on a waiting step; an approved step that declares a verification is verified from
+        the moment it ran, and undone if that fails, like any other step."""
+        verification = self._after_approval.get(request_id)
+        result = await self._executor.decide(
+            request_id, approve=approve, by=by, comment=comment, verify=approve and verification is not None
+        )
+        self._after_approval.pop(request_id, None)
+        if result.status is ActionStatus.VERIFYING and verification is not None:
+            self._verifier.start(replace(verification, started_at=result.finished_at))
+        return result
+
+    async def load(self, request_id: str) -> ActionRequest | None:
+        return await self._executor.load(request_id)
 
     def _gate(self, planned: PlannedStep) -> Gate:
         def gate(request: ActionRequest, params: ActionParams) -> Refusal | None:

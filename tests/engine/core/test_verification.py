@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from engine.core.actions.executor import ActionExecutor
 from engine.core.memory import InMemoryLedger as MemoryLedger
@@ -96,8 +95,47 @@ async def test_a_named_series_with_matchers_can_be_verified_instead() -> None:
     assert done.startswith("dry-run: verified")
 
 
-def test_verify_and_approval_together_are_rejected_for_now() -> None:
+def _approved_playbook() -> Playbook:
     playbook = _playbook(VERIFY).model_dump(by_alias=True)
     playbook["steps"][0]["approval"] = "required"
-    with pytest.raises(ValidationError, match="cannot both wait for approval and verify"):
-        Playbook.model_validate(playbook)
+    return Playbook.model_validate(playbook)
+
+
+@pytest.mark.parametrize(
+    ("late_value", "outcome"),
+    [(0.1, "dry-run: verified: value < 0.2 held"), (0.5, "undone: not verified: value < 0.2 never held")],
+)
+async def test_a_step_that_waits_for_approval_is_verified_from_the_moment_it_ran(
+    late_value: float, outcome: str
+) -> None:
+    clock = FakeClock(0.0)
+    remediator = Remediator(
+        Planner([_approved_playbook()], ActionMode.DRY_RUN),
+        ActionExecutor(MemoryLedger(), clock, {}),
+        Policy(),
+        RunHistory(),
+    )
+    [waiting] = await remediator.handle(IncidentChange(IncidentChangeKind.OPENED, incident(opened_at=0.0), 0.0))
+    assert waiting.status is ActionStatus.AWAITING_APPROVAL
+    # Recovery before the approval does not count: the verification window opens when the step runs.
+    remediator.observe([MetricSample(LATENCY, 60.0, 0.1), MetricSample(LATENCY, 1500.0, 0.5)])
+    assert await remediator.settle(1500.0) == []
+    clock.advance(1500.0)
+    approved = await remediator.decide(waiting.request.id, approve=True, by="alice")
+    assert approved.status is ActionStatus.VERIFYING
+    remediator.observe([MetricSample(LATENCY, 1560.0, 0.5), MetricSample(LATENCY, 1800.0, late_value)])
+    [settled] = await remediator.settle(2101.0)
+    assert f"{settled.status.value}: {settled.detail}".startswith(outcome)
+
+
+async def test_a_rejected_step_is_not_verified() -> None:
+    remediator = Remediator(
+        Planner([_approved_playbook()], ActionMode.DRY_RUN),
+        ActionExecutor(MemoryLedger(), FakeClock(), {}),
+        Policy(),
+        RunHistory(),
+    )
+    [waiting] = await remediator.handle(IncidentChange(IncidentChangeKind.OPENED, incident(opened_at=0.0), 0.0))
+    rejected = await remediator.decide(waiting.request.id, approve=False, by="alice")
+    assert rejected.status is ActionStatus.REJECTED
+    assert await remediator.settle(10_000.0) == []
