@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import typer
 
 from engine.app.settings import Settings
-from engine.domain.errors import ConfigurationError
+from engine.domain.errors import ConfigurationError, TemporaryError
 
 EXIT_CONFIGURATION = 2
+EXIT_UNAVAILABLE = 3
 
 
 @contextlib.contextmanager
@@ -21,6 +22,10 @@ def operator_errors() -> Iterator[None]:
     except ConfigurationError as exc:
         typer.echo(f"aiops: error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIGURATION) from None
+    except TemporaryError as exc:
+        # A server the command needs did not answer: the operator can retry, nothing is wrong with the input.
+        typer.echo(f"aiops: error: {exc}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
 
 
 def configure_logging(settings: Settings) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from engine.adapters.kafka.recorded_topic import read_topic
 from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.scenario_files import load_scenario
 from engine.adapters.series_csv import read_series_csv
@@ -83,15 +84,24 @@ def playbooks_backtest(
         typer.Option(help="SELECTOR=FILE.csv, e.g. 'model_request_latency_p99_seconds{model=\"fraud\"}=p99.csv'"),
     ] = None,
     scenario_dir: Annotated[Path | None, typer.Option("--scenario", help="a scenario directory instead")] = None,
+    kafka_topic: Annotated[
+        str | None, typer.Option(help="a Kafka topic of metric samples instead, read from its start to its end")
+    ] = None,
+    kafka_bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers for --kafka-topic (default: AIOPS_KAFKA_BOOTSTRAP)")
+    ] = None,
     playbook_dir: Annotated[Path, typer.Option("--playbooks", help="the playbooks to replay")] = Path("playbooks"),
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Replay recorded data through the detectors and playbooks in dry-run and report what would have happened."""
     with operator_errors():
-        scenario = _recorded(series or [], scenario_dir)
         settings = load_settings(
             database_url="sqlite+aiosqlite:///:memory:", playbook_dir=playbook_dir, mode=ActionMode.DRY_RUN
         )
+        if kafka_topic is not None:
+            scenario = _from_kafka(kafka_bootstrap or settings.kafka_bootstrap, kafka_topic, quiet=as_json)
+        else:
+            scenario = _recorded(series or [], scenario_dir)
         summary = asyncio.run(_backtest(settings, scenario, as_json=as_json))
     if as_json:
         report = {
@@ -111,6 +121,17 @@ def playbooks_backtest(
             ],
         }
         sys.stdout.write(json.dumps(report) + "\n")
+
+
+def _from_kafka(bootstrap: str, topic: str, *, quiet: bool) -> Scenario:
+    if not bootstrap:
+        raise ConfigurationError("--kafka-topic needs --kafka-bootstrap or AIOPS_KAFKA_BOOTSTRAP")
+    recorded = asyncio.run(read_topic(bootstrap, topic))
+    if not quiet:
+        Console(stderr=True).print(
+            f"read {recorded.records} records from {topic} ({recorded.invalid_records} not valid, skipped)"
+        )
+    return recorded.scenario
 
 
 def _recorded(series: list[str], scenario_dir: Path | None) -> Scenario:

@@ -5,9 +5,12 @@ the playbook's own tags. The action tag is the idempotency key: ``applied`` sear
 ``execute`` finds the annotation and adds no second one, and ``undo`` deletes what carries it. The incident tag
 lets a dashboard's annotation query (filter by tags) show all that the engine did for one incident.
 
+Grafana stores a ``key:value`` tag as a pair, trimming spaces around both halves and dropping what follows a
+second colon; incident and action IDs have no colons and no outer spaces, so the engine's tags come back unchanged.
+
 The service account needs the annotations read, write and delete permissions (the Editor role has them). Grafana's
-answers map onto the engine's errors here: 401, 403 and other refusals are permanent, 5xx, timeouts and
-connection failures are temporary.
+answers map onto the engine's errors here: 401, 403, 400 and other refusals are permanent; 409, 429, 5xx,
+timeouts and connection failures are temporary.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ class GrafanaAnnotations:
             port = parts.port
         except ValueError:
             port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.query or parts.fragment:
             raise ConfigurationError(f"the Grafana URL must be http(s)://host[:port][/path], not {url!r}")
+        # Error messages name the server, never credentials written into the URL.
         self._where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         # A trailing slash makes relative paths ("api/annotations") land under a sub-path Grafana is served from.
         self._client = httpx.AsyncClient(
@@ -74,12 +78,14 @@ class GrafanaAnnotations:
         if existing:
             return f"annotation {_ids(existing)} on {where} is already in place; not added again"
         tags = list(dict.fromkeys([*annotate.tags, "aiops", incident_tag(request.incident_id), action_tag(request.id)]))
-        body: dict[str, Any] = {"time": int(self._clock.now() * 1000), "tags": tags, "text": annotate.text}
+        now_ms = int(self._clock.now() * 1000)
+        # Without dashboardUID the annotation belongs to the organization and shows wherever its tags are queried.
+        body: dict[str, Any] = {"time": now_ms, "timeEnd": now_ms, "tags": tags, "text": annotate.text}
         if annotate.dashboard_uid:
             body["dashboardUID"] = annotate.dashboard_uid
-        added = await self._call("add an annotation", "POST", "api/annotations", json=body)
+        added = await self._json("add an annotation", "POST", "api/annotations", json=body)
         annotation_id = added.get("id") if isinstance(added, dict) else None
-        if annotation_id is None:
+        if not isinstance(annotation_id, int):
             raise PermanentError("add an annotation: Grafana answered without an annotation ID")
         return f"added annotation {annotation_id} on {where}: {annotate.text}"
 
@@ -89,13 +95,11 @@ class GrafanaAnnotations:
         if not existing:
             return "no annotation made by this action is left; nothing to delete"
         for annotation in existing:
-            annotation_id = annotation.get("id")
-            try:
-                await self._call(f"delete annotation {annotation_id}", "DELETE", f"api/annotations/{annotation_id}")
-            except PermanentError as exc:
-                # Deleted by someone else between the search and now: the goal is reached all the same.
-                if not _is_not_found(exc):
-                    raise
+            annotation_id = annotation["id"]
+            # A 404 means someone deleted it between the search and now: the goal is reached all the same.
+            await self._send(
+                f"delete annotation {annotation_id}", "DELETE", f"api/annotations/{annotation_id}", allow_not_found=True
+            )
         return f"deleted annotation {_ids(existing)}"
 
     async def applied(self, params: ActionParams, request: ActionRequest) -> bool:
@@ -103,40 +107,42 @@ class GrafanaAnnotations:
         return bool(await self._ours(request.id))
 
     async def _ours(self, request_id: str) -> list[dict[str, Any]]:
+        """The annotations carrying ``request_id``'s action tag (user annotations only, not alert state changes)."""
         tag = action_tag(request_id)
         query = {"tags": tag, "type": "annotation", "limit": _SEARCH_LIMIT}
-        found = await self._call("search annotations", "GET", "api/annotations", params=query)
+        found = await self._json("search annotations", "GET", "api/annotations", params=query)
         if not isinstance(found, list):
             raise PermanentError("search annotations: Grafana answered something other than a list")
         # Grafana already filtered by the tag; checking again keeps a server that ignores the filter harmless.
-        return [item for item in found if isinstance(item, dict) and tag in item.get("tags", [])]
+        return [
+            item
+            for item in found
+            if isinstance(item, dict) and isinstance(item.get("id"), int) and tag in (item.get("tags") or [])
+        ]
 
-    async def _call(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
+    async def _json(self, what: str, method: str, path: str, **kwargs: Any) -> object:
+        reply = await self._send(what, method, path, **kwargs)
         try:
-            response = await self._client.request(method, path, **kwargs)
+            body: object = reply.json()
+        except ValueError as exc:
+            # A body that is not JSON: a proxy's error page, or not Grafana at all.
+            raise PermanentError(f"{what}: Grafana's answer is not JSON") from exc
+        return body
+
+    async def _send(
+        self, what: str, method: str, path: str, *, allow_not_found: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        try:
+            reply = await self._client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise TemporaryError(f"{what}: Grafana did not answer within {self._timeout_s:g}s") from exc
         except httpx.TransportError as exc:
             raise TemporaryError(f"{what}: cannot reach Grafana at {self._where} ({exc.__class__.__name__})") from exc
-        if response.is_error:
-            error = error_for_status(response.status_code, what)
-            reason = _reason(response)
-            raise type(error)(f"{error}; Grafana said: {reason}" if reason else str(error)) from _RefusedError(
-                response.status_code
-            )
-        try:
-            return response.json()
-        except ValueError as exc:
-            # A body that is not JSON: a proxy's error page, or not Grafana at all.
-            raise PermanentError(f"{what}: Grafana's answer is not JSON") from exc
-
-
-class _RefusedError(Exception):
-    """The status of a refused call, kept as the cause of the engine error raised for it."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+        if reply.is_success or (allow_not_found and reply.status_code == 404):
+            return reply
+        error = error_for_status(reply.status_code, what)
+        reason = _reason(reply)
+        raise type(error)(f"{error}; Grafana said: {reason}" if reason else str(error))
 
 
 def _annotate_params(params: ActionParams) -> GrafanaAnnotateParams:
@@ -145,19 +151,17 @@ def _annotate_params(params: ActionParams) -> GrafanaAnnotateParams:
     return params
 
 
-def _reason(response: httpx.Response) -> str:
-    """Grafana's own sentence from an error answer (``{"message": ...}``), if it gave one."""
+def _reason(reply: httpx.Response) -> str:
+    """Grafana's own sentence from an error answer (``{"message": ...}``), or where a redirect points."""
+    if reply.is_redirect:
+        # Usually a URL missing the sub-path Grafana is served from, which then sends clients to its login page.
+        return f"redirected to {reply.headers.get('Location', '?')}; check the Grafana URL"
     try:
-        body = response.json()
+        body = reply.json()
     except ValueError:
-        return response.text.strip()[:300]
+        return reply.text.strip()[:300]
     return str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
 
 
-def _is_not_found(exc: PermanentError) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, _RefusedError) and cause.status == 404
-
-
 def _ids(annotations: list[dict[str, Any]]) -> str:
-    return ", ".join(str(annotation.get("id")) for annotation in annotations)
+    return ", ".join(str(annotation["id"]) for annotation in annotations)

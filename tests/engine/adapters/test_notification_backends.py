@@ -5,8 +5,9 @@ gets. No Grafana server can be installed where these tests run, so the Grafana b
 that implements the three endpoints it uses with the request and response shapes of Grafana's Annotations HTTP API
 (``POST /api/annotations`` answering ``{"message": "Annotation added", "id": N}``, ``GET /api/annotations`` with
 repeated ``tags`` (all must match) and ``type``, ``limit``, ``dashboardUID``, answering a list of annotation
-objects, ``DELETE /api/annotations/<id>``, and ``{"message": ...}`` bodies on errors). The tests check the exact
-requests the backend sends.
+objects, ``DELETE /api/annotations/<id>``, and ``{"message": ...}`` bodies on errors); it rewrites tags as Grafana's
+store does (``key:value`` pairs, trimmed, a third part dropped). The tests check the exact requests the backend
+sends.
 """
 
 from __future__ import annotations
@@ -54,7 +55,15 @@ class Received:
     body: Any
 
 
-# Answers one request: (status, JSON body); None for no body.
+@dataclass(frozen=True)
+class Raw:
+    """An answer sent as it is, for servers that do not answer JSON."""
+
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# Answers one request: (status, JSON body); None for no body, a Raw for anything else.
 Responder = Callable[[Received], tuple[int, object]]
 
 
@@ -82,9 +91,14 @@ class Recorder:
                 )
                 recorder.received.append(request)
                 status, body = recorder.respond(request)
-                data = b"" if body is None else json.dumps(body).encode()
+                if isinstance(body, Raw):
+                    data, headers = body.data, body.headers
+                else:
+                    data = b"" if body is None else json.dumps(body).encode()
+                    headers = {"Content-Type": "application/json"}
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -231,10 +245,25 @@ async def test_the_executor_retries_a_503_with_the_same_idempotency_key(
 # --- grafana_annotate -------------------------------------------------------------------------------------------
 
 
-class FakeGrafana:
-    """Grafana's annotation endpoints over an in-memory table; ``fail_with`` makes every call answer that status."""
+def grafana_tag_pairs(tags: list[str]) -> list[tuple[str, str]]:
+    """Tags as Grafana reads them: ``key:value`` split at the colons (a third part is dropped), both halves trimmed
+    of spaces, empty keys and repeated pairs left out."""
+    pairs: list[tuple[str, str]] = []
+    for tag in tags:
+        key, _, rest = tag.partition(":")
+        pair = (key.strip(" "), rest.split(":")[0].strip(" "))
+        if pair[0] and pair not in pairs:
+            pairs.append(pair)
+    return pairs
 
-    def __init__(self) -> None:
+
+class FakeGrafana:
+    """Grafana's annotation endpoints over an in-memory table, served under ``prefix`` (Grafana's sub-path);
+    ``fail_with`` makes every call answer that status."""
+
+    def __init__(self, prefix: str = "", dashboards: tuple[str, ...] = ("fraud-overview",)) -> None:
+        self.prefix = prefix
+        self.dashboards = dashboards
         self.annotations: dict[int, dict[str, Any]] = {}
         self.fail_with: int | None = None
         self._next_id = 1
@@ -242,35 +271,43 @@ class FakeGrafana:
     def __call__(self, request: Received) -> tuple[int, object]:
         if self.fail_with is not None:
             return self.fail_with, {"message": f"failing with {self.fail_with} on purpose"}
+        if not request.path.startswith(f"{self.prefix}/api/"):
+            return 404, {"message": "Not found"}
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return 401, {"message": "invalid API key", "messageId": "api-key.invalid", "statusCode": 401}
-        if request.method == "POST" and request.path == "/api/annotations":
+        path = request.path.removeprefix(self.prefix)
+        if request.method == "POST" and path == "/api/annotations":
             return self._create(request.body)
-        if request.method == "GET" and request.path == "/api/annotations":
+        if request.method == "GET" and path == "/api/annotations":
             return self._find(request.query)
-        if request.method == "DELETE" and request.path.startswith("/api/annotations/"):
-            return self._delete(int(request.path.rsplit("/", 1)[1]))
+        if request.method == "DELETE" and path.startswith("/api/annotations/"):
+            return self._delete(int(path.rsplit("/", 1)[1]))
         return 404, {"message": "Not found"}
 
     def _create(self, body: dict[str, Any]) -> tuple[int, object]:
         if not isinstance(body.get("time"), int) or not body.get("text"):
             return 400, {"message": "bad request data"}
+        dashboard_uid = body.get("dashboardUID")
+        if dashboard_uid and dashboard_uid not in self.dashboards:
+            return 400, {"message": "Invalid dashboard UID in annotation request"}
+        time_end = body.get("timeEnd") or body["time"]
         annotation_id, self._next_id = self._next_id, self._next_id + 1
+        pairs = grafana_tag_pairs(list(body.get("tags") or []))
         self.annotations[annotation_id] = {
             "id": annotation_id,
             "alertId": 0,
-            "dashboardId": 0,
-            "dashboardUID": body.get("dashboardUID", ""),
+            "dashboardId": self.dashboards.index(dashboard_uid) + 1 if dashboard_uid else 0,
+            "dashboardUID": dashboard_uid,
             "panelId": body.get("panelId") or 0,
             "userId": 1,
             "newState": "",
             "prevState": "",
             "created": body["time"],
             "updated": body["time"],
-            "time": body["time"],
-            "timeEnd": body.get("timeEnd") or body["time"],
+            "time": min(body["time"], time_end),
+            "timeEnd": max(body["time"], time_end),
             "text": body["text"],
-            "tags": list(body.get("tags") or []),
+            "tags": [f"{key}:{value}" if value else key for key, value in pairs],
             "login": "sa-aiops",
             "email": "",
             "avatarUrl": "",
@@ -279,16 +316,18 @@ class FakeGrafana:
         return 200, {"message": "Annotation added", "id": annotation_id}
 
     def _find(self, query: dict[str, list[str]]) -> tuple[int, object]:
-        wanted = set(query.get("tags", []))
+        wanted = set(grafana_tag_pairs(query.get("tags", [])))  # every one must match
         limit = int(query.get("limit", ["100"])[0])
+        kind = query.get("type", [""])[0]
         found = [
             annotation
             for annotation in self.annotations.values()
-            if wanted <= set(annotation["tags"])
+            if wanted <= set(grafana_tag_pairs(annotation["tags"]))
             and ("dashboardUID" not in query or annotation["dashboardUID"] == query["dashboardUID"][0])
-            and (query.get("type", [""])[0] != "alert" or annotation["alertId"] > 0)
+            and (kind != "alert" or annotation["alertId"] > 0)
+            and (kind != "annotation" or annotation["alertId"] == 0)
         ]
-        return 200, sorted(found, key=lambda annotation: -annotation["time"])[:limit]
+        return 200, sorted(found, key=lambda annotation: (-annotation["timeEnd"], -annotation["time"]))[:limit]
 
     def _delete(self, annotation_id: int) -> tuple[int, object]:
         if self.annotations.pop(annotation_id, None) is None:
@@ -308,6 +347,10 @@ async def annotator(grafana: tuple[FakeGrafana, Recorder]) -> AsyncIterator[Graf
         yield backend
 
 
+def calls(server: Recorder) -> list[tuple[str, str]]:
+    return [(got.method, got.path) for got in server.received]
+
+
 async def test_execute_sends_the_annotation_grafana_expects_and_only_once(
     grafana: tuple[FakeGrafana, Recorder], annotator: GrafanaAnnotations
 ) -> None:
@@ -318,24 +361,30 @@ async def test_execute_sends_the_annotation_grafana_expects_and_only_once(
     first = await annotator.execute(params, request)
     again = await annotator.execute(params, request)
 
-    posts = [got for got in server.received if got.method == "POST"]
-    assert [(got.path, got.body) for got in posts] == [
-        (
-            "/api/annotations",
-            {
-                "dashboardUID": "fraud-overview",
-                "time": int(NOW * 1000),
-                "tags": ["fraud", "aiops", "aiops-incident:inc-42", f"aiops-action:{request.id}"],
-                "text": "rolled back fraud model",
-            },
-        )
-    ]
-    assert posts[0].headers["authorization"] == f"Bearer {TOKEN}"
+    search = ("GET", "/api/annotations")
+    assert calls(server) == [search, ("POST", "/api/annotations"), search]
+    _, post, _ = server.received
+    assert post.body == {
+        "dashboardUID": "fraud-overview",
+        "time": int(NOW * 1000),
+        "timeEnd": int(NOW * 1000),
+        "tags": ["fraud", "aiops", "aiops-incident:inc-42", f"aiops-action:{request.id}"],
+        "text": "rolled back fraud model",
+    }
+    assert post.headers["content-type"] == "application/json"
+    for got in server.received:
+        assert got.headers["authorization"] == f"Bearer {TOKEN}"
+        assert got.headers["accept"] == "application/json"
+        assert got.headers["user-agent"] == "aiops-engine"
+    assert server.received[0].query == {
+        "tags": [f"aiops-action:{request.id}"],
+        "type": ["annotation"],
+        "limit": ["100"],
+    }
     assert first == "added annotation 1 on dashboard fraud-overview: rolled back fraud model"
     assert again == "annotation 1 on dashboard fraud-overview is already in place; not added again"
     assert list(fake.annotations) == [1]
-    searches = [got.query for got in server.received if got.method == "GET"]
-    assert searches[0] == {"tags": [f"aiops-action:{request.id}"], "type": ["annotation"], "limit": ["100"]}
+    assert fake.annotations[1]["dashboardId"] == 1
 
 
 async def test_an_organization_wide_annotation_has_no_dashboard_and_tags_are_not_doubled(
@@ -343,18 +392,44 @@ async def test_an_organization_wide_annotation_has_no_dashboard_and_tags_are_not
 ) -> None:
     fake, server = grafana
     params = GrafanaAnnotateParams(text="silenced", tags=["aiops", "deploy"])
-    sentence = await annotator.execute(params, request_for("grafana_annotate", params))
+    request = request_for("grafana_annotate", params)
+    sentence = await annotator.execute(params, request)
     [post] = [got for got in server.received if got.method == "POST"]
-    assert "dashboardUID" not in post.body
-    assert fake.annotations[1]["tags"][:2] == ["aiops", "deploy"]
-    assert fake.annotations[1]["tags"].count("aiops") == 1
+    assert post.body == {
+        "time": int(NOW * 1000),
+        "timeEnd": int(NOW * 1000),
+        "tags": ["aiops", "deploy", "aiops-incident:inc-42", f"aiops-action:{request.id}"],
+        "text": "silenced",
+    }
+    assert fake.annotations[1]["dashboardUID"] is None
     assert sentence == "added annotation 1 on all dashboards: silenced"
+
+
+async def test_playbook_tags_that_grafana_rewrites_do_not_hide_the_annotation(
+    grafana: tuple[FakeGrafana, Recorder], annotator: GrafanaAnnotations
+) -> None:
+    fake, server = grafana
+    params = GrafanaAnnotateParams(text="t", tags=["team : fraud", "release:v1:canary", "team:fraud"])
+    request = request_for("grafana_annotate", params)
+
+    await annotator.execute(params, request)
+
+    assert fake.annotations[1]["tags"] == [
+        "team:fraud",
+        "release:v1",
+        "aiops",
+        "aiops-incident:inc-42",
+        f"aiops-action:{request.id}",
+    ]
+    assert await annotator.applied(params, request) is True
+    await annotator.execute(params, request)
+    assert [got.method for got in server.received].count("POST") == 1
 
 
 async def test_applied_and_undo_find_the_annotation_by_its_action_tag_only(
     grafana: tuple[FakeGrafana, Recorder], annotator: GrafanaAnnotations
 ) -> None:
-    fake, _ = grafana
+    fake, server = grafana
     params = GrafanaAnnotateParams(text="restarted pods")
     ours = request_for("grafana_annotate", params, id="act-ours")
     theirs = request_for("grafana_annotate", params, id="act-theirs")
@@ -365,8 +440,9 @@ async def test_applied_and_undo_find_the_annotation_by_its_action_tag_only(
     assert await annotator.applied(params, ours) is True
 
     assert await annotator.undo(params, ours) == "deleted annotation 2"
+    assert [call for call in calls(server) if call[0] == "DELETE"] == [("DELETE", "/api/annotations/2")]
     assert await annotator.applied(params, ours) is False
-    assert [annotation["text"] for annotation in fake.annotations.values()] == ["restarted pods"]
+    assert list(fake.annotations) == [1]
     assert await annotator.applied(params, theirs) is True
     assert await annotator.undo(params, ours) == "no annotation made by this action is left; nothing to delete"
 
@@ -377,6 +453,7 @@ async def test_an_action_id_with_query_characters_is_still_found(
     params = GrafanaAnnotateParams(text="t")
     odd = request_for("grafana_annotate", params, id="act 1&tags=x#y")
     await annotator.execute(params, odd)
+    assert grafana[1].received[0].query["tags"] == ["aiops-action:act 1&tags=x#y"]
     assert await annotator.applied(params, odd) is True
     assert await annotator.applied(params, request_for("grafana_annotate", params, id="act 1")) is False
 
@@ -398,31 +475,75 @@ async def test_a_failed_verification_undoes_the_annotation_through_the_executor(
     assert grafana[0].annotations == {}
 
 
-async def test_a_url_with_a_path_prefix_reaches_the_api_under_it(serve: Callable[[Responder], Recorder]) -> None:
-    server = serve(lambda _: (200, []))
+@pytest.mark.parametrize("suffix", ["/grafana", "/grafana/"])
+async def test_a_url_with_a_path_prefix_reaches_the_api_under_it(
+    serve: Callable[[Responder], Recorder], suffix: str
+) -> None:
+    fake = FakeGrafana(prefix="/grafana")
+    server = serve(fake)
     params = GrafanaAnnotateParams(text="t")
-    async with GrafanaAnnotations(f"{server.url}/grafana/", TOKEN) as backend:
-        assert await backend.applied(params, request_for("grafana_annotate", params)) is False
-    assert server.received[0].path == "/grafana/api/annotations"
+    request = request_for("grafana_annotate", params)
+    async with GrafanaAnnotations(f"{server.url}{suffix}", TOKEN) as backend:
+        await backend.execute(params, request)
+        assert await backend.applied(params, request) is True
+        await backend.undo(params, request)
+    search = ("GET", "/grafana/api/annotations")
+    assert calls(server) == [
+        search,
+        ("POST", "/grafana/api/annotations"),
+        search,
+        search,
+        ("DELETE", "/grafana/api/annotations/1"),
+    ]
+    assert fake.annotations == {}
 
 
-@pytest.mark.parametrize("url", ["grafana.example:3000", "ftp://grafana.example", "http://grafana.example:http"])
+@pytest.mark.parametrize(
+    "url",
+    ["grafana.example:3000", "ftp://grafana.example", "http://grafana.example:http", "http://grafana.example/?orgId=1"],
+)
 def test_a_grafana_url_that_cannot_work_is_refused_when_configured(url: str) -> None:
     with pytest.raises(ConfigurationError, match="must be http"):
         GrafanaAnnotations(url, TOKEN)
 
 
+async def test_credentials_in_the_url_stay_out_of_error_messages() -> None:
+    params = GrafanaAnnotateParams(text="t")
+    port = free_port()
+    async with GrafanaAnnotations(f"http://admin:s3cret@127.0.0.1:{port}", TOKEN) as backend:
+        with pytest.raises(TemporaryError, match="cannot reach Grafana") as raised:
+            await backend.execute(params, request_for("grafana_annotate", params))
+    assert f"at http://127.0.0.1:{port} " in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+
+
 async def test_a_rejected_token_is_permanent(grafana: tuple[FakeGrafana, Recorder]) -> None:
     params = GrafanaAnnotateParams(text="t")
     async with GrafanaAnnotations(grafana[1].url, "wrong-token") as backend:
-        with pytest.raises(PermanentError, match="HTTP 401"):
+        with pytest.raises(PermanentError, match="HTTP 401; Grafana said: invalid API key"):
             await backend.execute(params, request_for("grafana_annotate", params))
+    assert grafana[0].annotations == {}
+
+
+async def test_an_unknown_dashboard_is_permanent_with_grafanas_reason(
+    grafana: tuple[FakeGrafana, Recorder], annotator: GrafanaAnnotations
+) -> None:
+    params = GrafanaAnnotateParams(text="t", dashboard_uid="no-such-dashboard")
+    with pytest.raises(PermanentError, match="add an annotation: HTTP 400; Grafana said: Invalid dashboard UID"):
+        await annotator.execute(params, request_for("grafana_annotate", params))
     assert grafana[0].annotations == {}
 
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(500, TemporaryError), (503, TemporaryError), (409, TemporaryError), (403, PermanentError), (400, PermanentError)],
+    [
+        (500, TemporaryError),
+        (503, TemporaryError),
+        (409, TemporaryError),
+        (429, TemporaryError),
+        (403, PermanentError),
+        (400, PermanentError),
+    ],
 )
 async def test_grafana_errors_map_to_temporary_or_permanent(
     grafana: tuple[FakeGrafana, Recorder], annotator: GrafanaAnnotations, status: int, error: type[Exception]
@@ -431,6 +552,32 @@ async def test_grafana_errors_map_to_temporary_or_permanent(
     params = GrafanaAnnotateParams(text="t")
     with pytest.raises(error, match=f"HTTP {status}.*; Grafana said: failing with {status} on purpose"):
         await annotator.execute(params, request_for("grafana_annotate", params))
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ((200, Raw(b"<html>proxy sign-in</html>", {"Content-Type": "text/html"})), "Grafana's answer is not JSON"),
+        ((302, Raw(b"", {"Location": "/login"})), "HTTP 302; Grafana said: redirected to /login"),
+        ((200, {"message": "Annotation added"}), "something other than a list"),
+    ],
+)
+async def test_answers_that_are_not_grafanas_are_permanent(
+    serve: Callable[[Responder], Recorder], answer: tuple[int, object], message: str
+) -> None:
+    server = serve(lambda _: answer)
+    params = GrafanaAnnotateParams(text="t")
+    async with GrafanaAnnotations(server.url, TOKEN) as backend:
+        with pytest.raises(PermanentError, match=message):
+            await backend.applied(params, request_for("grafana_annotate", params))
+
+
+async def test_an_added_annotation_without_an_id_is_permanent(serve: Callable[[Responder], Recorder]) -> None:
+    server = serve(lambda got: (200, [] if got.method == "GET" else {"message": "Annotation added"}))
+    params = GrafanaAnnotateParams(text="t")
+    async with GrafanaAnnotations(server.url, TOKEN) as backend:
+        with pytest.raises(PermanentError, match="answered without an annotation ID"):
+            await backend.execute(params, request_for("grafana_annotate", params))
 
 
 async def test_undo_tolerates_an_annotation_deleted_meanwhile(serve: Callable[[Responder], Recorder]) -> None:
@@ -447,7 +594,25 @@ async def test_undo_tolerates_an_annotation_deleted_meanwhile(serve: Callable[[R
         assert await backend.undo(params, request_for("grafana_annotate", params, id="act-gone")) == (
             "deleted annotation 99"
         )
-    assert [(got.method, got.path) for got in server.received][-1] == ("DELETE", "/api/annotations/99")
+    assert calls(server)[-1] == ("DELETE", "/api/annotations/99")
+
+
+async def test_undo_fails_when_grafana_refuses_the_delete(grafana: tuple[FakeGrafana, Recorder]) -> None:
+    fake, server = grafana
+    params = GrafanaAnnotateParams(text="t")
+    request = request_for("grafana_annotate", params)
+    async with GrafanaAnnotations(server.url, TOKEN, clock=FakeClock(NOW)) as backend:
+        await backend.execute(params, request)
+
+        def refuse_deletes(got: Received) -> tuple[int, object]:
+            if got.method == "DELETE":
+                return 403, {"message": "You'll need additional permissions to perform this action."}
+            return fake(got)
+
+        server.respond = refuse_deletes
+        with pytest.raises(PermanentError, match="delete annotation 1: HTTP 403; Grafana said: You'll need"):
+            await backend.undo(params, request)
+    assert list(fake.annotations) == [1]
 
 
 # --- every HTTP backend -----------------------------------------------------------------------------------------
