@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test services services-down check lint typecheck layers schema bench clean
+.PHONY: run demo test services services-down check lint typecheck layers schema chart-files bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required ($(PYTHON))"; exit 1; }
@@ -41,6 +41,10 @@ services-down:
 	bash scripts/services/kafka.sh stop
 	bash scripts/services/prometheus.sh stop
 	bash scripts/services/postgres.sh stop
+
+## Copy the playbooks and Prometheus rules into the Helm chart (Helm reads only files inside the chart).
+chart-files:
+	bash helm/aiops-engine/hack/sync-files.sh
 
 ## ruff, mypy (strict) and import-linter.
 check: lint typecheck layers

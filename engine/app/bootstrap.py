@@ -30,6 +30,7 @@ from engine.app.summary import RunSummary
 from engine.core.actions.executor import ActionExecutor
 from engine.core.alert_feed import AlertFeed
 from engine.core.detection import DetectionPolicy, DetectionService
+from engine.core.escalation import Escalator
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
@@ -57,6 +58,7 @@ class EngineBase:
     remediator: Remediator
     desk: IncidentDesk
     backends: ActionBackends
+    escalator: Escalator
 
     def status(self) -> dict[str, Any]:
         return {"mode": self.settings.mode.value, **self.summary.counts()}
@@ -81,11 +83,13 @@ class EngineBase:
         """Reconcile the steps a previous run left unfinished (crash, kill) before new work starts."""
         self._report(await self.executor.recover())
 
-    async def expire_approvals(self, clock: Clock, interval_s: float = 30.0) -> None:
-        """Forever (until cancelled): expire steps nobody approved in time."""
+    async def housekeeping(self, clock: Clock, interval_s: float = 30.0) -> None:
+        """Forever (until cancelled): expire steps nobody approved in time, re-open incidents whose
+        acknowledgement timed out, and send the escalation notifications that are due."""
         while True:
             await clock.sleep(interval_s)
             self._report(await self.executor.expire_overdue())
+            self._report(await self.escalator.tick())
 
     def _report(self, results: Sequence[ActionResult]) -> None:
         """Results decided outside the pipeline still count in the metrics and the run's summary."""
@@ -149,6 +153,7 @@ class SharedParts:
     reloader: PlaybookReloader
     desk: IncidentDesk
     backends: ActionBackends
+    escalator: Escalator
 
     def pipeline(
         self,
@@ -183,6 +188,7 @@ class SharedParts:
             "remediator": self.remediator,
             "desk": self.desk,
             "backends": self.backends,
+            "escalator": self.escalator,
         }
 
 
@@ -214,6 +220,7 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
         reloader=PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks),
         desk=IncidentDesk(store, incidents, clock),
         backends=backends,
+        escalator=Escalator(store, executor, clock, lambda: remediator.policy.escalation, settings.mode),
     )
 
 

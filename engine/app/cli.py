@@ -22,6 +22,7 @@ from engine.adapters.http_server import HttpServer, bind
 from engine.app.bootstrap import EmbeddedEngine, open_embedded
 from engine.app.cli_backtest import backtest
 from engine.app.cli_common import EXIT_CONFIGURATION, configure_logging, operator_errors
+from engine.app.cli_dashboards import dashboards_cli
 from engine.app.cli_playbooks import playbooks_cli
 from engine.app.cli_serve import serve
 from engine.app.console import ProgressView, print_summary
@@ -91,7 +92,7 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(server.serve(), name="http")
-            expiry = group.create_task(engine.expire_approvals(clock), name="approval-expiry")
+            expiry = group.create_task(engine.housekeeping(clock), name="housekeeping")
             watcher = (
                 group.create_task(engine.playbooks.watch(settings.playbook_reload_s), name="playbooks")
                 if settings.playbook_reload_s > 0
@@ -214,6 +215,7 @@ def demo_report(engine: EmbeddedEngine, elapsed_s: float) -> dict[str, Any]:
 cli.command()(backtest)
 cli.command()(serve)
 cli.add_typer(playbooks_cli, name="playbooks")
+cli.add_typer(dashboards_cli, name="dashboards")
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ async def _serve(settings: Settings) -> None:
         await engine.recover()
         async with asyncio.TaskGroup() as group:
             http = group.create_task(server.serve(), name="http")
-            expiry = group.create_task(engine.expire_approvals(clock), name="approval-expiry")
+            expiry = group.create_task(engine.housekeeping(clock), name="housekeeping")
             await engine.run()
             expiry.cancel()
             server.stop()

@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     )
     api_tokens: str = Field(
         default="",
-        description="API tokens as name:role:sha256,... (roles viewer, responder, admin; `aiops token new` makes one); "
-        "when empty, `aiops run` prints a one-off admin token",
+        description="API tokens as name:role:sha256,... (roles viewer, responder, admin; "
+        "`aiops token NAME --role ROLE` makes one); when empty, `aiops run` prints a one-off admin token",
     )
     playbook_reload_s: float = Field(
         default=5.0, ge=0, description="how often `aiops run` checks the playbook directory for changes (0: never)"

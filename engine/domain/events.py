@@ -143,6 +143,8 @@ class Incident:
     peak_score: float
     resolved_at: float | None = None
     snoozed_until: float | None = None
+    # When the incident entered its current state (ack timeouts and escalation delays count from here).
+    state_since: float | None = None
 
 
 class IncidentChangeKind(enum.StrEnum):

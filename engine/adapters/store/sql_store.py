@@ -120,6 +120,7 @@ class SqlStore:
                 if change.kind is IncidentChangeKind.RESOLVED and row.state != IncidentState.RESOLVED.value:
                     row.state = IncidentState.RESOLVED.value
                     row.resolved_at = incident.resolved_at
+                    row.state_since = change.at
             detail: dict[str, Any] = {"state": incident.state.value, "severity": incident.severity.label}
             if change.signal is not None:
                 detail |= {
@@ -147,7 +148,7 @@ class SqlStore:
     ) -> Incident:
         """Move an incident to ``to`` if it is in one of ``allowed_from`` (atomically, so of two people acting at
         once exactly one wins) and record the decision in its timeline."""
-        values: dict[str, Any] = {"state": to.value}
+        values: dict[str, Any] = {"state": to.value, "state_since": at}
         if to is IncidentState.RESOLVED:
             values["resolved_at"] = at
         async with self._sessions.begin() as session:
@@ -380,6 +381,7 @@ def _incident_row(incident: Incident) -> IncidentRow:
         signal_count=incident.signal_count,
         peak_score=incident.peak_score,
         resolved_at=incident.resolved_at,
+        state_since=incident.opened_at,
     )
 
 
@@ -397,6 +399,7 @@ def _incident(row: IncidentRow) -> Incident:
         peak_score=row.peak_score,
         resolved_at=row.resolved_at,
         snoozed_until=row.snoozed_until,
+        state_since=row.state_since if row.state_since is not None else row.opened_at,
     )
 
 

@@ -32,6 +32,7 @@ class IncidentRow(Base):
     peak_score: Mapped[float] = mapped_column(Float)
     resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     snoozed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state_since: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class IncidentEventRow(Base):

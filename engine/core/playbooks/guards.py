@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.core.actions.catalogue import CATALOGUE, ActionParams
+from engine.core.escalation import Escalation
 from engine.core.playbooks.expressions import Duration
 
 
@@ -92,6 +93,7 @@ class Policy(_Strict):
 
     allow: Allow | None = None
     blast_radius: list[BlastRadius] = Field(default_factory=list)
+    escalation: Escalation | None = None
 
 
 @dataclass(frozen=True)

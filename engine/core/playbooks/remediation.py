@@ -51,6 +51,10 @@ class Remediator:
         return results
 
     @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
     def planner(self) -> Planner:
         return self._planner
 

@@ -1,0 +1,129 @@
+"""Every panel query of the shipped dashboards against a real Prometheus (``make test`` starts it with
+scripts/services/prometheus.sh and exports where it is).
+
+That Prometheus scrapes the tests' exporter port every second. Here the exporter serves the engine's real
+registry (telemetry, Kafka source, playbook reloader) and the reference model server's, after one of each event
+they count, so every query must not only parse but return series. Grafana's interval variables are replaced by
+fixed durations, as Grafana would before sending the query.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from tests.dashboards.registries import EngineRegistry, ModelServerRegistry
+
+PROMETHEUS_URL = os.environ.get("AIOPS_TEST_PROMETHEUS_URL")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        PROMETHEUS_URL is None,
+        reason="AIOPS_TEST_PROMETHEUS_URL is not set (make test starts Prometheus; scripts/services/prometheus.sh)",
+    ),
+]
+EXPORTER_PORT = int(os.environ.get("AIOPS_TEST_EXPORTER_PORT", "0"))
+DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "dashboards").glob("*.json"))
+# What Grafana puts in place of its variables; rate windows must span several 1 s scrapes.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+WAIT_S = 30.0
+
+
+def _queries() -> list[tuple[str, str]]:
+    found = []
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                found.append((f"{dashboard['uid']}: {panel['title']} ({target['refId']})", target["expr"]))
+    return found
+
+
+def _concrete(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert not re.search(r"\$\w", expr), f"unreplaced variable in {expr}"
+    return expr
+
+
+class Exporter:
+    """``/metrics`` of the given registries, on the port the test Prometheus scrapes."""
+
+    def __init__(self, port: int, registries: list[CollectorRegistry]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"".join(generate_latest(registry) for registry in registries)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Exporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    engine = EngineRegistry(tmp_path_factory.mktemp("playbooks") / "playbooks")
+    engine.feed()
+    serving = ModelServerRegistry()
+    serving.feed()
+    with (
+        Exporter(EXPORTER_PORT, [engine.registry, serving.registry]),
+        httpx.Client(base_url=str(PROMETHEUS_URL), timeout=10.0) as client,
+    ):
+        yield client
+
+
+def _query(client: httpx.Client, expr: str) -> dict[str, Any]:
+    reply = client.get("/api/v1/query", params={"query": expr})
+    body: dict[str, Any] = reply.json()
+    assert body["status"] == "success", f"{expr}: {body.get('error')}"
+    return body
+
+
+def _series(client: httpx.Client, expr: str) -> list[dict[str, Any]]:
+    """The result of ``expr``, waiting for the first scrapes to arrive; empty if none came within ``WAIT_S``."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        result: list[dict[str, Any]] = _query(client, expr)["data"]["result"]
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize(("panel", "expr"), _queries(), ids=[name for name, _ in _queries()])
+def test_panel_query_returns_series_of_the_exported_metrics(prometheus: httpx.Client, panel: str, expr: str) -> None:
+    concrete = _concrete(expr)
+    assert _series(prometheus, concrete), f"{panel}: {concrete} returned no series"
+
+
+def test_a_query_for_a_label_value_nobody_exports_returns_nothing(prometheus: httpx.Client) -> None:
+    # The check above could not fail if every query returned something; this one shows that it can.
+    assert _series(prometheus, 'aiops_actions_total{status="skipped"}')
+    expr = _concrete('sum by (action) (increase(aiops_actions_total{status="refused"}[$__rate_interval]))')
+    assert _query(prometheus, expr)["data"]["result"] == []
