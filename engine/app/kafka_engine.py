@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.kafka.sink import KafkaEventPublisher, KafkaTopics
 from engine.adapters.kafka.source import KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
 from engine.app.bootstrap import EngineBase, open_shared_parts
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
+from engine.core.alert_feed import AlertFeed
 from engine.core.ports import PipelineObserver
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
@@ -24,6 +26,12 @@ class KafkaEngine(EngineBase):
 
     source: KafkaSampleSource
     publisher: KafkaEventPublisher
+    # Alertmanager's webhook feeds the same incidents (when webhook credentials are configured).
+    alerts: AlertFeed | None = None
+    ingest: IngestCredentials | None = None
+
+    def _api_extras(self) -> dict[str, Any]:
+        return {"ingest": self.ingest, "alerts": self.alerts}
 
     async def run(self) -> None:
         """Consume until the source stops (``source.stop()``, its idle limit, or cancellation); then publish what
@@ -73,6 +81,7 @@ async def open_kafka_engine(
 ) -> KafkaEngine:
     """Check the settings and playbooks, failing fast; open the store; wire the Kafka source and publisher."""
     config = kafka_source_config(settings, idle_stop_s=idle_stop_s)
+    ingest = IngestCredentials.parse(settings.ingest_bearer_sha256, settings.ingest_basic_auth)
     parts = await open_shared_parts(settings, clock=clock, summary=summary)
     publisher = KafkaEventPublisher(
         settings.kafka_bootstrap,
@@ -80,9 +89,12 @@ async def open_kafka_engine(
     )
     # Offsets move only after the batch's incident changes are stored and its events are acknowledged.
     source = KafkaSampleSource(config, KafkaSourceMetrics(parts.metrics.registry), before_commit=publisher.flush)
-    pipeline = parts.pipeline(source, [publisher, *observers], acknowledger=source)
+    alerts = AlertFeed()
+    pipeline = parts.pipeline(source, [publisher, *observers], alerts=alerts, acknowledger=source)
     return KafkaEngine(
         **parts.engine_fields(settings, pipeline),
         source=source,
         publisher=publisher,
+        alerts=alerts,
+        ingest=ingest,
     )

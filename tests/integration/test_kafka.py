@@ -14,16 +14,19 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from engine.adapters.api.auth import hash_secret
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
 from engine.app.kafka_engine import KafkaEngine, open_kafka_engine
 from engine.app.settings import Settings, load_settings
 from engine.domain.clock import SystemClock
 from engine.domain.events import Anomaly, MetricSample, SeriesKey
+from tests.engine.adapters.tokens import BOOK
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 REPO = Path(__file__).resolve().parents[2]
@@ -309,3 +312,49 @@ async def test_a_member_joining_mid_stream_takes_over_partitions_without_loss_or
     assert first.summary.samples + second.summary.samples == total
     lag = await _lag(BOOTSTRAP, topics.samples, f"group-{topics.samples}")
     assert set(lag.values()) == {0}, lag
+
+
+async def test_the_kafka_engine_takes_alertmanager_webhooks_into_the_same_incidents(
+    topics: Topics, tmp_path: Path
+) -> None:
+    """`aiops serve` also receives Alertmanager's webhook: an alert opens an incident, published on the incident
+    topic like detector incidents."""
+    assert BOOTSTRAP is not None
+    token = "kafka-engine-ingest-token"
+    settings = _settings(topics, tmp_path).model_copy(update={"ingest_bearer_sha256": hash_secret(token)})
+    await _produce(BOOTSTRAP, topics.samples, _good_messages(_series()))
+    engine = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=6.0)
+    app = engine.api(BOOK)
+    running = asyncio.create_task(_run(engine))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://engine") as http:
+        refused = await http.post("/api/v1/alerts", json=ALERT_PAYLOAD)
+        accepted = await http.post("/api/v1/alerts", json=ALERT_PAYLOAD, headers={"Authorization": f"Bearer {token}"})
+    await running
+    assert (refused.status_code, accepted.status_code) == (401, 200)
+    incidents = await _documents(BOOTSTRAP, topics.incidents)
+    opened = [c["incident"]["series"] for c in incidents if c["kind"] == "opened"]  # type: ignore[index]
+    assert 'ALERTS{alertname="ModelServerDown",namespace="serving"}' in opened, opened
+
+
+ALERT_PAYLOAD = {
+    "version": "4",
+    "groupKey": '{}:{alertname="ModelServerDown"}',
+    "truncatedAlerts": 0,
+    "status": "firing",
+    "receiver": "aiops",
+    "groupLabels": {"alertname": "ModelServerDown"},
+    "commonLabels": {"alertname": "ModelServerDown", "namespace": "serving"},
+    "commonAnnotations": {},
+    "externalURL": "http://alertmanager:9093",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "ModelServerDown", "namespace": "serving"},
+            "annotations": {"summary": "the fraud model server is down"},
+            "startsAt": "2026-11-26T10:00:00.000Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph?g0.expr=up",
+            "fingerprint": "0123456789abcdef",
+        }
+    ],
+}
