@@ -29,8 +29,13 @@ from mlflow.tracking import MlflowClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict
 
+from serving.gpu import Nvml, register_gpu_metrics
+
 log = logging.getLogger(__name__)
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+VALUE_BUCKETS = (-100.0, -10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 100.0, 1000.0)
+MAX_FEATURES = 16
+MAX_SAFETY_CATEGORIES = 20
 
 
 class PredictRequest(BaseModel):
@@ -63,6 +68,58 @@ class _Metrics:
         self.version = Gauge(
             "model_server_model_version", "registry version of the model being served", registry=registry
         )
+        # What drift detectors compare over time: the distribution of each input feature and of the predictions.
+        self.features = Histogram(
+            "model_server_input_feature_value",
+            "values of the input features (the first 16 columns)",
+            ["feature"],
+            buckets=VALUE_BUCKETS,
+            registry=registry,
+        )
+        self.predictions = Histogram(
+            "model_server_prediction_value", "numeric predictions", buckets=VALUE_BUCKETS, registry=registry
+        )
+        # Prompt-based models answer rows like {"text": ..., "usage": {...}, "safety": [...]}.
+        self.tokens = Counter(
+            "model_server_tokens_total", "tokens of prompt-based models", ["direction"], registry=registry
+        )
+        self.safety = Counter(
+            "model_server_safety_flags_total",
+            "answers flagged by the model's safety checks",
+            ["category"],
+            registry=registry,
+        )
+        self._categories: set[str] = set()
+
+    def observe(self, inputs: list[list[float]], predictions: list[Any]) -> None:
+        for row in inputs:
+            for index, value in enumerate(row[:MAX_FEATURES]):
+                self.features.labels(str(index)).observe(value)
+        for prediction in predictions:
+            if isinstance(prediction, bool):
+                continue
+            if isinstance(prediction, int | float):
+                self.predictions.observe(float(prediction))
+            elif isinstance(prediction, dict):
+                self._observe_generation(prediction)
+
+    def _observe_generation(self, answer: dict[str, Any]) -> None:
+        usage = answer.get("usage")
+        if isinstance(usage, dict):
+            for direction in ("input", "output"):
+                count = usage.get(f"{direction}_tokens")
+                if isinstance(count, int) and count >= 0:
+                    self.tokens.labels(direction).inc(count)
+        for flag in answer.get("safety") or []:
+            self.safety.labels(self._category(str(flag))).inc()
+
+    def _category(self, flag: str) -> str:
+        """A bounded set of label values, whatever a model reports: the first few categories, then "other"."""
+        category = flag[:40]
+        if category not in self._categories and len(self._categories) >= MAX_SAFETY_CATEGORIES:
+            return "other"
+        self._categories.add(category)
+        return category
 
 
 class _Current:
@@ -108,11 +165,16 @@ class _AliasedModel:
 
 
 def create_app(
-    model_uri: str, tracking_uri: str, reload_s: float, registry: CollectorRegistry | None = None
+    model_uri: str,
+    tracking_uri: str,
+    reload_s: float,
+    registry: CollectorRegistry | None = None,
+    nvml: Nvml | None = None,
 ) -> FastAPI:
     """The server's app; the first model is loaded at start-up, so a broken registry stops the start."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = _Metrics(registry)
+    register_gpu_metrics(registry, nvml)
     current = _Current(metrics)
 
     def swap(loaded: _Loaded) -> None:
@@ -157,7 +219,9 @@ def create_app(
             raise HTTPException(500, f"prediction failed: {type(exc).__name__}") from exc
         finally:
             metrics.latency.observe(time.perf_counter() - started)
-        return PredictResponse(predictions=_plain(result), model_version=loaded.version)
+        predictions = _plain(result)
+        metrics.observe(request.inputs, predictions)
+        return PredictResponse(predictions=predictions, model_version=loaded.version)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
