@@ -89,6 +89,15 @@ class Severity(enum.IntEnum):
     def parse(cls, text: str) -> Severity:
         return cls[text.upper()]
 
+    @classmethod
+    def of_alert_label(cls, text: str) -> Severity:
+        """An alert's ``severity`` label; common ones that are not ours ("page", "error", "high") are as urgent as
+        it gets, anything else unknown is a warning."""
+        try:
+            return cls.parse(text)
+        except KeyError:
+            return cls.CRITICAL if text.lower() in ("page", "error", "high") else cls.WARNING
+
 
 class AlertStatus(enum.StrEnum):
     FIRING = "firing"

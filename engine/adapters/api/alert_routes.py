@@ -53,7 +53,7 @@ class AlertIn(BaseModel):
             labels=labels,
             starts_at=self.starts_at.timestamp(),
             ends_at=ends_at if self.status == "resolved" else None,
-            severity=_severity(self.labels.get("severity", "")),
+            severity=Severity.of_alert_label(self.labels.get("severity", "")),
             annotations=freeze_labels(self.annotations),
         )
 
@@ -76,14 +76,6 @@ class NotificationIn(BaseModel):
 class NotificationOut(BaseModel):
     accepted: int
     duplicate: bool
-
-
-def _severity(text: str) -> Severity:
-    try:
-        return Severity.parse(text)
-    except KeyError:
-        # Common in alerting rules but not one of ours: "page" is as urgent as it gets.
-        return Severity.CRITICAL if text.lower() in ("page", "error", "high") else Severity.WARNING
 
 
 def alert_router(

@@ -106,7 +106,7 @@ def test_schema_accepts_durations_and_matchers_as_authors_write_them() -> None:
 
 def test_shipped_policy_loads_with_the_playbooks() -> None:
     shipped = load_playbook_set(REPO / "playbooks")
-    assert len(shipped.playbooks) == 4
+    assert len(shipped.playbooks) == 5
     assert {rule.name for rule in shipped.policy.blast_radius} >= {"one-model-rollback-per-model-per-hour"}
 
 

@@ -196,7 +196,7 @@ def test_token_command_prints_a_secret_and_its_configuration_entry(tmp_path: Pat
 def test_playbooks_validate_accepts_the_shipped_set(tmp_path: Path) -> None:
     done = _aiops("playbooks", "validate", "playbooks", tmp=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "4 playbooks valid" in done.stdout
+    assert "5 playbooks valid" in done.stdout
 
 
 def test_playbooks_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
