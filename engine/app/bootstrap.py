@@ -38,6 +38,7 @@ from engine.core.playbooks.guards import RunHistory
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserver, SampleSource
+from engine.core.silences import SilenceBook, SilenceDesk
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionResult
@@ -59,6 +60,7 @@ class EngineBase:
     desk: IncidentDesk
     backends: ActionBackends
     escalator: Escalator
+    silences: SilenceDesk
 
     def status(self) -> dict[str, Any]:
         return {"mode": self.settings.mode.value, **self.summary.counts()}
@@ -72,6 +74,7 @@ class EngineBase:
             playbooks=self.playbooks,
             executor=self.remediator,
             desk=self.desk,
+            silences=self.silences,
             **self._api_extras(),
         )
 
@@ -90,6 +93,7 @@ class EngineBase:
             await clock.sleep(interval_s)
             self._report(await self.executor.expire_overdue())
             self._report(await self.escalator.tick())
+            await self.silences.refresh()
 
     def _report(self, results: Sequence[ActionResult]) -> None:
         """Results decided outside the pipeline still count in the metrics and the run's summary."""
@@ -154,6 +158,8 @@ class SharedParts:
     desk: IncidentDesk
     backends: ActionBackends
     escalator: Escalator
+    silences: SilenceDesk
+    silence_book: SilenceBook
 
     def pipeline(
         self,
@@ -173,6 +179,7 @@ class SharedParts:
             observer=FanOutObserver(self.metrics, self.summary, *observers),
             alerts=alerts,
             acknowledger=acknowledger,
+            silences=self.silence_book,
         )
 
     def engine_fields(self, settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
@@ -189,6 +196,7 @@ class SharedParts:
             "desk": self.desk,
             "backends": self.backends,
             "escalator": self.escalator,
+            "silences": self.silences,
         }
 
 
@@ -209,6 +217,7 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
             resolve_after_s=settings.incident_resolve_after_s,
         )
     )
+    silence_book = SilenceBook(clock, await store.active_silences(at=clock.now()))
     return SharedParts(
         store=store,
         metrics=metrics,
@@ -221,6 +230,8 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
         desk=IncidentDesk(store, incidents, clock),
         backends=backends,
         escalator=Escalator(store, executor, clock, lambda: remediator.policy.escalation, settings.mode),
+        silences=SilenceDesk(store, silence_book, clock),
+        silence_book=silence_book,
     )
 
 

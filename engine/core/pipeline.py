@@ -19,6 +19,7 @@ from engine.core.incidents import IncidentManager
 from engine.core.playbooks.planner import PlanningError
 from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource
+from engine.core.silences import SilenceBook
 from engine.domain.events import Alert, Anomaly, IncidentChange, MetricSample
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Pipeline:
         channel_capacity: int = 16,
         alerts: AlertFeed | None = None,
         acknowledger: BatchAcknowledger | None = None,
+        silences: SilenceBook | None = None,
     ) -> None:
         self._source = source
         self._detection = detection
@@ -67,6 +69,7 @@ class Pipeline:
         self._capacity = channel_capacity
         self._alerts = alerts
         self._acknowledger = acknowledger
+        self._silences = silences
 
     async def run(self) -> None:
         """Run until the source is exhausted and every stage has drained."""
@@ -126,6 +129,8 @@ class Pipeline:
                             await self._publish(change, out)
                     continue
                 for anomaly in item.anomalies:
+                    if self._silences is not None and self._silences.silencing(anomaly.series) is not None:
+                        continue  # on-call silenced this signal: it opens and updates no incident meanwhile
                     for change in self._incidents.observe(anomaly):
                         await self._publish(change, out)
                 for change in self._incidents.advance(item.watermark):

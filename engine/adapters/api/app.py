@@ -24,6 +24,7 @@ from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.api.playbook_routes import playbook_router
 from engine.adapters.api.remote_write_routes import remote_write_router
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut
+from engine.adapters.api.silence_routes import silence_router
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.store.sql_store import SqlStore
@@ -32,6 +33,7 @@ from engine.adapters.web.pages import page_router
 from engine.core.actions.executor import StepDecider
 from engine.core.alert_feed import AlertFeed
 from engine.core.incident_desk import IncidentDesk
+from engine.core.silences import SilenceDesk
 from engine.domain.errors import ConflictError, NotFoundError
 from engine.domain.events import IncidentState
 
@@ -50,6 +52,7 @@ def create_app(
     desk: IncidentDesk | None = None,
     ingest: IngestCredentials | None = None,
     alerts: AlertFeed | None = None,
+    silences: SilenceDesk | None = None,
     remote_write: PushedSource | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -66,6 +69,8 @@ def create_app(
         app.include_router(approval_router(store, executor, tokens, desk))
     if desk is not None:
         app.include_router(incident_router(desk, tokens))
+    if silences is not None:
+        app.include_router(silence_router(silences, tokens))
     # The ingest endpoints exist only once a credential for them is configured: never open by default.
     if ingest and alerts is not None:
         app.include_router(alert_router(store=store, feed=alerts, credentials=ingest, metrics=metrics.ingest))

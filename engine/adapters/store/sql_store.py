@@ -29,7 +29,9 @@ from engine.adapters.store.tables import (
     DeadLetterRow,
     IncidentEventRow,
     IncidentRow,
+    SignalSilenceRow,
 )
+from engine.core.silences import SignalSilence
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
 from engine.domain.events import (
     ActionMode,
@@ -307,6 +309,40 @@ class SqlStore:
         async with self._sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(DeadLetterRow)) or 0)
 
+    # -- signal silences ------------------------------------------------------------------------------------
+
+    async def add_silence(self, silence: SignalSilence) -> None:
+        async with self._sessions.begin() as session:
+            session.add(
+                SignalSilenceRow(
+                    id=silence.id,
+                    metric=silence.metric,
+                    matchers=list(silence.matchers),
+                    starts_at=silence.starts_at,
+                    ends_at=silence.ends_at,
+                    created_by=silence.created_by,
+                    comment=silence.comment,
+                )
+            )
+
+    async def end_silence(self, silence_id: str, *, at: float) -> SignalSilence:
+        """End a silence now (NotFoundError if there is none by that id; ConflictError if it already ended)."""
+        async with self._sessions.begin() as session:
+            row = await session.get(SignalSilenceRow, silence_id)
+            if row is None:
+                raise NotFoundError(f"no silence {silence_id!r}")
+            if row.ends_at <= at:
+                raise ConflictError(f"silence {silence_id} has already ended")
+            row.ends_at = at
+            return _silence(row)
+
+    async def active_silences(self, *, at: float) -> list[SignalSilence]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(SignalSilenceRow).where(SignalSilenceRow.ends_at > at).order_by(SignalSilenceRow.ends_at)
+            )
+            return [_silence(row) for row in rows]
+
     # -- queries ---------------------------------------------------------------------------------------------
 
     async def list_incidents(
@@ -396,6 +432,18 @@ def _incident_row(incident: Incident) -> IncidentRow:
         peak_score=incident.peak_score,
         resolved_at=incident.resolved_at,
         state_since=incident.opened_at,
+    )
+
+
+def _silence(row: SignalSilenceRow) -> SignalSilence:
+    return SignalSilence(
+        id=row.id,
+        metric=row.metric,
+        matchers=tuple(row.matchers),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        created_by=row.created_by,
+        comment=row.comment,
     )
 
 

@@ -84,3 +84,15 @@ class AlertNotificationRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     alert_count: Mapped[int] = mapped_column(Integer)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SignalSilenceRow(Base):
+    __tablename__ = "signal_silences"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    matchers: Mapped[list[str]] = mapped_column(JSON)
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float, index=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text)
