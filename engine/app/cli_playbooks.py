@@ -54,13 +54,22 @@ def playbooks_validate(
 
 @playbooks_cli.command("test")
 def playbooks_test(
-    files: Annotated[list[Path], typer.Argument(help="playbook test files (YAML)")],
-    playbook_dir: Annotated[Path, typer.Option("--playbooks", help="the playbooks under test")] = Path("playbooks"),
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="playbook test files (YAML), or a playbook directory: its tests/*.yaml and playbooks"),
+    ],
+    playbook_dir: Annotated[
+        Path | None, typer.Option("--playbooks", help="the playbooks under test [default: playbooks]")
+    ] = None,
 ) -> None:
     """Run playbook unit tests: input series on a time axis, the steps expected, in order, with their guards."""
     with operator_errors():
+        directories = [path for path in files if path.is_dir()]
+        if playbook_dir is None:
+            playbook_dir = directories[0] if len(directories) == 1 else Path("playbooks")
         loaded = load_playbook_set(playbook_dir)
-        suites = [(path, load_model(path, PlaybookTestFile)) for path in files]
+        test_files = [found for path in files for found in _test_files(path)]
+        suites = [(path, load_model(path, PlaybookTestFile)) for path in test_files]
     failures = 0
     for path, suite in suites:
         for test in suite.tests:
@@ -75,6 +84,16 @@ def playbooks_test(
     typer.echo(f"{total - failures} passed, {failures} failed")
     if failures:
         raise typer.Exit(1)
+
+
+def _test_files(path: Path) -> list[Path]:
+    """A test file as it is; a playbook directory stands for the test files in its ``tests/`` folder."""
+    if not path.is_dir():
+        return [path]
+    found = sorted((path / "tests").glob("*.yaml"))
+    if not found:
+        raise ConfigurationError(f"{path}: no playbook tests in {path / 'tests'}")
+    return found
 
 
 @playbooks_cli.command("backtest")

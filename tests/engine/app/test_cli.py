@@ -199,6 +199,14 @@ def test_playbooks_validate_accepts_the_shipped_set(tmp_path: Path) -> None:
     assert "5 playbooks valid" in done.stdout
 
 
+def test_playbooks_test_takes_the_playbook_directory_and_runs_its_tests(tmp_path: Path) -> None:
+    done = _aiops("playbooks", "test", "playbooks", tmp=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shipped = sum(path.read_text().count("\n  - name:") for path in (REPO / "playbooks" / "tests").glob("*.yaml"))
+    assert done.stdout.strip().splitlines()[-1] == f"{shipped} passed, 0 failed"
+    assert shipped >= 18
+
+
 def test_playbooks_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("name: a\ntriggers:\n  - series: up\nsteps:\n  - action: reboot\n")
     (tmp_path / "b.yaml").write_text("name: b\ntriggers: []\nsteps:\n  - action: rollout_undo\n")
