@@ -10,8 +10,6 @@ the chart's RBAC, ServiceAccount, playbooks and Deployment together, as the engi
 
 from __future__ import annotations
 
-import base64
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from kubernetes import client, config
 
 from engine.adapters.api.auth import Role
 from tests.engine.adapters.tokens import bearer
+from tests.helm.installs import helm, operator_secrets
 from tests.integration import kube
 from tests.support.engine_process import running_engine
 
@@ -58,24 +57,6 @@ def admin() -> Iterator[client.ApiClient]:
     kube.close(api)
 
 
-def _helm(*args: str) -> subprocess.CompletedProcess[str]:
-    assert kube.KUBECONFIG is not None
-    return subprocess.run(
-        [str(kube.HELM), "--kubeconfig", kube.KUBECONFIG, *args], capture_output=True, text=True, check=True
-    )
-
-
-def _secrets(admin: client.ApiClient, namespace: str) -> None:
-    """The Secrets an operator creates before installing: the store's URL and the API tokens."""
-    core = client.CoreV1Api(admin)
-    for name, key, value in (
-        ("aiops-engine-database", "url", "postgresql+asyncpg://aiops:not-a-password@postgres:5432/aiops"),
-        ("aiops-engine-api-tokens", "tokens", "ops:admin:" + "0" * 64),
-    ):
-        encoded = base64.b64encode(value.encode()).decode()
-        core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "data": {key: encoded}})
-
-
 def _component(admin: client.ApiClient, namespace: str, component: str) -> str:
     """The name of the chart's Deployment for ``component``, found by its labels rather than guessed."""
     selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
@@ -88,8 +69,8 @@ def release(admin: client.ApiClient) -> Iterator[Release]:
     """The chart installed into a fresh namespace whose workloads its engine may act on (and nowhere else)."""
     namespace = kube.unique_namespace(admin, prefix="aiops-scale")
     try:
-        _secrets(admin, namespace)
-        _helm(
+        operator_secrets(admin, namespace)
+        helm(
             "install",
             RELEASE,
             str(kube.CHART),
@@ -120,7 +101,7 @@ def release(admin: client.ApiClient) -> Iterator[Release]:
                 playbooks=dict(client.CoreV1Api(admin).read_namespaced_config_map(playbooks, namespace).data),
             )
         finally:
-            _helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "30s")
+            helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "30s")
     finally:
         client.CoreV1Api(admin).delete_namespace(namespace)
 

@@ -5,8 +5,6 @@ object the chart renders, and `helm install` brings the engine and the model ser
 
 from __future__ import annotations
 
-import base64
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 import yaml
 from kubernetes import client, dynamic
 
+from tests.helm.installs import helm, operator_secrets
 from tests.integration import kube
 
 pytestmark = [
@@ -44,27 +43,9 @@ def namespace(admin: client.ApiClient) -> Iterator[str]:
     client.CoreV1Api(admin).delete_namespace(name)
 
 
-def _helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    assert kube.KUBECONFIG is not None
-    return subprocess.run(
-        [str(kube.HELM), "--kubeconfig", kube.KUBECONFIG, *args], capture_output=True, text=True, check=check
-    )
-
-
 def _values(namespace: str) -> list[str]:
     sets = [f"actions.namespaces={{{namespace}}}", ON_THE_FAKE_NODE, "mlflow.deploy=true", "mlflow.trackingUri="]
     return [flag for value in sets for flag in ("--set", value)]
-
-
-def _secrets(admin: client.ApiClient, namespace: str) -> None:
-    """The Secrets an operator creates before installing: the store's URL and the API tokens."""
-    core = client.CoreV1Api(admin)
-    for name, key, value in (
-        ("aiops-engine-database", "url", "postgresql+asyncpg://aiops:not-a-password@postgres:5432/aiops"),
-        ("aiops-engine-api-tokens", "tokens", "ops:admin:" + "0" * 64),
-    ):
-        encoded = base64.b64encode(value.encode()).decode()
-        core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "data": {key: encoded}})
 
 
 def _running(admin: client.ApiClient, namespace: str, component: str) -> int:
@@ -74,7 +55,7 @@ def _running(admin: client.ApiClient, namespace: str, component: str) -> int:
 
 
 def test_the_api_server_accepts_every_object_the_chart_renders(admin: client.ApiClient, namespace: str) -> None:
-    rendered = _helm("template", RELEASE, str(kube.CHART), "--namespace", namespace, *_values(namespace)).stdout
+    rendered = helm("template", RELEASE, str(kube.CHART), "--namespace", namespace, *_values(namespace)).stdout
     objects: list[dict[str, Any]] = [o for o in yaml.safe_load_all(rendered) if o]
     resources = dynamic.DynamicClient(admin).resources
     kinds = set()
@@ -114,8 +95,8 @@ def test_the_api_server_refuses_a_misplaced_field(admin: client.ApiClient, names
 def test_helm_install_brings_up_the_engine_and_the_model_server_and_uninstall_removes_them(
     admin: client.ApiClient, namespace: str
 ) -> None:
-    _secrets(admin, namespace)
-    _helm(
+    operator_secrets(admin, namespace)
+    helm(
         "install", RELEASE, str(kube.CHART), "--namespace", namespace, *_values(namespace), "--wait", "--timeout", "45s"
     )
     try:
@@ -124,10 +105,10 @@ def test_helm_install_brings_up_the_engine_and_the_model_server_and_uninstall_re
         assert _running(admin, namespace, "mlflow") == 1
         [budget] = client.PolicyV1Api(admin).list_namespaced_pod_disruption_budget(namespace).items
         assert budget.spec.min_available == 1
-        status = yaml.safe_load(_helm("status", RELEASE, "--namespace", namespace, "--output", "yaml").stdout)
+        status = yaml.safe_load(helm("status", RELEASE, "--namespace", namespace, "--output", "yaml").stdout)
         assert status["info"]["status"] == "deployed"
     finally:
-        _helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "30s")
+        helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "30s")
     kube.wait_until(
         lambda: not client.CoreV1Api(admin).list_namespaced_pod(namespace).items, 30, "the release's pods gone"
     )
