@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core.actions.executor import ActionExecutor
 from engine.core.playbooks.expressions import Duration
+from engine.core.ports import IncidentDecisions
 from engine.domain.clock import Clock
 from engine.domain.errors import ConflictError
 from engine.domain.events import (
@@ -55,20 +56,8 @@ class Escalation(BaseModel):
     chain: list[EscalationLevel] = Field(default_factory=list, description="notification targets, in order")
 
 
-class EscalationStore(Protocol):
+class EscalationStore(IncidentDecisions, Protocol):
     async def list_incidents(self, *, state: IncidentState | None = None, limit: int = 100) -> list[Incident]: ...
-
-    async def decide_incident(
-        self,
-        incident_id: str,
-        *,
-        allowed_from: frozenset[IncidentState],
-        to: IncidentState,
-        kind: str,
-        by: str,
-        comment: str,
-        at: float,
-    ) -> Incident: ...
 
 
 class Escalator:
