@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from engine.domain.events import ActionResult, Anomaly, IncidentChange, IncidentChangeKind, MetricSample
+from engine.domain.events import (
+    ActionResult,
+    Anomaly,
+    IncidentChange,
+    IncidentChangeKind,
+    IncidentState,
+    MetricSample,
+)
 
 
 class IngestMetrics:
@@ -46,6 +53,19 @@ class EngineMetrics:
             "aiops_incident_changes_total", "Incident lifecycle changes", ["kind"], registry=registry
         )
         self.open_incidents = Gauge("aiops_open_incidents", "Incidents currently open", registry=registry)
+        # Acknowledgements go through the incident API, not the pipeline, so this gauge cannot tell an acknowledged
+        # incident from an open one: "open" counts both, "resolved" counts incidents resolved since the start.
+        self.incidents = Gauge(
+            "aiops_incidents",
+            "Incidents by state: open (including acknowledged) now, and resolved since the engine started",
+            ["state"],
+            registry=registry,
+        )
+        for state in (IncidentState.OPEN, IncidentState.RESOLVED):
+            self.incidents.labels(state.value)  # exported as 0 from the start, so a panel shows no gap
+        # Ids rather than an up/down count: an incident opened before a restart and resolved after it is not
+        # subtracted from incidents this process never saw open.
+        self._open_ids: set[str] = set()
         self.actions = Counter(
             "aiops_actions_total",
             "Action requests by action, mode and outcome",
@@ -80,6 +100,15 @@ class EngineMetrics:
             self.open_incidents.inc()
         elif change.kind is IncidentChangeKind.RESOLVED:
             self.open_incidents.dec()
+        self._count_by_state(change)
+
+    def _count_by_state(self, change: IncidentChange) -> None:
+        if change.kind is IncidentChangeKind.RESOLVED:
+            self._open_ids.discard(change.incident.id)
+            self.incidents.labels(IncidentState.RESOLVED.value).inc()
+        else:
+            self._open_ids.add(change.incident.id)
+        self.incidents.labels(IncidentState.OPEN.value).set(len(self._open_ids))
 
     def on_action(self, result: ActionResult) -> None:
         self.actions.labels(result.request.action, result.request.mode.value, result.status.value).inc()

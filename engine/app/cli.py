@@ -25,6 +25,7 @@ from engine.app.cli_common import EXIT_CONFIGURATION, configure_logging, operato
 from engine.app.cli_dashboards import dashboards_cli
 from engine.app.cli_playbooks import playbooks_cli
 from engine.app.cli_serve import serve
+from engine.app.cli_watch import watch
 from engine.app.console import ProgressView, print_summary
 from engine.app.settings import Settings, load_settings
 from engine.app.summary import RunSummary
@@ -214,6 +215,7 @@ def demo_report(engine: EmbeddedEngine, elapsed_s: float) -> dict[str, Any]:
 
 cli.command()(backtest)
 cli.command()(serve)
+cli.command()(watch)
 cli.add_typer(playbooks_cli, name="playbooks")
 cli.add_typer(dashboards_cli, name="dashboards")
 

@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     kafka_max_batch: int = Field(
         default=10000, ge=1, description="most Kafka records consumed into one detection batch"
     )
+    prometheus_url: str = Field(
+        default="", description="Prometheus that `aiops watch` polls with the PromQL queries of AIOPS_PROMQL_QUERIES"
+    )
+    promql_queries: str = Field(
+        default="",
+        description='signals `aiops watch` polls, as JSON: [{"signal": "...", "query": "...", "missing": '
+        '"hold|anomalous|ignore"}, ...]; each result label set becomes a series `<signal>{labels}`',
+    )
+    promql_interval_s: float = Field(default=15.0, gt=0, description="seconds between two polls of every query")
+    promql_backfill_s: float = Field(
+        default=3600.0, ge=0, description="history read with query_range at start, so detectors are warm at once"
+    )
     kubeconfig: str = Field(
         default="",
         description="kubeconfig file of the cluster the Kubernetes actions change, or `in-cluster` for the pod's "

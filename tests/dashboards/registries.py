@@ -7,6 +7,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -37,6 +38,8 @@ with warnings.catch_warnings():
     # mlflow, which the model server imports, warns about its own type hints while it loads.
     warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType", category=UserWarning)
     from serving.model_server import _Metrics as ModelServerMetrics
+
+from serving.gpu import register_gpu_metrics
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
@@ -91,19 +94,63 @@ class EngineRegistry:
         assert not self.reloader.reload()
 
 
+@dataclass(frozen=True)
+class _Rates:
+    gpu: int
+
+
+@dataclass(frozen=True)
+class _Memory:
+    used: int
+    total: int
+
+
+class FakeNvml:
+    """Two GPUs as NVML describes them, so that the GPU panels have a series per GPU without a GPU here."""
+
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802 - NVML's own names
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+        return index
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> _Rates:  # noqa: N802
+        return _Rates(gpu=[35, 90][handle])
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> _Memory:  # noqa: N802
+        return _Memory(used=[10, 70][handle] * 2**30, total=80 * 2**30)
+
+    def nvmlDeviceGetName(self, handle: int) -> bytes:  # noqa: N802
+        return b"NVIDIA H100 80GB HBM3"
+
+
 class ModelServerRegistry:
+    """The model server's registry as its app builds it, on a host with two (fake) GPUs."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.metrics = ModelServerMetrics(self.registry)
+        assert register_gpu_metrics(self.registry, FakeNvml())
 
     def feed(self) -> None:
+        """Requests to a numeric model and to a prompt-based one, so drift, token and safety series exist."""
         for seconds in (0.004, 0.02, 0.03, 0.3):
             self.metrics.latency.observe(seconds)
         self.metrics.errors.labels("predict").inc()
         self.metrics.version.set(3)
+        self.metrics.observe([[0.5, 12.0], [0.7, 30.0]], [0.1, 0.9])
+        answer = {"text": "ok", "usage": {"input_tokens": 40, "output_tokens": 12}, "safety": ["toxicity"]}
+        self.metrics.observe([], [answer])
 
 
 def exported_series_names(registry: CollectorRegistry) -> set[str]:
-    """Names of the series ``registry`` exposes, labelled or not, including those with no sample yet."""
+    """Names of the series ``registry`` exposes, labelled or not, including those with no sample yet.
+
+    A family with samples is taken at its word: a histogram with a negative bucket, for one, has no ``_sum``.
+    """
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
-    return {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}
+    names: set[str] = set()
+    for family in registry.collect():
+        exposed = {sample.name for sample in family.samples if not sample.name.endswith("_created")}
+        names |= exposed or {family.name + suffix for suffix in suffixes[family.type]}
+    return names

@@ -109,7 +109,7 @@ def test_the_charts_copies_of_the_playbooks_and_rules_are_the_projects() -> None
 
 def test_the_playbook_config_map_holds_every_shipped_playbook_and_the_engine_loads_it(tmp_path: Path) -> None:
     objects = _render()
-    config_map = _one(objects, "ConfigMap")
+    config_map = _one(objects, "ConfigMap", "engine")
     shipped = {path.name: path.read_text() for path in (REPO / "playbooks").glob("*.yaml")}
     assert config_map["data"] == shipped
     for name, text in config_map["data"].items():
@@ -335,7 +335,7 @@ def test_the_readme_documents_every_value_and_no_other() -> None:
 
 def test_the_sync_script_restores_a_drifted_copy(tmp_path: Path) -> None:
     # Run on a copy of the sources and the script, so the working tree is left as it is.
-    for part in ("playbooks", "helm/prometheus-rules", "helm/aiops-engine/hack"):
+    for part in ("playbooks", "helm/prometheus-rules", "dashboards", "helm/aiops-engine/hack"):
         shutil.copytree(REPO / part, tmp_path / part)
     chart = tmp_path / "helm" / "aiops-engine"
     stale = chart / "files" / "playbooks" / "removed-playbook.yaml"
@@ -344,3 +344,4 @@ def test_the_sync_script_restores_a_drifted_copy(tmp_path: Path) -> None:
     subprocess.run(["bash", str(chart / "hack" / "sync-files.sh")], check=True, capture_output=True)
     _same_files(chart / "files" / "playbooks", tmp_path / "playbooks", "*.yaml")
     _same_files(chart / "files" / "prometheus-rules", tmp_path / "helm" / "prometheus-rules", "*.yml")
+    _same_files(chart / "files" / "dashboards", tmp_path / "dashboards", "*.json")

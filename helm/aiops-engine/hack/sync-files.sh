@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Helm reads only files inside the chart, so the playbooks (playbooks/*.yaml) and the Prometheus rules
-# (helm/prometheus-rules/*.yml) the project ships are copied into the chart's files/ folder. Run this after changing
-# either; tests/helm/test_chart.py fails while the copies differ from the originals.
+# Helm reads only files inside the chart, so the playbooks (playbooks/*.yaml), the Prometheus rules
+# (helm/prometheus-rules/*.yml) and the Grafana dashboards (dashboards/*.json) the project ships are copied into the
+# chart's files/ folder. Run this after changing any of them; tests/helm fails while the copies differ from the
+# originals.
 set -euo pipefail
 chart="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 repo="$(cd "$chart/../.." && pwd)"
@@ -15,4 +16,5 @@ sync() {  # sync SOURCE_DIR PATTERN TARGET_DIR: TARGET_DIR holds exactly the SOU
 
 sync "$repo/playbooks" '*.yaml' "$chart/files/playbooks"
 sync "$repo/helm/prometheus-rules" '*.yml' "$chart/files/prometheus-rules"
-echo "synced playbooks and Prometheus rules into $chart/files"
+sync "$repo/dashboards" '*.json' "$chart/files/dashboards"
+echo "synced playbooks, Prometheus rules and Grafana dashboards into $chart/files"
