@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 
 from tests.dashboards.registries import EngineRegistry, ModelServerRegistry
+from tests.support.scrape_target import ScrapeTarget
 
 PROMETHEUS_URL = os.environ.get("AIOPS_TEST_PROMETHEUS_URL")
 pytestmark = [
@@ -58,34 +57,6 @@ def _concrete(expr: str) -> str:
     return expr
 
 
-class Exporter:
-    """``/metrics`` of the given registries, on the port the test Prometheus scrapes."""
-
-    def __init__(self, port: int, registries: list[CollectorRegistry]) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = b"".join(generate_latest(registry) for registry in registries)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Exporter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     engine = EngineRegistry(tmp_path_factory.mktemp("playbooks") / "playbooks")
@@ -93,7 +64,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Clien
     serving = ModelServerRegistry()
     serving.feed()
     with (
-        Exporter(EXPORTER_PORT, [engine.registry, serving.registry]),
+        ScrapeTarget(EXPORTER_PORT, lambda: generate_latest(engine.registry) + generate_latest(serving.registry)),
         httpx.Client(base_url=str(PROMETHEUS_URL), timeout=10.0) as client,
     ):
         yield client

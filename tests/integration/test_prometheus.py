@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -47,6 +45,7 @@ from engine.domain.clock import SystemClock
 from engine.domain.events import ActionMode, Incident, IncidentState, MetricSample
 from tests.engine.adapters.tokens import BOOK
 from tests.engine.core.test_pipeline import AboveTen
+from tests.support.scrape_target import ScrapeTarget
 
 PROMETHEUS_URL = os.environ.get("AIOPS_TEST_PROMETHEUS_URL")
 pytestmark = [
@@ -66,35 +65,15 @@ WAIT_S = 45.0
 RUN = uuid.uuid4().hex[:12]
 
 
-class Exporter:
+class Exporter(ScrapeTarget):
     """A /metrics endpoint whose values the test sets; Prometheus scrapes it every second."""
 
     def __init__(self, port: int) -> None:
         self.values: dict[str, float] = {}
-        exporter = self
+        super().__init__(port, self._render)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = "".join(f"{name} {value}\n" for name, value in sorted(exporter.values.items())).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Exporter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def _render(self) -> bytes:
+        return "".join(f"{name} {value}\n" for name, value in sorted(self.values.items())).encode()
 
 
 @pytest.fixture
