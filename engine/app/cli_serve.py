@@ -9,9 +9,7 @@ import signal
 
 import typer
 
-from engine.adapters.api.auth import TokenBook
-from engine.adapters.http_server import HttpServer, bind
-from engine.app.cli_common import configure_logging, operator_errors
+from engine.app.cli_common import configure_logging, open_with_api, operator_errors
 from engine.app.kafka_engine import open_kafka_engine
 from engine.app.settings import Settings, load_settings
 from engine.domain.clock import SystemClock
@@ -28,13 +26,7 @@ def serve() -> None:
 
 async def _serve(settings: Settings) -> None:
     clock = SystemClock()
-    sock = bind(settings.http_host, settings.http_port)
-    try:
-        engine = await open_kafka_engine(settings, clock=clock)
-    except BaseException:
-        sock.close()
-        raise
-    server = HttpServer(engine.api(TokenBook.parse(settings.api_tokens)), sock)
+    engine, server = await open_with_api(settings, lambda: open_kafka_engine(settings, clock=clock))
     host, port = server.address
     typer.echo(
         f"aiops-engine consuming {settings.kafka_topics} from {settings.kafka_bootstrap} as group "

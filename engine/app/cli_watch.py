@@ -11,9 +11,7 @@ import signal
 
 import typer
 
-from engine.adapters.api.auth import TokenBook
-from engine.adapters.http_server import HttpServer, bind
-from engine.app.cli_common import configure_logging, operator_errors
+from engine.app.cli_common import configure_logging, open_with_api, operator_errors
 from engine.app.prometheus_engine import open_prometheus_engine
 from engine.app.settings import Settings, load_settings
 from engine.domain.clock import SystemClock
@@ -30,13 +28,7 @@ def watch() -> None:
 
 async def _watch(settings: Settings) -> None:
     clock = SystemClock()
-    sock = bind(settings.http_host, settings.http_port)
-    try:
-        engine = await open_prometheus_engine(settings, clock=clock)
-    except BaseException:
-        sock.close()
-        raise
-    server = HttpServer(engine.api(TokenBook.parse(settings.api_tokens)), sock)
+    engine, server = await open_with_api(settings, lambda: open_prometheus_engine(settings, clock=clock))
     host, port = server.address
     sources = [f"PromQL on {settings.prometheus_url}"] if engine.promql is not None else []
     sources += ["remote_write on /api/v1/write"] if engine.remote_write is not None else []
