@@ -90,7 +90,8 @@ class Escalator:
 
     async def _reopen_stale(self, ack_timeout: float, now: float) -> None:
         for incident in await self._store.list_incidents(state=IncidentState.ACKNOWLEDGED, limit=_MOST_PER_ROUND):
-            if now - _since(incident) < ack_timeout:
+            acknowledged_for = now - _since(incident)
+            if acknowledged_for < ack_timeout:
                 continue
             try:
                 await self._store.decide_incident(
@@ -99,7 +100,7 @@ class Escalator:
                     to=IncidentState.OPEN,
                     kind="ack timed out",
                     by="engine",
-                    comment=f"acknowledged {now - _since(incident):.0f}s ago and still not resolved; re-notifying",
+                    comment=f"acknowledged {acknowledged_for:.0f}s ago and still not resolved; re-notifying",
                     at=now,
                 )
             except ConflictError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from engine.core.playbooks.expressions import LabelMatcher
@@ -34,7 +35,12 @@ class SignalSilence:
         if self.metric is not None and series.name != self.metric:
             return False
         labels = series.label_map
-        return all(LabelMatcher.parse(matcher).matches(labels) for matcher in self.matchers)
+        return all(matcher.matches(labels) for matcher in self._parsed)
+
+    @cached_property
+    def _parsed(self) -> tuple[LabelMatcher, ...]:
+        # Parsed once per silence, not at every detection it is asked about.
+        return tuple(LabelMatcher.parse(matcher) for matcher in self.matchers)
 
 
 class SilenceBook:
