@@ -431,9 +431,16 @@ async def test_the_engine_rolls_the_champion_back_after_an_error_burst_and_the_s
                 "AIOPS_PLAYBOOK_DIR": str(playbooks),
             }
             with running_engine(tmp_path, **settings) as engine:
-                listed = await http.get(f"{engine}/api/v1/actions", headers=bearer(Role.VIEWER))
-            actions = listed.json()
-            [rollback] = [a for a in actions if a["action"] == "mlflow_rollback_alias"]
+                # The replay can finish while the remediation stage is still talking to MLflow: wait for the step.
+                deadline = time.monotonic() + 60
+                while True:
+                    listed = await http.get(f"{engine}/api/v1/actions", headers=bearer(Role.VIEWER))
+                    rollbacks = [a for a in listed.json() if a["action"] == "mlflow_rollback_alias"]
+                    if rollbacks and all(a["status"] not in ("pending", "running", "verifying") for a in rollbacks):
+                        break
+                    assert time.monotonic() < deadline, f"the rollback did not settle: {rollbacks}"
+                    await asyncio.sleep(0.2)
+            [rollback] = rollbacks
             assert rollback["status"] == "succeeded", rollback
             assert champion(client, promoted_fraud_model) == 1
             [move] = history(client, promoted_fraud_model)
