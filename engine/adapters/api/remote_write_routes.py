@@ -6,7 +6,7 @@ Replies follow the remote_write contract: 204 when the samples were taken, 400 f
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from engine.adapters.api.ingest_auth import IngestCredentials, ingest_guard
 from engine.adapters.prometheus.remote_write import RemoteWriteDecodeError, decode_write_request
@@ -18,7 +18,8 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 def remote_write_router(*, sink: PushedSource, credentials: IngestCredentials, metrics: IngestMetrics) -> APIRouter:
-    router = APIRouter(tags=["ingest"], dependencies=[Depends(ingest_guard(credentials, metrics, "write"))])
+    router = APIRouter(tags=["ingest"])
+    guard = ingest_guard(credentials, metrics, "write")
 
     @router.post(
         "/api/v1/write",
@@ -31,6 +32,7 @@ def remote_write_router(*, sink: PushedSource, credentials: IngestCredentials, m
     )
     async def remote_write(request: Request) -> Response:
         """Prometheus remote_write (protocol 1.0): snappy-compressed protobuf WriteRequest."""
+        guard(request)
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             metrics.remote_write_rejected.inc()
