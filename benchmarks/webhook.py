@@ -6,9 +6,9 @@ Each server runs in a process of its own on a loopback port (uvicorn, as the eng
 engine's ``POST /api/v1/alerts`` with bearer authentication, the notification kept in a SQLite store under its
 body's digest (idempotency) and handed to the alert feed (drained as the pipeline would); the baseline validates
 the same body with the same pydantic model and answers. Clients send realistic 5-alert notifications, each one
-distinct (a duplicate would take the cheap path), over ``--connections`` keep-alive connections (a plain asyncio
-HTTP/1.1 client, light next to the servers), until the request count or the time bound is reached, in
-alternating rounds. It prints requests/s and p50/p99 latency for both and their ratio.
+distinct (a duplicate would take the cheap path), over ``--connections`` keep-alive connections (the plain client
+of ``benchmarks.loopback_http``, light next to the servers), until the request count or the time bound is reached,
+in alternating rounds. It prints requests/s and p50/p99 latency for both and their ratio.
 Target: ours >= 0.8 of the baseline's requests/s, p99 < 25 ms at 16 connections.
 """
 
@@ -30,6 +30,7 @@ import numpy as np
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from benchmarks.loopback_http import LoopbackConnection
 from engine.adapters.api.alert_routes import NotificationIn
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import TokenBook, hash_secret
@@ -142,52 +143,33 @@ def _start(kind: str, database: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError(f"the {kind} server did not start")
 
 
-async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes) -> int:
-    """One HTTP/1.1 request on a keep-alive connection; the status code. A plain client, so that the client's
-    own cost (which httpx would make dominant on a small machine) stays small next to the server's."""
-    writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
-    await writer.drain()
-    status = int((await reader.readline()).split()[1])
-    length = 0
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return status
-
-
 async def _load(base: str, bodies: list[bytes], seconds: float, connections: int) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     next_index = 0
-    host, port = base.removeprefix("http://").split(":")
-    head = (
-        f"POST /api/v1/alerts HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
-        "Content-Type: application/json\r\nContent-Length: "
-    ).encode()
-    streams = [await asyncio.open_connection(host, int(port)) for _ in range(connections)]
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    streams = [await LoopbackConnection.open(base) for _ in range(connections)]
     # Warm-up: let the server import and compile what the first request needs.
-    for reader, writer in streams:
-        await _post(reader, writer, head, notification(10_000_000 + len(latencies)))
+    for number, stream in enumerate(streams):
+        await stream.request("POST", "/api/v1/alerts", headers=headers, body=notification(10_000_000 + number))
     started = time.perf_counter()
     deadline = started + seconds
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def client(stream: LoopbackConnection) -> None:
         nonlocal next_index, errors
         while next_index < len(bodies) and time.perf_counter() < deadline:
             body = bodies[next_index]
             next_index += 1
             sent = time.perf_counter()
-            status = await _post(reader, writer, head, body)
+            status, _ = await stream.request("POST", "/api/v1/alerts", headers=headers, body=body)
             latencies.append(time.perf_counter() - sent)
             if status != 200:
                 errors += 1
 
-    await asyncio.gather(*(client(reader, writer) for reader, writer in streams))
+    await asyncio.gather(*(client(stream) for stream in streams))
     elapsed = time.perf_counter() - started
-    for _, writer in streams:
-        writer.close()
+    for stream in streams:
+        stream.close()
     values = np.array(latencies) * 1000.0
     return {
         "requests": len(latencies),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from engine.domain.events import Incident
@@ -31,20 +33,32 @@ class IncidentOut(BaseModel):
 
     @classmethod
     def of(cls, incident: Incident) -> IncidentOut:
-        return cls(
-            id=incident.id,
-            title=incident.title,
-            state=incident.state.value,
-            severity=incident.severity.label,
-            series=incident.series.name,
-            labels=incident.series.label_map,
-            opened_at=datetime.fromtimestamp(incident.opened_at, tz=UTC),
-            last_signal_at=datetime.fromtimestamp(incident.last_signal_at, tz=UTC),
-            resolved_at=_time(incident.resolved_at),
-            signal_count=incident.signal_count,
-            peak_score=incident.peak_score,
-            snoozed_until=_time(incident.snoozed_until),
-        )
+        return cls(**incident_fields(incident))
+
+
+def incident_fields(incident: Incident) -> dict[str, Any]:
+    """The fields of ``IncidentOut`` for ``incident``, as plain values."""
+    return {
+        "id": incident.id,
+        "title": incident.title,
+        "state": incident.state.value,
+        "severity": incident.severity.label,
+        "series": incident.series.name,
+        "labels": incident.series.label_map,
+        "opened_at": datetime.fromtimestamp(incident.opened_at, tz=UTC),
+        "last_signal_at": datetime.fromtimestamp(incident.last_signal_at, tz=UTC),
+        "resolved_at": _time(incident.resolved_at),
+        "signal_count": incident.signal_count,
+        "peak_score": incident.peak_score,
+        "snoozed_until": _time(incident.snoozed_until),
+    }
+
+
+def incident_page_json(incidents: Iterable[Incident]) -> bytes:
+    """A page of incidents as the JSON body of a ``list[IncidentOut]`` response, written straight from plain
+    values: building and serialising fifty models was most of a list request's cost. orjson writes the same
+    JSON as pydantic for these types (UTC times with a ``Z``); a test holds the two to the same output."""
+    return orjson.dumps([incident_fields(incident) for incident in incidents], option=orjson.OPT_UTC_Z)
 
 
 class TimelineEntryOut(BaseModel):
