@@ -43,6 +43,7 @@ from engine.adapters.http_server import HttpServer, bind
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.store.tables import IncidentRow
 from engine.adapters.telemetry import EngineMetrics
+from engine.app.bootstrap import RecountingDecisions
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.clock import SystemClock
@@ -111,8 +112,10 @@ async def _serve(url: str, port: int) -> None:
     """The server side, run in its own process so that clients and server do not share one event loop."""
     store = await SqlStore.open(url)
     tokens = TokenBook([ApiToken("bench", Role.ADMIN, hash_secret(SECRET))])
-    desk = IncidentDesk(store, IncidentManager(IncidentPolicy()), SystemClock())
-    app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, tokens=tokens, desk=desk)
+    metrics = EngineMetrics(CollectorRegistry())
+    # As the engine wires it: decisions also keep the incidents-by-state gauge counted.
+    desk = IncidentDesk(RecountingDecisions(store, metrics), IncidentManager(IncidentPolicy()), SystemClock())
+    app = create_app(store=store, metrics=metrics, status=dict, tokens=tokens, desk=desk)
     await HttpServer(app, bind("127.0.0.1", port)).serve()
 
 

@@ -1,15 +1,32 @@
-"""The Kafka-driven engine's end-to-end throughput against the raw consume ceiling of the same topic.
+"""The Kafka-driven engine's end-to-end throughput against the raw consume ceiling of the same topic, and its
+latency from a sample's produce to the anomaly it causes being published.
 
     python -m benchmarks.kafka [--bootstrap 127.0.0.1:59192] [--series 1000] [--points 500] [--per-message 100]
-                               [--json]
+                               [--latency-series 500] [--latency-spikes 100] [--latency-rate 2500]
+                               [--latency-seconds 10] [--json]
 
-Needs a broker (``bash scripts/services/kafka.sh start``). One run produces ``series x points`` samples to a fresh
-topic in the columnar message shape (``--per-message`` points of one series per message, key = series key), then
-measures, on that same topic: the raw ceiling (a bare aiokafka consumer reading every record, no decoding), and the
-engine (``aiops serve``'s wiring: consume, decode, validate, detect, incidents, publish anomalies, commit) from start
-until its last sample is detected and its offsets committed. It prints both samples/s and their ratio.
-Target (issue 4): >= 250,000 samples/s per engine process with batched messages, and >= 0.7 of the ceiling.
-Not measured yet: p99 time from produce to anomaly emitted.
+Needs a broker (``bash scripts/services/kafka.sh start``). One run has two phases, each on a fresh topic.
+
+Throughput: ``series x points`` samples are produced to the topic in the columnar message shape (``--per-message``
+points of one series per message, key = series key), then measured on that same topic: the raw ceiling (a bare
+aiokafka consumer reading every record, no decoding), and the engine (``aiops serve``'s wiring: consume, decode,
+validate, detect, incidents, publish anomalies, commit) from start until its last sample is detected and its offsets
+committed. It prints both samples/s and their ratio.
+
+Latency: the same engine runs in a background task on a second topic. A producer first sends every one of
+``--latency-series`` series the points the default detector needs before it scores (its warm-up, plus a margin),
+waits until the engine has consumed them, then sends one point a message at a steady ``--latency-rate`` samples/s
+(far below the engine's capacity, so the figure is latency, not queueing) for ``--latency-seconds``, with one clear
+spike at a random moment in each of ``--latency-spikes`` of the series. For each anomaly record on the engine's
+anomaly topic, the latency is its Kafka CreateTime (set by the engine's publisher when it hands the record to its
+producer) minus the wall-clock time at which the point was sent, matched by (series, event timestamp). It prints
+the produce rate achieved, how many anomalies were matched (and how many of the spikes were among them), and their
+p50, p99 and maximum. The producer shares the engine's event loop, so its work counts against the engine's figure.
+Every anomaly opens an incident, stored before its batch is acknowledged: many more spikes a second than the default
+measure the incident store's write rate (detection waits for it) rather than the path to the anomaly topic.
+
+Target (issue 4): >= 250,000 samples/s per engine process with batched messages, and >= 0.7 of the ceiling; report
+p99 time from produce to anomaly emitted.
 """
 
 from __future__ import annotations
@@ -21,19 +38,34 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from detectors.ensemble import DefaultKernel
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
 from engine.app.kafka_engine import open_kafka_engine
-from engine.app.settings import load_settings
+from engine.app.settings import Settings, load_settings
 from engine.domain.clock import SystemClock
 from engine.domain.events import Anomaly, MetricSample, SeriesKey
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The latency phase's series: a level with Gaussian noise, and spikes this many noise deviations high, far beyond
+# anything the noise reaches, so that every spike is detected and nothing else is.
+LEVEL, NOISE, SPIKE_DEVIATIONS = 100.0, 5.0, 40.0
+# Event time of a series' first point and between two of its points.
+EPOCH_S, STEP_S = 1_700_000_000.0, 60.0
+# Points sent beyond the detector's warm-up before the measured stream, so that its spread estimate has settled.
+WARMUP_MARGIN = 20
+# How often the steady producer wakes up to send the messages that are due (a few a wake-up at the default rate).
+PACE_S = 0.005
+# Longest wait for the engine to get through the warm-up (it joins its group first) or the measured stream.
+ENGINE_WAIT_S = 60.0
 
 
 async def produce(bootstrap: str, topic: str, series: int, points: int, per_message: int) -> int:
@@ -84,6 +116,9 @@ class _Done:
         if self.seen >= self.total and self.stop is not None:
             self.stop()
 
+    def on_detection(self, samples: Sequence[MetricSample], seconds: float) -> None:
+        return
+
     def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
         return
 
@@ -94,8 +129,8 @@ class _Done:
         return
 
 
-async def engine_consume(bootstrap: str, topic: str, total: int, workdir: Path) -> float:
-    settings = load_settings(
+def engine_settings(bootstrap: str, topic: str, workdir: Path) -> Settings:
+    return load_settings(
         {},
         kafka_bootstrap=bootstrap,
         kafka_topics=topic,
@@ -107,6 +142,10 @@ async def engine_consume(bootstrap: str, topic: str, total: int, workdir: Path) 
         database_url=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
         playbook_dir=REPO / "playbooks",
     )
+
+
+async def engine_consume(bootstrap: str, topic: str, total: int, workdir: Path) -> float:
+    settings = engine_settings(bootstrap, topic, workdir)
     done = _Done(total)
     engine = await open_kafka_engine(settings, clock=SystemClock(), observers=[done])
     done.stop = engine.source.stop
@@ -118,6 +157,167 @@ async def engine_consume(bootstrap: str, topic: str, total: int, workdir: Path) 
     return time.perf_counter() - started
 
 
+def detector_warmup() -> int:
+    """Points a series needs before the default detector scores it: the warm-up of its z-score part (its
+    likelihood part warms up much later, but only ever raises a score, so a clear spike is detected without it)."""
+    return DefaultKernel().level.global_.warmup
+
+
+class _Watch(_Done):
+    """Also counts the anomalies detected, so that all of them can be read back from the anomaly topic."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(total)
+        self.anomalies = 0
+
+    def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
+        self.anomalies += len(anomalies)
+
+
+async def _until(reached: Callable[[], bool], engine: asyncio.Task[None], what: str) -> None:
+    """Wait until ``reached()``, failing with the engine's own error if it stops first."""
+    deadline = time.monotonic() + ENGINE_WAIT_S
+    while not reached():
+        if engine.done():
+            engine.result()
+            raise RuntimeError(f"the engine stopped before {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the engine did not get through {what} within {ENGINE_WAIT_S:.0f} s")
+        await asyncio.sleep(0.01)
+
+
+async def produce_steady(
+    producer: AIOKafkaProducer,
+    topic: str,
+    keys: Sequence[SeriesKey],
+    first: int,
+    values: np.ndarray[Any, np.dtype[np.float64]],
+    rate: float,
+) -> tuple[dict[tuple[str, float], float], float]:
+    """Send ``values`` (points x series), one point a message, series by series in turn, at ``rate`` messages/s:
+    message ``n`` goes out at ``n / rate`` seconds after the start, so the load is steady rather than bursty.
+    Returns the wall-clock send time of each point by (series, event timestamp), and the rate achieved."""
+    names = [str(key) for key in keys]
+    key_bytes = [series_key_bytes(key) for key in keys]
+    total = values.size
+    sent: dict[tuple[str, float], float] = {}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    n = 0
+    while n < total:
+        due = min(total, int((loop.time() - started) * rate) + 1)
+        while n < due:
+            point, index = divmod(n, len(keys))
+            timestamp = EPOCH_S + STEP_S * (first + point)
+            message = encode_samples(keys[index], [(timestamp, float(values[point, index]))])
+            sent[(names[index], timestamp)] = time.time()
+            await producer.send(topic, message, key=key_bytes[index])
+            n += 1
+        await asyncio.sleep(PACE_S)
+    elapsed = loop.time() - started
+    await producer.flush()
+    # The first message goes out at 0 s, the last at (total - 1) / rate.
+    return sent, (total - 1) / elapsed if elapsed > 0 else float(total)
+
+
+async def read_latencies(
+    bootstrap: str, topic: str, count: int, sent: dict[tuple[str, float], float]
+) -> dict[tuple[str, float], float]:
+    """Read the first ``count`` anomaly records of ``topic``; for each one whose point was sent in the measured
+    stream, its CreateTime (set by the engine's publisher) minus that point's send time, in seconds."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    latencies: dict[tuple[str, float], float] = {}
+    read = 0
+    deadline = time.monotonic() + ENGINE_WAIT_S
+    try:
+        while read < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {read} of the {count} anomaly records within {ENGINE_WAIT_S:.0f} s")
+            fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(timeout_ms=500)
+            for records in fetched.values():
+                for record in records:
+                    read += 1
+                    if record.timestamp_type != 0:
+                        raise RuntimeError(f"{topic} stamps records with the broker's time, not CreateTime")
+                    document = orjson.loads(record.value)
+                    point = (document["series"], document["timestamp"])
+                    at = sent.get(point)
+                    if at is not None:
+                        latencies[point] = record.timestamp / 1000.0 - at
+    finally:
+        await consumer.stop()
+    return latencies
+
+
+async def latency(
+    bootstrap: str, topic: str, series: int, spikes: int, rate: float, seconds: float, workdir: Path
+) -> dict[str, Any]:
+    """The latency phase (see the module's docstring)."""
+    if not 0 <= spikes <= series:
+        raise ValueError(f"spikes must be between 0 and the number of series ({series}), got {spikes}")
+    rng = np.random.default_rng(5)
+    keys = [SeriesKey.of("bench_latency_ms", {"pod": f"pod-{i}"}) for i in range(series)]
+    warm = detector_warmup() + WARMUP_MARGIN
+    points = max(2, round(rate * seconds / series))
+    values = LEVEL + rng.normal(0.0, NOISE, (points, series))
+    # At most one spike a series (the default detector reports one detection per peak, and a second spike no higher
+    # than the first would pass under the decaying peak), at a random point in the middle of its measured stream.
+    edge = points // 10
+    spiked = rng.choice(series, size=spikes, replace=False)
+    at = rng.integers(edge, max(edge + 1, points - edge), size=spikes)
+    values[at, spiked] += SPIKE_DEVIATIONS * NOISE
+    spike_points = {
+        (str(keys[index]), EPOCH_S + STEP_S * (warm + int(point))) for index, point in zip(spiked, at, strict=True)
+    }
+    # No linger: a point goes to the broker as soon as it is sent, as a latency-minded producer would.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        # The warm-up points, one message a series; this also creates the topic before the engine subscribes.
+        timestamps = (EPOCH_S + STEP_S * np.arange(warm)).tolist()
+        for key in keys:
+            history = (LEVEL + rng.normal(0.0, NOISE, warm)).tolist()
+            await producer.send(
+                topic, encode_samples(key, list(zip(timestamps, history, strict=True))), key=series_key_bytes(key)
+            )
+        await producer.flush()
+        watch = _Watch(series * (warm + points))
+        engine = await open_kafka_engine(
+            engine_settings(bootstrap, topic, workdir), clock=SystemClock(), observers=[watch]
+        )
+        watch.stop = engine.source.stop
+        running = asyncio.create_task(engine.run(), name="bench-engine")
+        try:
+            # Measuring starts once the engine has joined its group and caught up with the warm-up.
+            await _until(lambda: watch.seen >= series * warm, running, "the warm-up")
+            sent, produce_rate = await produce_steady(producer, topic, keys, warm, values, rate)
+            # The engine stops its source after the last sample and publishes what is still queued.
+            await _until(running.done, running, "the measured stream")
+            running.result()
+        finally:
+            if not running.done():
+                running.cancel()
+                with suppress(asyncio.CancelledError):
+                    await running
+            await engine.close()
+    finally:
+        await producer.stop()
+    latencies = await read_latencies(bootstrap, f"{topic}.anomalies", watch.anomalies, sent) if watch.anomalies else {}
+    figures = np.array(list(latencies.values())) * 1000.0
+    p50, p99, worst = np.percentile(figures, [50, 99, 100]).tolist() if latencies else [None] * 3
+    return {
+        "latency_samples": len(sent),
+        "latency_produce_per_s": round(produce_rate),
+        "latency_spikes": spikes,
+        "latency_spikes_detected": len(spike_points & latencies.keys()),
+        "latency_anomalies": len(latencies),
+        "latency_p50_ms": None if p50 is None else round(p50, 1),
+        "latency_p99_ms": None if p99 is None else round(p99, 1),
+        "latency_max_ms": None if worst is None else round(worst, 1),
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     total = await produce(args.bootstrap, topic, args.series, args.points, args.per_message)
@@ -125,6 +325,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     raw_s = await raw_consume(args.bootstrap, topic, records)
     with tempfile.TemporaryDirectory() as workdir:
         engine_s = await engine_consume(args.bootstrap, topic, total, Path(workdir))
+    # A store of its own: nothing the first engine stored (incidents, checkpoints) carries over.
+    with tempfile.TemporaryDirectory() as workdir:
+        latency_figures = await latency(
+            args.bootstrap,
+            f"{topic}-latency",
+            args.latency_series,
+            args.latency_spikes,
+            args.latency_rate,
+            args.latency_seconds,
+            Path(workdir),
+        )
     raw_rate, engine_rate = total / raw_s, total / engine_s
     return {
         "samples": total,
@@ -134,6 +345,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "ratio": round(engine_rate / raw_rate, 3),
         "raw_s": round(raw_s, 3),
         "engine_s": round(engine_s, 3),
+        **latency_figures,
     }
 
 
@@ -143,6 +355,10 @@ def cli() -> None:
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--points", type=int, default=500)
     parser.add_argument("--per-message", type=int, default=100)
+    parser.add_argument("--latency-series", type=int, default=500)
+    parser.add_argument("--latency-spikes", type=int, default=100, help="series given one spike each")
+    parser.add_argument("--latency-rate", type=float, default=2500.0, help="samples/s of the latency phase")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = asyncio.run(main(args))

@@ -19,6 +19,8 @@ class LoopbackConnection:
         self._host = host
         self._reader = reader
         self._writer = writer
+        self._heads: dict[tuple[str, str], bytes] = {}
+        self._head_headers: dict[tuple[str, str], dict[str, str] | None] = {}
 
     @classmethod
     async def open(cls, base_url: str) -> LoopbackConnection:
@@ -32,9 +34,15 @@ class LoopbackConnection:
         self, method: str, target: str, *, headers: dict[str, str] | None = None, body: bytes = b""
     ) -> tuple[int, bytes]:
         """Send one request (``target``: path and query, already encoded); the status code and the body."""
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}", f"Content-Length: {len(body)}"]
-        lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())
-        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        head = self._heads.get((method, target))
+        if head is None or self._head_headers.get((method, target)) is not headers:
+            lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}"]
+            lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())
+            head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode()
+            # Kept for the next request to the same target: the client must stay light next to the server.
+            self._heads[(method, target)] = head
+            self._head_headers[(method, target)] = headers
+        self._writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
         await self._writer.drain()
         status = int((await self._reader.readline()).split()[1])
         length = 0

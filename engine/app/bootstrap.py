@@ -4,6 +4,8 @@ engine creates stores, registries or clients.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from detectors.registry import UnknownDetectorError
 from engine.adapters.api.app import create_app
@@ -41,8 +43,12 @@ from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserve
 from engine.core.silences import SilenceBook, SilenceDesk
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
-from engine.domain.events import ActionResult
+from engine.domain.events import ActionResult, Incident, IncidentState
 from engine.domain.scenario import Scenario
+
+log = logging.getLogger(__name__)
+# How often every engine recounts incidents by state in the store: one grouped count on an indexed column.
+INCIDENT_COUNT_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -85,15 +91,30 @@ class EngineBase:
     async def recover(self) -> None:
         """Reconcile the steps a previous run left unfinished (crash, kill) before new work starts."""
         self._report(await self.executor.recover())
+        await refresh_incident_counts(self.store, self.metrics)
 
-    async def housekeeping(self, clock: Clock, interval_s: float = 30.0) -> None:
+    async def housekeeping(
+        self, clock: Clock, interval_s: float = 30.0, count_interval_s: float = INCIDENT_COUNT_INTERVAL_S
+    ) -> None:
         """Forever (until cancelled): expire steps nobody approved in time, re-open incidents whose
-        acknowledgement timed out, and send the escalation notifications that are due."""
+        acknowledgement timed out, send the escalation notifications that are due, and recount incidents by
+        state every ``count_interval_s`` (what the pipeline opened and resolved, and what another replica or an
+        acknowledgement timeout changed)."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._chores(clock, interval_s), name="chores")
+            group.create_task(self._recount_incidents(clock, count_interval_s), name="incident-counts")
+
+    async def _chores(self, clock: Clock, interval_s: float) -> None:
         while True:
             await clock.sleep(interval_s)
             self._report(await self.executor.expire_overdue())
             self._report(await self.escalator.tick())
             await self.silences.refresh()
+
+    async def _recount_incidents(self, clock: Clock, interval_s: float) -> None:
+        while True:
+            await clock.sleep(interval_s)
+            await refresh_incident_counts(self.store, self.metrics)
 
     def _report(self, results: Sequence[ActionResult]) -> None:
         """Results decided outside the pipeline still count in the metrics and the run's summary."""
@@ -120,6 +141,66 @@ class EmbeddedEngine(EngineBase):
 
     def status(self) -> dict[str, Any]:
         return {"scenario": self.scenario.name, "total_samples": self.source.total_samples, **super().status()}
+
+
+async def refresh_incident_counts(store: SqlStore, metrics: EngineMetrics) -> None:
+    """Set ``aiops_incidents{state}`` from a count of the store. A failed count leaves the last figures and is
+    logged: metrics must not stop the loop or fail the decision that asked for the recount."""
+    try:
+        counts = await store.count_incidents_by_state()
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("could not count incidents by state: %s", exc)
+        return
+    metrics.refresh_incidents(counts)
+
+
+class RecountingDecisions:
+    """The store's incident decisions, with ``aiops_incidents{state}`` recounted shortly after them: acknowledgements
+    and resolutions by people go through the API, never through the pipeline that the metrics observe. One count
+    follows a burst of decisions (it reads the whole table), and the decision's reply does not wait for it."""
+
+    def __init__(self, store: SqlStore, metrics: EngineMetrics, delay_s: float = 0.5) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._delay_s = delay_s
+        self._recount: asyncio.Task[None] | None = None
+
+    def _recount_soon(self) -> None:
+        if self._recount is None or self._recount.done():
+            self._recount = asyncio.get_running_loop().create_task(self._recount_after_delay(), name="recount")
+
+    async def recounted(self) -> None:
+        """Wait for the count that the decisions so far asked for."""
+        if self._recount is not None:
+            await asyncio.shield(self._recount)
+
+    async def _recount_after_delay(self) -> None:
+        await asyncio.sleep(self._delay_s)
+        await refresh_incident_counts(self._store, self._metrics)
+
+    async def decide_incident(
+        self,
+        incident_id: str,
+        *,
+        allowed_from: frozenset[IncidentState],
+        to: IncidentState,
+        kind: str,
+        by: str,
+        comment: str,
+        at: float,
+    ) -> Incident:
+        incident = await self._store.decide_incident(
+            incident_id, allowed_from=allowed_from, to=to, kind=kind, by=by, comment=comment, at=at
+        )
+        self._recount_soon()
+        return incident
+
+    async def annotate_incident(
+        self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None
+    ) -> Incident:
+        return await self._store.annotate_incident(
+            incident_id, kind=kind, by=by, comment=comment, at=at, snoozed_until=snoozed_until
+        )
 
 
 def _prepare_database_dir(url: str) -> None:
@@ -227,7 +308,7 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
         executor=executor,
         remediator=remediator,
         reloader=PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks),
-        desk=IncidentDesk(store, incidents, clock),
+        desk=IncidentDesk(RecountingDecisions(store, metrics), incidents, clock),
         backends=backends,
         escalator=Escalator(store, executor, clock, lambda: remediator.policy.escalation, settings.mode),
         silences=SilenceDesk(store, silence_book, clock),

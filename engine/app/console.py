@@ -45,6 +45,9 @@ class ProgressView:
             counts=f"anomalies {counts['anomalies']}  incidents {counts['incidents']}  actions {counts['actions']}",
         )
 
+    def on_detection(self, samples: Sequence[MetricSample], seconds: float) -> None:
+        return
+
     def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
         return
 

@@ -10,11 +10,12 @@ from typing import Any
 
 from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.kafka.sink import KafkaEventPublisher, KafkaTopics
-from engine.adapters.kafka.source import KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
+from engine.adapters.kafka.source import Checkpointing, KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
 from engine.app.bootstrap import EngineBase, open_shared_parts
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.alert_feed import AlertFeed
+from engine.core.checkpoints import SeriesStates
 from engine.core.ports import PipelineObserver
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
@@ -47,6 +48,7 @@ class KafkaEngine(EngineBase):
             "source": "kafka",
             "topics": list(_topics(self.settings.kafka_topics)),
             "group": self.settings.kafka_group_id,
+            "partitions": [f"{topic}:{partition}" for topic, partition in self.source.assigned()],
             **super().status(),
         }
 
@@ -87,8 +89,15 @@ async def open_kafka_engine(
         settings.kafka_bootstrap,
         KafkaTopics(settings.kafka_anomaly_topic, settings.kafka_incident_topic, settings.kafka_action_topic),
     )
-    # Offsets move only after the batch's incident changes are stored and its events are acknowledged.
-    source = KafkaSampleSource(config, KafkaSourceMetrics(parts.metrics.registry), before_commit=publisher.flush)
+    # Offsets move only after the batch's incident changes are stored, its events are acknowledged and the state of
+    # its series is checkpointed in the store (which other members restore it from when its partitions move).
+    source = KafkaSampleSource(
+        config,
+        KafkaSourceMetrics(parts.metrics.registry),
+        before_commit=publisher.flush,
+        checkpointing=Checkpointing(parts.store, SeriesStates(parts.detection, parts.incidents)),
+    )
+    parts.detection.add_batch_listener(source.detected)
     alerts = AlertFeed()
     pipeline = parts.pipeline(source, [publisher, *observers], alerts=alerts, acknowledger=source)
     return KafkaEngine(

@@ -46,6 +46,9 @@ class RunSummary:
     def on_samples(self, samples: Sequence[MetricSample]) -> None:
         self.samples += len(samples)
 
+    def on_detection(self, samples: Sequence[MetricSample], seconds: float) -> None:
+        return
+
     def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
         self.anomalies += len(anomalies)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from engine.domain.events import (
@@ -43,7 +44,12 @@ class IncidentPolicy:
 
 def fingerprint_of(anomaly: Anomaly) -> str:
     """Signals with the same fingerprint belong to the same incident."""
-    return f"anomaly:{anomaly.series}"
+    return series_fingerprint(anomaly.series)
+
+
+def series_fingerprint(series: SeriesKey) -> str:
+    """The fingerprint of the anomalies of ``series``."""
+    return f"anomaly:{series}"
 
 
 def alert_fingerprint(alert: Alert) -> str:
@@ -140,6 +146,26 @@ class IncidentManager:
         )
         self._active[fingerprint] = opened
         return [IncidentChange(IncidentChangeKind.OPENED, opened, alert.starts_at, alert=alert)]
+
+    def series_state(self, series: SeriesKey) -> tuple[Incident | None, tuple[Anomaly, ...]]:
+        """What is kept about the anomalies of ``series``: its live incident and the signals waiting to open one."""
+        fingerprint = series_fingerprint(series)
+        return self._active.get(fingerprint), tuple(self._pending.get(fingerprint, ()))
+
+    def restore_series(self, series: SeriesKey, incident: Incident | None, pending: Sequence[Anomaly]) -> None:
+        """Continue ``series`` from what ``series_state`` gave (in this process or another one)."""
+        self.forget_series(series)
+        fingerprint = series_fingerprint(series)
+        if incident is not None:
+            self._active[fingerprint] = incident
+        if pending:
+            self._pending[fingerprint] = deque(pending)
+
+    def forget_series(self, series: SeriesKey) -> None:
+        """Drop what is kept about ``series`` (another process serves it now)."""
+        fingerprint = series_fingerprint(series)
+        self._active.pop(fingerprint, None)
+        self._pending.pop(fingerprint, None)
 
     def forget(self, incident_id: str) -> None:
         """A person resolved the incident: new signals of its fingerprint open a new one."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from engine.core.playbooks.planner import PlanningError
 from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource
 from engine.core.silences import SilenceBook
+from engine.domain.batches import latest_timestamp
 from engine.domain.events import Alert, Anomaly, IncidentChange, MetricSample
 
 log = logging.getLogger(__name__)
@@ -107,10 +109,13 @@ class Pipeline:
             async for batch in inbox:
                 if not batch:
                     continue
+                started = time.perf_counter()
                 anomalies = self._detection.process(batch)
+                detection_s = time.perf_counter() - started
                 self._remediator.observe(batch)
-                watermark = max(watermark, *(sample.timestamp for sample in batch))
+                watermark = max(watermark, latest_timestamp(batch))
                 self._observer.on_samples(batch)
+                self._observer.on_detection(batch, detection_s)
                 self._observer.on_anomalies(anomalies)
                 await out.send(_Detected(anomalies, watermark, batch))
         finally:

@@ -85,6 +85,9 @@ class PipelineObserver(Protocol):
 
     def on_samples(self, samples: Sequence[MetricSample]) -> None: ...
 
+    def on_detection(self, samples: Sequence[MetricSample], seconds: float) -> None:
+        """Detection scored ``samples`` (one batch) in ``seconds`` of wall-clock time."""
+
     def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None: ...
 
     def on_incident_change(self, change: IncidentChange) -> None: ...
@@ -101,6 +104,10 @@ class FanOutObserver:
     def on_samples(self, samples: Sequence[MetricSample]) -> None:
         for observer in self._observers:
             observer.on_samples(samples)
+
+    def on_detection(self, samples: Sequence[MetricSample], seconds: float) -> None:
+        for observer in self._observers:
+            observer.on_detection(samples, seconds)
 
     def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
         for observer in self._observers:

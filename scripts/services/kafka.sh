@@ -2,7 +2,9 @@
 # A private single-node Apache Kafka broker (KRaft) for development and tests:
 #   scripts/services/kafka.sh fetch|start|stop|bootstrap
 # The jars come from Maven Central into the git-ignored .kafka/libs (fetched once, then reused); the broker listens on
-# 127.0.0.1:${AIOPS_KAFKA_PORT:-59192} with its controller on ${AIOPS_KAFKA_CONTROLLER_PORT:-59193}.
+# 127.0.0.1:${AIOPS_KAFKA_PORT:-59192} with its controller on ${AIOPS_KAFKA_CONTROLLER_PORT:-59193}, keeping its
+# configuration, logs and data in ${AIOPS_KAFKA_RUN_DIR:-.kafka/run}: other values run a second, independent broker.
+# A start formats a fresh data directory unless AIOPS_KAFKA_KEEP_DATA=1 (a restart that keeps topics and offsets).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 KAFKA_VERSION=${AIOPS_KAFKA_VERSION:-4.1.0}
@@ -11,7 +13,8 @@ PORT=${AIOPS_KAFKA_PORT:-59192}
 CTRL_PORT=${AIOPS_KAFKA_CONTROLLER_PORT:-59193}
 HOME_DIR=$PWD/.kafka
 LIBS=$HOME_DIR/libs
-RUN=$HOME_DIR/run
+RUN=${AIOPS_KAFKA_RUN_DIR:-$HOME_DIR/run}
+KEEP_DATA=${AIOPS_KAFKA_KEEP_DATA:-0}
 PIDFILE=$RUN/broker.pid
 
 fetch() {
@@ -94,9 +97,14 @@ start() {
   local t0; t0=$(date +%s)
   write_config
   # A fresh log directory each start: tests create their own topics and must not see a previous run's data.
-  rm -rf "$RUN/data"
-  java_run kafka.tools.StorageTool format -t "$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')" \
-    -c "$RUN/server.properties" --ignore-formatted >/dev/null
+  if [ "$KEEP_DATA" != 1 ]; then rm -rf "$RUN/data"; fi
+  # The readiness check reads this log: a previous run's must not answer for this one.
+  rm -f "$RUN/server.log"
+  # Formatted once per data directory: a kept one already has its cluster id, which a new format would contradict.
+  if [ ! -f "$RUN/data/meta.properties" ]; then
+    java_run kafka.tools.StorageTool format -t "$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')" \
+      -c "$RUN/server.properties" --ignore-formatted >/dev/null
+  fi
   nohup java -cp "$LIBS/*" -Xms256m -Xmx512m -Dlog4j2.configurationFile="$RUN/log4j2.properties" \
     kafka.Kafka "$RUN/server.properties" >"$RUN/stdout.log" 2>&1 &
   echo $! > "$PIDFILE"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Private Prometheus and Alertmanager servers for tests: scripts/services/prometheus.sh start|stop|env
+# Private Prometheus and Alertmanager servers for tests: scripts/services/prometheus.sh start|stop|reload|env
 # Run from the Debian packages on loopback ports, with configs generated under .services/prometheus. Prometheus
-# scrapes the tests' exporter, evaluates the shipped rules plus a test rule, remote-writes the test metrics to the
-# engine the tests serve, and Alertmanager posts every alert to that engine's webhook with a bearer token.
+# scrapes the tests' exporter and the engine the tests serve, evaluates the shipped rules plus a test rule,
+# remote-writes the test metrics to that engine, and Alertmanager posts every alert to its webhook with a bearer
+# token. `reload` makes a running Prometheus take a changed configuration.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PROM_PORT=${AIOPS_TEST_PROM_PORT:-59090}
@@ -47,6 +48,8 @@ alerting:
 scrape_configs:
   - job_name: aiops-test-exporter
     static_configs: [{targets: ["127.0.0.1:$EXPORTER_PORT"]}]
+  - job_name: aiops-test-engine
+    static_configs: [{targets: ["127.0.0.1:$ENGINE_PORT"]}]
 remote_write:
   - url: http://127.0.0.1:$ENGINE_PORT/api/v1/write
     authorization: {type: Bearer, credentials: $TOKEN}
@@ -112,6 +115,12 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  reload)
+    # A running Prometheus takes the configuration written now without losing its data.
+    write_configs
+    promtool check config "$DIR/prometheus.yml" >/dev/null
+    curl -fsS -X POST "http://127.0.0.1:$PROM_PORT/-/reload"
+    ;;
   env)
     echo "AIOPS_TEST_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT"
     echo "AIOPS_TEST_ALERTMANAGER_URL=http://127.0.0.1:$AM_PORT"
@@ -119,5 +128,5 @@ case "${1:-}" in
     echo "AIOPS_TEST_ENGINE_PORT=$ENGINE_PORT"
     echo "AIOPS_TEST_INGEST_TOKEN=$TOKEN"
     ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|reload|env" >&2; exit 2 ;;
 esac

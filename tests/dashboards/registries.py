@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from engine.adapters.kafka.source import KafkaSourceMetrics
@@ -29,6 +30,7 @@ from engine.domain.events import (
     ActionStatus,
     IncidentChange,
     IncidentChangeKind,
+    IncidentState,
     MetricSample,
     Severity,
 )
@@ -72,7 +74,9 @@ class EngineRegistry:
     def feed(self) -> None:
         """One of each kind of event the engine counts, so that every label a dashboard groups by has a value."""
         now = time.time()
-        self.metrics.on_samples([MetricSample(LATENCY, now - 5, 0.2), MetricSample(LATENCY, now, 0.3)])
+        batch = [MetricSample(LATENCY, now - 5, 0.2), MetricSample(LATENCY, now, 0.3)]
+        self.metrics.on_samples(batch)
+        self.metrics.on_detection(batch, 0.002)
         self.metrics.on_anomalies([anomaly(now, severity=s) for s in Severity])
         for kind in IncidentChangeKind:
             self.metrics.on_incident_change(IncidentChange(kind, incident(), now))
@@ -81,14 +85,15 @@ class EngineRegistry:
             mode = ActionMode.LIVE if number % 2 else ActionMode.DRY_RUN
             request = ActionRequest("inc-1", "inc-1", "pb", number, action, {}, mode, now)
             self.metrics.on_action(ActionResult(request, status, "", now))
-        self.metrics.dead_letters.labels("remote_write", "not-a-number").inc()
         self.metrics.ingest.auth_failures.labels("remote_write").inc()
         self.metrics.ingest.notifications.labels("accepted").inc()
         self.metrics.ingest.remote_write_samples.inc(2)
         self.metrics.ingest.remote_write_rejected.inc()
         self.kafka.records.inc(3)
         self.kafka.samples.inc(3)
-        self.kafka.dead_letters.labels("undecodable").inc()
+        self.kafka.dead_letters.labels("malformed").inc()
+        self.kafka.set_lag(TopicPartition("aiops.samples", 0), 12)
+        self.metrics.refresh_incidents({IncidentState.OPEN: 1, IncidentState.ACKNOWLEDGED: 1})
         assert self.reloader.reload()
         (self._playbook_dir / "broken.yaml").write_text("name: [unclosed\n")
         assert not self.reloader.reload()

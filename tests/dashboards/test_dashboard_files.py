@@ -18,7 +18,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard, VariableType
 from ruamel.yaml import YAML
 
 from engine.core.actions.catalogue import CATALOGUE
-from engine.domain.events import ActionMode, ActionStatus, IncidentChangeKind, Severity
+from engine.domain.events import ActionMode, ActionStatus, IncidentChangeKind, IncidentState, Severity
 from tests.dashboards.registries import EngineRegistry, ModelServerRegistry, exported_series_names
 
 ROOT = Path(__file__).resolve().parents[2] / "dashboards"
@@ -38,6 +38,7 @@ LABEL_VALUES = {
     "severity": {severity.label for severity in Severity},
     "action": set(CATALOGUE),
     "stage": {"predict", "reload"},
+    "state": {state.value for state in IncidentState},
 }
 
 register_default_plugins()

@@ -1,10 +1,10 @@
 """Every panel query of the shipped dashboards against a real Prometheus (``make test`` starts it with
-scripts/services/prometheus.sh and exports where it is).
+scripts/services/prometheus.sh and exports where it is), scraping the engine's and the model server's registries
+served from this process with one of each event they count, on a host with two GPUs as a fake NVML describes them.
 
-That Prometheus scrapes the tests' exporter port every second. Here the exporter serves the engine's real
-registry (telemetry, Kafka source, playbook reloader) and the reference model server's, after one of each event
-they count, so every query must not only parse but return series. Grafana's interval variables are replaced by
-fixed durations, as Grafana would before sending the query.
+``test_dashboards_live.py`` runs the same queries against a running engine and model server; this test adds what a
+test host cannot produce for real: every label value the dashboards select, and the GPU panels without a GPU.
+Grafana's interval variables are replaced by fixed durations, as Grafana would before sending the query.
 """
 
 from __future__ import annotations

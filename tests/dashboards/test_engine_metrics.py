@@ -1,51 +1,44 @@
-"""The engine metrics that exist for the dashboards: incidents by state, and what the query checks rely on."""
+"""The engine metrics that exist for the dashboards: incidents by state, detection time, and what the query checks
+rely on."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
 from engine.adapters.telemetry import EngineMetrics
-from engine.domain.events import IncidentChange, IncidentChangeKind
+from engine.domain.events import IncidentChange, IncidentChangeKind, IncidentState
 from tests.dashboards.registries import ModelServerRegistry, exported_series_names
 from tests.engine.factories import incident
 
 
 def _incidents(registry: CollectorRegistry) -> dict[str, float | None]:
-    return {state: registry.get_sample_value("aiops_incidents", {"state": state}) for state in ("open", "resolved")}
+    return {
+        state.value: registry.get_sample_value("aiops_incidents", {"state": state.value}) for state in IncidentState
+    }
 
 
-def _change(kind: IncidentChangeKind, id: str) -> IncidentChange:
-    return IncidentChange(kind, incident(id=id), 100.0)
-
-
-def test_incidents_by_state_start_at_zero() -> None:
+def test_incidents_by_state_start_at_zero_for_every_state() -> None:
     registry = CollectorRegistry()
     EngineMetrics(registry)
-    assert _incidents(registry) == {"open": 0.0, "resolved": 0.0}
+    assert _incidents(registry) == {"open": 0.0, "acknowledged": 0.0, "resolved": 0.0}
 
 
-def test_incidents_by_state_follow_the_lifecycle() -> None:
+def test_incidents_by_state_are_what_the_store_counted_not_what_the_pipeline_saw() -> None:
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry)
-    metrics.on_incident_change(_change(IncidentChangeKind.OPENED, "a"))
-    metrics.on_incident_change(_change(IncidentChangeKind.OPENED, "b"))
-    metrics.on_incident_change(_change(IncidentChangeKind.UPDATED, "a"))
-    assert _incidents(registry) == {"open": 2.0, "resolved": 0.0}
-    metrics.on_incident_change(_change(IncidentChangeKind.RESOLVED, "a"))
-    assert _incidents(registry) == {"open": 1.0, "resolved": 1.0}
-    # The older gauge keeps its behaviour.
+    metrics.refresh_incidents({IncidentState.OPEN: 4, IncidentState.ACKNOWLEDGED: 2, IncidentState.RESOLVED: 9})
+    # The pipeline's changes move the older gauge and the change counter, not the store's counts.
+    metrics.on_incident_change(IncidentChange(IncidentChangeKind.OPENED, incident(id="new"), 100.0))
+    assert _incidents(registry) == {"open": 4.0, "acknowledged": 2.0, "resolved": 9.0}
     assert registry.get_sample_value("aiops_open_incidents") == 1.0
+    # A state the count did not name has no incident left in it.
+    metrics.refresh_incidents({IncidentState.OPEN: 1})
+    assert _incidents(registry) == {"open": 1.0, "acknowledged": 0.0, "resolved": 0.0}
 
 
-def test_an_incident_opened_before_a_restart_counts_once_and_never_below_zero() -> None:
-    registry = CollectorRegistry()
-    metrics = EngineMetrics(registry)
-    metrics.on_incident_change(_change(IncidentChangeKind.UPDATED, "old"))
-    metrics.on_incident_change(_change(IncidentChangeKind.UPDATED, "old"))
-    assert _incidents(registry) == {"open": 1.0, "resolved": 0.0}
-    metrics.on_incident_change(_change(IncidentChangeKind.RESOLVED, "old"))
-    metrics.on_incident_change(_change(IncidentChangeKind.RESOLVED, "older"))
-    assert _incidents(registry) == {"open": 0.0, "resolved": 2.0}
+def test_the_detection_histograms_are_exported_before_the_first_batch() -> None:
+    exported = exported_series_names(EngineMetrics(CollectorRegistry()).registry)
+    assert {"aiops_detection_seconds_bucket", "aiops_detection_batch_samples_count"} <= exported
 
 
 def test_a_histogram_with_negative_buckets_has_no_sum_for_a_panel_to_query() -> None:

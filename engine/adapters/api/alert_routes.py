@@ -2,7 +2,7 @@
 
 A notification is validated and recognised by the SHA-256 of its body: only a first delivery is handed to the
 pipeline's alert feed, a redelivery (same bytes: Alertmanager's retries) is answered as a duplicate. The
-``NotificationWriter`` remembers digests and keeps the bodies in the store (see there why it writes behind).
+``NotificationWriter`` remembers the digests and keeps them in the store (see there why it writes behind).
 The incident stage is idempotent too, for the same alert repeated in a later notification of its group.
 """
 
@@ -85,6 +85,7 @@ def alert_router(
 ) -> APIRouter:
     router = APIRouter(tags=["ingest"])
     guard = ingest_guard(credentials, metrics, "alerts")
+    accepted, duplicates = metrics.notifications.labels("accepted"), metrics.notifications.labels("duplicate")
     writer = NotificationWriter(store)
 
     @router.post(
@@ -123,12 +124,11 @@ def alert_router(
                 group_key=notification.group_key,
                 status=notification.status,
                 alert_count=len(notification.alerts),
-                body=body,
                 received_at=time.time(),
             )
         )
         if not fresh:
-            metrics.notifications.labels("duplicate").inc()
+            duplicates.inc()
             return _reply(0, duplicate=True)
         if notification.truncated_alerts:
             log.warning(
@@ -139,7 +139,7 @@ def alert_router(
             await feed.submit(alerts)
         except AlertFeedClosedError as exc:
             raise HTTPException(503, "the engine's pipeline stopped") from exc
-        metrics.notifications.labels("accepted").inc()
+        accepted.inc()
         return _reply(len(alerts), duplicate=False)
 
     return router

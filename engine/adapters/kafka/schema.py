@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from engine.domain.batches import FloatArray, SampleBatch
 from engine.domain.events import MetricSample, SeriesKey, freeze_labels
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -40,6 +41,13 @@ class InvalidMessageError(ValueError):
 
 def decode_samples(value: bytes | None, key: bytes | None = None) -> list[MetricSample]:
     """The samples one message carries, in message order; InvalidMessageError saying what is wrong."""
+    series, points = decode_run(value, key)
+    return [MetricSample(series, timestamp, point) for timestamp, point in points.tolist()]
+
+
+def decode_run(value: bytes | None, key: bytes | None = None) -> tuple[SeriesKey, FloatArray]:
+    """The one series a message carries and its points (rows of timestamp, value) in message order;
+    InvalidMessageError saying what is wrong."""
     if value is None:
         raise InvalidMessageError("malformed", "empty message (tombstone)")
     try:
@@ -48,13 +56,7 @@ def decode_samples(value: bytes | None, key: bytes | None = None) -> list[Metric
         raise InvalidMessageError("malformed", f"not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidMessageError("schema", "a message must be a JSON object")
-    samples = _samples_of(document)
-    if not samples:
-        raise InvalidMessageError("schema", "the message carries no samples")
-    series = samples[0].series
-    # Identity first: the columnar shape shares one key object, so the comparison is rarely needed.
-    if any(sample.series is not series and sample.series != series for sample in samples):
-        raise InvalidMessageError("schema", "one message must carry samples of one series only (its key's)")
+    series, points = _run_of(document, value)
     if key is not None:
         try:
             text = key.decode()
@@ -62,7 +64,36 @@ def decode_samples(value: bytes | None, key: bytes | None = None) -> list[Metric
             raise InvalidMessageError("key", "the message key is not UTF-8") from exc
         if text != str(series):
             raise InvalidMessageError("key", f"message key {text!r} is not the series key {str(series)!r}")
-    return samples
+    return series, points
+
+
+class SampleColumns:
+    """Messages decoded into one columnar ``SampleBatch``: a message's points stay one array, its series is
+    stored once."""
+
+    def __init__(self) -> None:
+        self._series: list[SeriesKey] = []
+        self._blocks: list[FloatArray] = []
+        self._count = 0
+
+    def add(self, value: bytes | None, key: bytes | None = None) -> SeriesKey:
+        """Decode one message into the batch and return its series; InvalidMessageError (and nothing added)
+        if it does not decode or validate."""
+        series, points = decode_run(value, key)
+        self._series.append(series)
+        self._blocks.append(points)
+        self._count += len(points)
+        return series
+
+    def __len__(self) -> int:
+        return self._count
+
+    def batch(self) -> SampleBatch:
+        starts = np.zeros(len(self._blocks) + 1, dtype=np.int64)
+        np.cumsum([len(block) for block in self._blocks], out=starts[1:])
+        points = np.concatenate(self._blocks) if self._blocks else np.empty((0, 2))
+        # Copies, so that each column is contiguous for the detectors.
+        return SampleBatch(self._series, starts, np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1]))
 
 
 def series_key_bytes(series: SeriesKey) -> bytes:
@@ -75,41 +106,70 @@ def encode_samples(series: SeriesKey, points: Sequence[tuple[float, float]]) -> 
     return orjson.dumps({"name": series.name, "labels": series.label_map, "samples": points})
 
 
-def _samples_of(document: dict[str, Any]) -> list[MetricSample]:
+def _run_of(document: dict[str, Any], raw: bytes) -> tuple[SeriesKey, FloatArray]:
     points = document.get("samples")
     if "name" in document:
         series = _series(document)
         if points is None:
-            return [MetricSample(series, *_point(document.get("timestamp"), document.get("value")))]
+            return series, np.array([_point(document.get("timestamp"), document.get("value"))])
         if not isinstance(points, list):
             raise InvalidMessageError("schema", "'samples' must be a list of [timestamp, value] pairs")
         _check_size(points)
-        return _columnar(series, points)
+        return series, _columnar(points, raw)
     if not isinstance(points, list):
         raise InvalidMessageError("schema", "a message needs 'name' (one series) or a list 'samples'")
     _check_size(points)
-    out = []
+    rows = []
+    first: SeriesKey | None = None
     for item in points:
         if not isinstance(item, dict):
             raise InvalidMessageError("schema", "each item of 'samples' must be an object with name, timestamp, value")
-        out.append(MetricSample(_series(item), *_point(item.get("timestamp"), item.get("value"))))
-    return out
+        series = _series(item)
+        if first is None:
+            first = series
+        elif series != first:
+            raise InvalidMessageError("schema", "one message must carry samples of one series only (its key's)")
+        rows.append(_point(item.get("timestamp"), item.get("value")))
+    if first is None:
+        raise InvalidMessageError("schema", "the message carries no samples")
+    return first, np.array(rows, dtype=np.float64)
 
 
-def _columnar(series: SeriesKey, points: list[Any]) -> list[MetricSample]:
-    # The shape batch producers send: checked as a whole (types first: numpy would take "1.5" or true as numbers).
+def _columnar(points: list[Any], raw: bytes) -> FloatArray:
+    # The shape batch producers send, checked as a whole. numpy infers a number dtype only when every entry is a
+    # number or a bool, so the entry-by-entry check runs only where numpy saw something else, or where the raw
+    # message has a JSON true/false that may hide among the numbers (numpy would take it as 1 or 0).
+    if not points:
+        raise InvalidMessageError("schema", "the message carries no samples")
+    try:
+        array = np.array(points)
+    except (ValueError, OverflowError):
+        array = None
+    if (
+        array is None
+        or array.ndim != 2
+        or array.shape[1] != 2
+        or array.dtype.kind not in "fi"
+        or b"true" in raw
+        or b"false" in raw
+    ):
+        _check_entries(points)
+        try:
+            array = np.array(points, dtype=np.float64)
+        except OverflowError as exc:
+            raise InvalidMessageError("schema", f"a number out of range: {exc}") from exc
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all():
+        raise InvalidMessageError("schema", "timestamps and values must be finite")
+    return array
+
+
+def _check_entries(points: list[Any]) -> None:
     if not all(type(point) is list and len(point) == 2 for point in points):
         raise InvalidMessageError("schema", "each sample must be a [timestamp, value] pair")
     if not all(type(number) is float or type(number) is int for point in points for number in point):
         bad = next(n for p in points for n in p if type(n) is not float and type(n) is not int)
         raise InvalidMessageError("schema", f"timestamps and values must be numbers, got {bad!r}")
-    try:
-        array = np.array(points, dtype=np.float64)
-    except OverflowError as exc:
-        raise InvalidMessageError("schema", f"a number out of range: {exc}") from exc
-    if not np.isfinite(array).all():
-        raise InvalidMessageError("schema", "timestamps and values must be finite")
-    return [MetricSample(series, timestamp, value) for timestamp, value in array.tolist()]
 
 
 def _check_size(points: list[Any]) -> None:

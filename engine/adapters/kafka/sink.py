@@ -90,6 +90,9 @@ class KafkaEventPublisher:
     def on_samples(self, samples: Sequence[MetricSample]) -> None:
         return
 
+    def on_detection(self, samples: Sequence[MetricSample], seconds: float) -> None:
+        return
+
     def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
         for anomaly in anomalies:
             self._put(self._topics.anomalies, str(anomaly.series), anomaly_document(anomaly))

@@ -9,23 +9,35 @@ Offsets are committed by hand, in batch order, once the pipeline acknowledges a 
 its events published: ``acknowledge``, the pipeline's ``BatchAcknowledger``) and the ``before_commit`` hook (the
 publisher's flush) has returned: input is at-least-once, never lost. When partitions are revoked (a rebalance), the
 batches in flight are given a moment to finish and their offsets are committed before the partitions move on.
+
+With ``Checkpointing``, partitions move between members with their state. Before offsets are committed, the state
+of the partitions' series as of those offsets (detector, threshold cooldown, live incident, pending signals) is saved
+with the offsets in a ``CheckpointStore``; when a partition is assigned, its saved state is restored and consumption
+goes on from the saved position, before any of its records is processed; when it is revoked, its series are forgotten
+here after the final commit. Detection runs ahead of the incident stage, so a state is captured in two halves at the
+same batch boundary: detection's right after detection finished the batch (``detected``), the incident stage's when
+the batch is acknowledged. To keep the cost proportionate, a capture takes only the series touched since the last
+one, and happens at most every ``checkpoint_interval_s`` while detection is ahead (offsets then wait for it), or
+whenever the pipeline has caught up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from engine.adapters.kafka.schema import InvalidMessageError, decode_samples
-from engine.domain.events import MetricSample
+from engine.adapters.kafka.schema import InvalidMessageError, SampleColumns
+from engine.core.checkpoints import CheckpointStore, PartitionCheckpoint, SeriesState, SeriesStates
+from engine.core.detection import DetectorSlotState
+from engine.domain.events import MetricSample, SeriesKey
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,16 @@ class KafkaSourceConfig:
     client_id: str = "aiops-engine"
     # How long a rebalance waits for batches in flight before giving their partitions up uncommitted.
     revoke_wait_s: float = 30.0
+    # While detection is ahead of the incident stage, how often series state is captured (and offsets committed).
+    checkpoint_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where partition checkpoints go, and the pipeline state they capture and restore."""
+
+    store: CheckpointStore
+    states: SeriesStates
 
 
 @dataclass(eq=False)
@@ -52,12 +74,20 @@ class _InFlight:
 
     batch: Sequence[MetricSample]
     offsets: dict[TopicPartition, int]
+    seq: int = 0
+    # The series of each partition the batch holds.
+    series: dict[TopicPartition, set[SeriesKey]] = field(default_factory=dict)
     done: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # Detection's half of a checkpoint taken at the end of this batch, waiting for the incident stage's half.
+    detection: dict[SeriesKey, DetectorSlotState] | None = None
+    # Set on a checkpoint point: the states to save when this batch's offsets are committed (series touched since
+    # the previous point). Offsets are committed up to the newest finished point only.
+    states: dict[SeriesKey, SeriesState] | None = None
 
 
 class KafkaSourceMetrics:
-    """Counters of what the source consumed and rejected, in the engine's registry."""
+    """Counters of what the source consumed and rejected, and how far it is behind, in the engine's registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.records = Counter("aiops_kafka_records", "Kafka records consumed", registry=registry)
@@ -68,6 +98,25 @@ class KafkaSourceMetrics:
             ["kind"],
             registry=registry,
         )
+        # Records on the broker not fetched yet: the high-water mark minus the next offset this member reads.
+        self.lag = Gauge(
+            "aiops_kafka_consumer_lag",
+            "Records behind the partition's high-water mark after the last fetch",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self._lagging: set[TopicPartition] = set()
+
+    def set_lag(self, partition: TopicPartition, lag: int) -> None:
+        self.lag.labels(partition.topic, str(partition.partition)).set(lag)
+        self._lagging.add(partition)
+
+    def keep_lag_of(self, assigned: set[TopicPartition]) -> None:
+        """Drop the lag of partitions this member no longer owns (a rebalance moved them): their new owner reports
+        it, and a frozen last value here would add to it."""
+        for partition in self._lagging - assigned:
+            self.lag.remove(partition.topic, str(partition.partition))
+        self._lagging &= assigned
 
 
 class KafkaSampleSource:
@@ -77,6 +126,7 @@ class KafkaSampleSource:
         metrics: KafkaSourceMetrics,
         *,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        checkpointing: Checkpointing | None = None,
     ) -> None:
         if not config.topics:
             raise ValueError("at least one topic to consume is needed")
@@ -89,6 +139,26 @@ class KafkaSampleSource:
         self._in_flight: deque[_InFlight] = deque()
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self._checkpointing = checkpointing
+        self._seq = 0
+        # The newest batch detection has finished, and the series it touched since the last capture.
+        self._detected_seq = -1
+        self._dirty: set[SeriesKey] = set()
+        self._captured_at = float("-inf")
+        # Stopping or rebalancing: every finished batch is committed at once, whatever the interval.
+        self._urgent = False
+        # Which partition each series comes from, and the series of each assigned partition.
+        self._partition_of: dict[SeriesKey, TopicPartition] = {}
+        self._owned: dict[TopicPartition, set[SeriesKey]] = defaultdict(set)
+        # A failure to restore assigned partitions (the rebalance listener's errors are only logged by aiokafka).
+        self._failure: BaseException | None = None
+
+    def assigned(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs this member consumes now."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        return sorted((tp.topic, tp.partition) for tp in consumer.assignment())
 
     def stop(self) -> None:
         """End ``batches`` after the batch in hand (what a graceful shutdown calls)."""
@@ -114,12 +184,16 @@ class KafkaSampleSource:
         )
         await dead_letters.start()
         try:
-            await consumer.start()
+            # Set before joining the group: the first assignment may come while ``start`` runs, and restoring it
+            # needs the consumer.
             self._consumer = consumer
+            await consumer.start()
             try:
                 async for batch in self._consume(consumer, dead_letters):
                     yield batch
                 # Done fetching: wait for the pipeline to finish what it holds, so that its offsets are committed.
+                self._urgent = True
+                await self._settle()
                 while self._in_flight:
                     await self._in_flight[-1].finished.wait()
             finally:
@@ -127,11 +201,12 @@ class KafkaSampleSource:
                 self._in_flight.clear()
                 await consumer.stop()
         finally:
+            self._consumer = None
             await dead_letters.stop()
 
     async def _consume(
         self, consumer: AIOKafkaConsumer, dead_letters: AIOKafkaProducer
-    ) -> AsyncIterator[list[MetricSample]]:
+    ) -> AsyncIterator[Sequence[MetricSample]]:
         config = self._config
         loop = asyncio.get_running_loop()
         last_record = loop.time()
@@ -139,23 +214,42 @@ class KafkaSampleSource:
             fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
                 timeout_ms=config.fetch_timeout_ms, max_records=config.max_batch_records
             )
+            if self._failure is not None:
+                # Never process records of a partition whose state could not be restored.
+                raise self._failure
             if not fetched:
+                # Nothing new: what the pipeline has finished meanwhile is committed without waiting for the interval.
+                await self._settle()
                 if config.idle_stop_s is not None and loop.time() - last_record >= config.idle_stop_s:
                     return
                 continue
             last_record = loop.time()
-            batch: list[MetricSample] = []
+            # Columnar: a message's points stay one array (no object per sample), its series is kept once.
+            columns = SampleColumns()
             commits: dict[TopicPartition, int] = {}
+            series: dict[TopicPartition, set[SeriesKey]] = {}
             for partition, records in fetched.items():
+                owned = series.setdefault(partition, set())
                 for record in records:
                     try:
-                        batch.extend(decode_samples(record.value, record.key))
+                        # One series a message (the decoder checks it).
+                        owned.add(columns.add(record.value, record.key))
                     except InvalidMessageError as fault:
                         await self._dead_letter(dead_letters, record, fault)
                 commits[partition] = records[-1].offset + 1
                 self._metrics.records.inc(len(records))
+                highwater = consumer.highwater(partition)
+                if highwater is not None:
+                    self._metrics.set_lag(partition, max(highwater - commits[partition], 0))
+            self._metrics.keep_lag_of(consumer.assignment())
+            batch = columns.batch()
             self._metrics.samples.inc(len(batch))
-            entry = _InFlight(batch, commits)
+            self._seq += 1
+            entry = _InFlight(batch, commits, self._seq, series)
+            if self._checkpointing is not None:
+                for partition, keys in series.items():
+                    self._owned[partition] |= keys
+                    self._partition_of.update(dict.fromkeys(keys, partition))
             self._in_flight.append(entry)
             if batch:
                 yield batch
@@ -163,38 +257,109 @@ class KafkaSampleSource:
                 # Only dead letters (already acknowledged by the broker): done, in its turn.
                 await self.acknowledge(batch)
 
+    def detected(self, batch: Sequence[MetricSample]) -> None:
+        """Detection has just finished ``batch`` (a ``DetectionService`` batch listener): its state is now exactly
+        as of the end of this batch, the moment to capture detection's half of a checkpoint when one is due."""
+        if self._checkpointing is None:
+            return
+        entry = next((e for e in self._in_flight if e.batch is batch), None)
+        if entry is None:
+            return
+        self._detected_seq = entry.seq
+        for keys in entry.series.values():
+            self._dirty |= keys
+        if asyncio.get_running_loop().time() - self._captured_at >= self._config.checkpoint_interval_s:
+            self._capture_detection(entry)
+
+    def _capture_detection(self, entry: _InFlight) -> None:
+        assert self._checkpointing is not None
+        entry.detection = self._checkpointing.states.capture_detection(self._dirty)
+        self._dirty = set()
+        self._captured_at = asyncio.get_running_loop().time()
+
     async def acknowledge(self, batch: Sequence[MetricSample]) -> None:
-        """The pipeline is done with ``batch``: commit the offsets of every finished batch up to the first one
-        still in flight."""
+        """The pipeline is done with ``batch``: commit the offsets (and save the checkpoint) of every finished batch
+        up to the newest checkpoint point before the first one still in flight."""
         for entry in self._in_flight:
             if entry.batch is batch and not entry.done:
                 entry.done = True
+                self._mark_point(entry)
                 break
         await self._commit_finished()
 
+    async def _settle(self) -> None:
+        """Commit (and checkpoint) everything the pipeline has finished, now."""
+        self._mark_point(None, force=True)
+        await self._commit_finished()
+
+    def _mark_point(self, acknowledged: _InFlight | None, *, force: bool = False) -> None:
+        """Make checkpoint points of finished batches where the stages' state is known as of their end."""
+        if self._checkpointing is None:
+            if acknowledged is not None:
+                acknowledged.states = {}
+            return
+        states = self._checkpointing.states
+        if acknowledged is not None and acknowledged.detection is not None:
+            # The incident stage has just finished this batch: its half of the same boundary.
+            acknowledged.states = states.capture(acknowledged.detection)
+        last = None
+        for entry in self._in_flight:
+            if not entry.done:
+                break
+            last = entry
+        due = force or self._urgent
+        due = due or asyncio.get_running_loop().time() - self._captured_at >= self._config.checkpoint_interval_s
+        if last is not None and last.states is None and self._detected_seq <= last.seq and due:
+            # Every stage has finished ``last`` and taken nothing newer: their live state is the state as of its end.
+            self._capture_detection(last)
+            assert last.detection is not None
+            last.states = states.capture(last.detection)
+
     async def _commit_finished(self) -> None:
         async with self._commit_lock:
-            offsets: dict[TopicPartition, int] = {}
-            finished = []
-            while self._in_flight and self._in_flight[0].done:
-                entry = self._in_flight.popleft()
-                offsets.update(entry.offsets)
-                finished.append(entry)
-            if offsets:
-                if self._before_commit is not None:
-                    await self._before_commit()
-                await self._commit(offsets)
-            for entry in finished:
-                entry.finished.set()
+            ready = 0
+            for index, entry in enumerate(self._in_flight):
+                if not entry.done:
+                    break
+                if entry.states is not None:
+                    ready = index + 1
+            finished = [self._in_flight.popleft() for _ in range(ready)]
+            try:
+                offsets: dict[TopicPartition, int] = {}
+                states: dict[TopicPartition, dict[SeriesKey, SeriesState]] = defaultdict(dict)
+                for entry in finished:
+                    offsets.update(entry.offsets)
+                    for series, state in (entry.states or {}).items():
+                        partition = self._partition_of.get(series)
+                        if partition is not None:
+                            states[partition][series] = state
+                if offsets:
+                    if self._before_commit is not None:
+                        await self._before_commit()
+                    await self._commit(offsets, states)
+            finally:
+                for entry in finished:
+                    entry.finished.set()
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit(
+        self, offsets: dict[TopicPartition, int], states: dict[TopicPartition, dict[SeriesKey, SeriesState]]
+    ) -> None:
         consumer = self._consumer
         if consumer is None:
             return
         assigned = consumer.assignment()
+        # A partition given up meanwhile belongs to another member now: neither its offset nor its state is ours.
         offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if not offsets:
             return
+        if self._checkpointing is not None:
+            # The state first: a crash between the two leaves the checkpoint ahead of the committed offset, and the
+            # next owner goes on from the checkpoint's position.
+            checkpoints = [
+                PartitionCheckpoint(tp.topic, tp.partition, offset, states.get(tp, {}))
+                for tp, offset in offsets.items()
+            ]
+            await self._checkpointing.store.save_checkpoints(self._config.group_id, checkpoints)
         try:
             await consumer.commit(offsets)
         except KafkaError as exc:
@@ -204,14 +369,54 @@ class KafkaSampleSource:
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before ``revoked`` move to another member: let their batches in flight finish, then commit."""
         waiting = [entry for entry in self._in_flight if revoked & entry.offsets.keys()]
-        if waiting:
-            try:
-                async with asyncio.timeout(self._config.revoke_wait_s):
-                    for entry in waiting:
-                        await entry.finished.wait()
-            except TimeoutError:
-                log.warning("batches of revoked partitions %s not finished in time; they will be redelivered", revoked)
-        await self._commit_finished()
+        self._urgent = True
+        try:
+            await self._settle()
+            if waiting:
+                try:
+                    async with asyncio.timeout(self._config.revoke_wait_s):
+                        for entry in waiting:
+                            await entry.finished.wait()
+                except TimeoutError:
+                    log.warning(
+                        "batches of revoked partitions %s not finished in time; they will be redelivered", revoked
+                    )
+            await self._settle()
+        finally:
+            self._urgent = False
+        if self._checkpointing is not None:
+            # Saved above; the next owner (maybe this member again) restores them from the checkpoint.
+            gone: set[SeriesKey] = set()
+            for partition in revoked:
+                gone |= self._owned.pop(partition, set())
+            self._checkpointing.states.forget(gone)
+            self._dirty -= gone
+            for series in gone:
+                self._partition_of.pop(series, None)
+
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Before any record of ``assigned`` is fetched: restore their series' state and go on from the position it
+        was saved at."""
+        consumer = self._consumer
+        if self._checkpointing is None or consumer is None or not assigned:
+            return
+        try:
+            kept = await self._checkpointing.store.load_checkpoints(
+                self._config.group_id, [(tp.topic, tp.partition) for tp in assigned]
+            )
+        except Exception as exc:  # aiokafka would only log it and consume the partitions from scratch
+            log.exception("could not load the checkpoints of %s", assigned)
+            self._failure = exc
+            return
+        for checkpoint in kept:
+            partition = TopicPartition(checkpoint.topic, checkpoint.partition)
+            if partition not in assigned:
+                continue
+            self._checkpointing.states.restore(checkpoint.states)
+            self._owned[partition] |= set(checkpoint.states)
+            self._partition_of.update(dict.fromkeys(checkpoint.states, partition))
+            # Every record before the saved position is in the restored state and its effects are stored.
+            consumer.seek(partition, checkpoint.offset)
 
     async def _dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any], fault: InvalidMessageError
@@ -239,4 +444,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._source.partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return
+        await self._source.partitions_assigned(assigned)

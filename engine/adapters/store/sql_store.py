@@ -8,18 +8,21 @@ carried out at most once, even across processes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, func, select, tuple_, update
+from sqlalchemy import Table, event, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from engine.adapters.store.migrate import upgrade_to_head
@@ -29,8 +32,11 @@ from engine.adapters.store.tables import (
     DeadLetterRow,
     IncidentEventRow,
     IncidentRow,
+    PartitionCheckpointRow,
+    SeriesCheckpointRow,
     SignalSilenceRow,
 )
+from engine.core.checkpoints import PartitionCheckpoint, SeriesState
 from engine.core.silences import SignalSilence
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
 from engine.domain.events import (
@@ -57,7 +63,6 @@ class AlertNotification:
     group_key: str
     status: str
     alert_count: int
-    body: bytes
     received_at: float
 
 
@@ -98,9 +103,24 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         sessions = async_sessionmaker(engine, expire_on_commit=False)
-        # An in-memory SQLite database lives on one shared connection, on which two concurrent transactions would
-        # commit or roll back each other's work: take turns there.
-        self._sessions = _TakingTurns(sessions) if isinstance(engine.pool, StaticPool) else sessions
+        self._sessions: async_sessionmaker[AsyncSession] | _TakingTurns = sessions
+        self._turn: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+        if engine.dialect.name == "sqlite":
+            # An in-memory SQLite database lives on one shared connection, on which two concurrent transactions
+            # would commit or roll back each other's work: everything takes turns there. In a file, only writers
+            # do: SQLite allows one at a time, and a writer that finds the file locked waits in SQLite's busy
+            # handler, which sleeps in steps of up to 100 ms (the long tail of concurrent acknowledgements).
+            in_memory = isinstance(engine.pool, StaticPool)
+            self._sessions = _TakingTurns(sessions, reads_too=in_memory)
+            if in_memory:
+                self._turn = self._sessions.turn
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection for reads that build no mapped objects: a session's unit of work costs more than
+        such a query itself."""
+        async with self._turn, self._engine.connect() as connection:
+            yield connection
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
@@ -167,19 +187,24 @@ class SqlStore:
         values: dict[str, Any] = {"state": to.value, "state_since": at}
         if to is IncidentState.RESOLVED:
             values["resolved_at"] = at
+        table = cast(Table, IncidentRow.__table__)
         async with self._sessions.begin() as session:
-            outcome = await session.execute(
-                update(IncidentRow)
-                .where(IncidentRow.id == incident_id, IncidentRow.state.in_([s.value for s in allowed_from]))
-                .values(**values)
-            )
-            if getattr(outcome, "rowcount", 0) != 1:
+            # The changed row comes back from the UPDATE itself: no second read of the incident.
+            changed = (
+                await session.execute(
+                    update(table)
+                    .where(table.c.id == incident_id, table.c.state.in_([s.value for s in allowed_from]))
+                    .values(**values)
+                    .returning(*table.columns)
+                )
+            ).first()
+            if changed is None:
                 row = await session.get(IncidentRow, incident_id)
                 if row is None:
                     raise NotFoundError(f"no incident {incident_id!r}")
                 raise ConflictError(f"incident {incident_id} is {row.state}; cannot {kind.removesuffix('d')} it")
             session.add(IncidentEventRow(incident_id=incident_id, at=at, kind=kind, detail=_by(by, comment)))
-        return (await self.get_incident(incident_id)).incident
+        return _incident(changed)
 
     async def annotate_incident(
         self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None
@@ -194,7 +219,7 @@ class SqlStore:
                 row.snoozed_until = snoozed_until
                 detail["until"] = snoozed_until
             session.add(IncidentEventRow(incident_id=incident_id, at=at, kind=kind, detail=detail))
-        return (await self.get_incident(incident_id)).incident
+        return _incident(row)
 
     # -- ActionLedger ----------------------------------------------------------------------------------------
 
@@ -277,7 +302,6 @@ class SqlStore:
                 "group_key": n.group_key,
                 "status": n.status,
                 "alert_count": n.alert_count,
-                "body": n.body,
             }
             for n in notifications
         ]
@@ -286,8 +310,8 @@ class SqlStore:
         else:
             statement = sqlite_insert(AlertNotificationRow).on_conflict_do_nothing(index_elements=["key"])
         # One statement with many parameter sets: compiled once and cached, whatever the batch size.
-        async with self._engine.begin() as connection:
-            await connection.execute(statement, rows)
+        async with self._sessions.begin() as session:
+            await session.execute(statement, rows)
 
     async def recent_alert_notification_keys(self, *, since: float) -> list[str]:
         """Digests of the notifications received since ``since``, oldest first."""
@@ -298,6 +322,100 @@ class SqlStore:
         )
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())
+
+    # -- partition checkpoints (CheckpointStore) --------------------------------------------------------------
+
+    async def save_checkpoints(self, group: str, checkpoints: Sequence[PartitionCheckpoint]) -> None:
+        """Keep the partitions' positions and the given series states in one transaction; a checkpoint behind the
+        position already kept (from a member that lost the partition meanwhile) is left out."""
+        if not checkpoints:
+            return
+        keys = [(c.topic, c.partition) for c in checkpoints]
+        kept_query = (
+            select(PartitionCheckpointRow.topic, PartitionCheckpointRow.partition, PartitionCheckpointRow.next_offset)
+            .where(PartitionCheckpointRow.group_id == group)
+            .where(tuple_(PartitionCheckpointRow.topic, PartitionCheckpointRow.partition).in_(keys))
+            # Locks the rows on PostgreSQL, so that two members' saves of one partition take turns.
+            .with_for_update()
+        )
+        async with self._sessions.begin() as session:
+            kept = {(topic, partition): offset for topic, partition, offset in await session.execute(kept_query)}
+            current = [c for c in checkpoints if kept.get((c.topic, c.partition), -1) <= c.offset]
+            if not current:
+                return
+            positions = self._insert(PartitionCheckpointRow)
+            await session.execute(
+                positions.on_conflict_do_update(
+                    index_elements=["group_id", "topic", "partition"],
+                    set_={"next_offset": positions.excluded.next_offset},
+                ),
+                [
+                    {"group_id": group, "topic": c.topic, "partition": c.partition, "next_offset": c.offset}
+                    for c in current
+                ],
+            )
+            rows = [
+                {
+                    "group_id": group,
+                    "topic": c.topic,
+                    "partition": c.partition,
+                    "series": str(series),
+                    "next_offset": c.offset,
+                    "state": json.dumps(state.document()),
+                }
+                for c in current
+                for series, state in c.states.items()
+            ]
+            if rows:
+                states = self._insert(SeriesCheckpointRow)
+                await session.execute(
+                    states.on_conflict_do_update(
+                        index_elements=["group_id", "topic", "partition", "series"],
+                        set_={"next_offset": states.excluded.next_offset, "state": states.excluded.state},
+                    ),
+                    rows,
+                )
+
+    async def load_checkpoints(self, group: str, partitions: Collection[tuple[str, int]]) -> list[PartitionCheckpoint]:
+        """The kept position and series states of each of ``partitions`` that has a checkpoint."""
+        if not partitions:
+            return []
+        keys = list(partitions)
+        async with self._sessions() as session:
+            positions = await session.execute(
+                select(
+                    PartitionCheckpointRow.topic, PartitionCheckpointRow.partition, PartitionCheckpointRow.next_offset
+                )
+                .where(PartitionCheckpointRow.group_id == group)
+                .where(tuple_(PartitionCheckpointRow.topic, PartitionCheckpointRow.partition).in_(keys))
+            )
+            offsets = {(topic, partition): offset for topic, partition, offset in positions}
+            rows = await session.execute(
+                select(
+                    SeriesCheckpointRow.topic,
+                    SeriesCheckpointRow.partition,
+                    SeriesCheckpointRow.series,
+                    SeriesCheckpointRow.state,
+                )
+                .where(SeriesCheckpointRow.group_id == group)
+                .where(tuple_(SeriesCheckpointRow.topic, SeriesCheckpointRow.partition).in_(keys))
+            )
+            states: dict[tuple[str, int], dict[SeriesKey, SeriesState]] = defaultdict(dict)
+            for topic, partition, text, document in rows:
+                series = SeriesKey.parse(text)
+                state = SeriesState.from_document(series, json.loads(document))
+                if state is not None:
+                    states[topic, partition][series] = state
+        return [
+            PartitionCheckpoint(topic, partition, offset, states.get((topic, partition), {}))
+            for (topic, partition), offset in sorted(offsets.items())
+        ]
+
+    def _insert(self, table: type[PartitionCheckpointRow | SeriesCheckpointRow]) -> Any:
+        """An INSERT that can turn into an update of the row already there (each dialect spells it its own way)."""
+        if self._engine.dialect.name == "postgresql":
+            return postgresql_insert(table)
+        return sqlite_insert(table)
 
     # -- dead letters ----------------------------------------------------------------------------------------
 
@@ -355,14 +473,24 @@ class SqlStore:
     ) -> list[Incident]:
         """Newest first. ``before`` (opened_at, id) of the last incident of a page asks for the next page: a keyset
         page costs the same however deep it is, unlike ``offset``."""
-        query = select(IncidentRow).order_by(IncidentRow.opened_at.desc(), IncidentRow.id.desc())
+        # Plain rows of the table, not ORM objects: a page is read once and never changed, and building and
+        # tracking mapped instances was most of a page's cost.
+        query = select(IncidentRow.__table__).order_by(IncidentRow.opened_at.desc(), IncidentRow.id.desc())
         if state is not None:
             query = query.where(IncidentRow.state == state.value)
         if before is not None:
             query = query.where(tuple_(IncidentRow.opened_at, IncidentRow.id) < tuple_(*before))
-        async with self._sessions() as session:
-            rows = await session.scalars(query.limit(limit).offset(offset))
+        async with self._reading() as connection:
+            rows = await connection.execute(query.limit(limit).offset(offset))
             return [_incident(row) for row in rows]
+
+    async def count_incidents_by_state(self) -> dict[IncidentState, int]:
+        """How many incidents are in each state now (every state present, 0 where none): one grouped count that
+        the state index answers, cheap enough to run every few seconds."""
+        query = select(IncidentRow.state, func.count()).group_by(IncidentRow.state)
+        async with self._sessions() as session:
+            counted = {str(state): int(count) for state, count in await session.execute(query)}
+        return {state: counted.get(state.value, 0) for state in IncidentState}
 
     async def get_incident(self, incident_id: str) -> IncidentDetail:
         async with self._sessions() as session:
@@ -396,20 +524,22 @@ class SqlStore:
 
 
 class _TakingTurns:
-    """A session factory whose sessions run one at a time."""
+    """A session factory whose writing sessions (``begin``) run one at a time in this process, and with
+    ``reads_too`` every session."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, reads_too: bool) -> None:
         self._sessions = sessions
-        self._turn = asyncio.Lock()
+        self._reads_too = reads_too
+        self.turn = asyncio.Lock()
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[AsyncSession]:
-        async with self._turn, self._sessions() as session:
+        async with self.turn if self._reads_too else contextlib.nullcontext(), self._sessions() as session:
             yield session
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:
-        async with self._turn, self._sessions.begin() as session:
+        async with self.turn, self._sessions.begin() as session:
             yield session
 
 
@@ -447,7 +577,8 @@ def _silence(row: SignalSilenceRow) -> SignalSilence:
     )
 
 
-def _incident(row: IncidentRow) -> Incident:
+def _incident(row: IncidentRow | Row[Any]) -> Incident:
+    """An incident from its mapped object or from a plain row of the table (same attribute names)."""
     return Incident(
         id=row.id,
         fingerprint=row.fingerprint,

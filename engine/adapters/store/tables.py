@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -83,7 +83,6 @@ class AlertNotificationRow(Base):
     group_key: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     alert_count: Mapped[int] = mapped_column(Integer)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class SignalSilenceRow(Base):
@@ -96,3 +95,29 @@ class SignalSilenceRow(Base):
     ends_at: Mapped[float] = mapped_column(Float, index=True)
     created_by: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text)
+
+
+class PartitionCheckpointRow(Base):
+    """A consumer group's position in one partition, kept with the state of the partition's series (below)."""
+
+    __tablename__ = "partition_checkpoints"
+
+    group_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The next offset to read: every record before it is reflected in the kept series states.
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class SeriesCheckpointRow(Base):
+    """One series' pipeline state (detector, threshold cooldown, live incident, pending signals) at ``next_offset``."""
+
+    __tablename__ = "series_checkpoints"
+
+    group_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    # JSON text written by the store itself: detector states may hold NaN and infinities, which JSON columns refuse.
+    state: Mapped[str] = mapped_column(Text)

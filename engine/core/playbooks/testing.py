@@ -364,6 +364,9 @@ class _Recorder:
     def on_samples(self, samples: Sequence[MetricSample]) -> None:
         return
 
+    def on_detection(self, samples: Sequence[MetricSample], seconds: float) -> None:
+        return
+
     def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
         return
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.core.playbooks.expressions import ConditionError, Duration, Matcher, compile_condition, evaluate_condition
+from engine.domain.batches import SampleBatch
 from engine.domain.events import ActionRequest, MetricSample, SeriesKey
 
 
@@ -79,6 +80,14 @@ class Verifier:
         # Detection runs ahead of remediation, so history is pruned by ``settle`` (remediation's event time), not
         # here: a verification that starts later must still find the samples that arrived meanwhile.
         if not self._names:
+            return
+        if isinstance(samples, SampleBatch):
+            # Columnar: whole runs of a series are kept or skipped at once.
+            timestamps, values = samples.timestamps, samples.values
+            for series, start, end in samples.runs():
+                if series.name in self._names:
+                    points = zip(timestamps[start:end].tolist(), values[start:end].tolist(), strict=True)
+                    self._recent.setdefault(series, deque()).extend(points)
             return
         for sample in samples:
             if sample.series.name in self._names:

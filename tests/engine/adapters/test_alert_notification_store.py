@@ -4,7 +4,7 @@ from engine.adapters.store.sql_store import AlertNotification, SqlStore
 
 
 def _notification(key: str, at: float) -> AlertNotification:
-    return AlertNotification(key=key, group_key="g", status="firing", alert_count=5, body=b'{"x": 1}', received_at=at)
+    return AlertNotification(key=key, group_key="g", status="firing", alert_count=5, received_at=at)
 
 
 async def test_a_digest_is_kept_once_and_recent_digests_come_back_oldest_first(database_url: str) -> None:

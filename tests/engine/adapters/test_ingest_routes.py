@@ -227,7 +227,6 @@ async def test_after_a_restart_a_redelivery_is_still_recognised(tmp_path: Path) 
             group_key="g",
             status="firing",
             alert_count=1,
-            body=body,
             received_at=time.time(),
         )
         assert await writer.record(record) is not expected
