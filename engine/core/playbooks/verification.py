@@ -76,6 +76,10 @@ class Verifier:
         self._names = frozenset(names)
         self._recent = {key: history for key, history in self._recent.items() if key.name in self._names}
 
+    def history(self, series: SeriesKey) -> list[tuple[float, float]]:
+        """The (timestamp, value) points kept of ``series``, oldest first."""
+        return list(self._recent.get(series, ()))
+
     def observe(self, samples: Sequence[MetricSample]) -> None:
         # Detection runs ahead of remediation, so history is pruned by ``settle`` (remediation's event time), not
         # here: a verification that starts later must still find the samples that arrived meanwhile.

@@ -8,6 +8,7 @@ import pytest
 from engine.adapters.kafka.schema import (
     MAX_SAMPLES_PER_MESSAGE,
     InvalidMessageError,
+    SampleColumns,
     decode_samples,
     encode_samples,
     series_key_bytes,
@@ -97,3 +98,36 @@ def test_oversized_messages_are_rejected() -> None:
 def test_the_key_is_the_series_text() -> None:
     assert series_key_bytes(API) == b'latency_seconds{region="eu",service="api"}'
     assert SeriesKey.parse(series_key_bytes(API).decode()) == API
+
+
+def test_columns_hold_what_the_messages_carry_in_order() -> None:
+    web = SeriesKey.of("latency_seconds", {"service": "web"})
+    messages = [
+        (encode_samples(API, [(1.0, 0.5), (2.0, 0.25)]), series_key_bytes(API)),
+        (encode_samples(web, [(1, 2)]), series_key_bytes(web)),  # integers are numbers too
+        (_json({"name": API.name, "labels": API.label_map, "timestamp": 3.0, "value": 0.75}), None),
+    ]
+    columns = SampleColumns()
+    for value, key in messages:
+        columns.add(value, key)
+    batch = columns.batch()
+    assert list(batch) == [sample for value, key in messages for sample in decode_samples(value, key)]
+    assert batch.series == (API, web, API)
+    assert len(columns) == 4
+
+
+@pytest.mark.parametrize("bad", [True, None, "1.5", [1.0]])
+def test_a_non_number_among_the_points_is_rejected_and_adds_nothing(bad: object) -> None:
+    columns = SampleColumns()
+    message = _json({"name": "latency_seconds", "labels": {"service": "api"}, "samples": [[1.0, 2.0], [2.0, bad]]})
+    with pytest.raises(InvalidMessageError):
+        columns.add(message)
+    assert len(columns) == 0
+    assert len(columns.batch()) == 0
+
+
+def test_a_label_that_reads_true_does_not_make_numbers_suspect() -> None:
+    labeled = SeriesKey.of("up", {"canary": "true"})
+    columns = SampleColumns()
+    columns.add(encode_samples(labeled, [(1.0, 1.0), (2.0, 0.0)]), series_key_bytes(labeled))
+    assert [sample.value for sample in columns.batch()] == [1.0, 0.0]
