@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import hash_secret
@@ -29,7 +30,6 @@ from engine.adapters.http_server import HttpServer, bind
 from engine.adapters.sources.promql import PromQLSource, PromQuery
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.store.sql_store import SqlStore
-from engine.adapters.store.tables import AlertNotificationRow
 from engine.adapters.telemetry import EngineMetrics
 from engine.app.summary import RunSummary
 from engine.core.actions.executor import ActionExecutor
@@ -87,6 +87,7 @@ class RunningEngine:
     store: SqlStore
     summary: RunSummary
     feed: AlertFeed
+    webhook: WebhookBodies
 
     async def incidents(self, predicate: Callable[[Incident], bool]) -> list[Incident]:
         return [incident for incident in await self.store.list_incidents() if predicate(incident)]
@@ -99,6 +100,30 @@ class RunningEngine:
                 return found[0]
             await asyncio.sleep(0.2)
         raise AssertionError(f"timed out after {WAIT_S:g}s waiting for {what}")
+
+
+class WebhookBodies:
+    """An ASGI wrapper keeping the exact bytes posted to the Alertmanager webhook, to deliver them again."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self.received: list[bytes] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/api/v1/alerts":
+            await self._app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+
+        async def recording() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self.received.append(b"".join(chunks))
+            return message
+
+        await self._app(scope, recording, send)
 
 
 @contextlib.asynccontextmanager
@@ -128,11 +153,12 @@ async def running_engine(
         alerts=feed,
         remote_write=sink,
     )
-    server = HttpServer(app, bind("127.0.0.1", ENGINE_PORT))
+    webhook = WebhookBodies(app)
+    server = HttpServer(webhook, bind("127.0.0.1", ENGINE_PORT))
     serving = asyncio.create_task(server.serve())
     running = asyncio.create_task(pipeline.run())
     try:
-        yield RunningEngine(store, summary, feed)
+        yield RunningEngine(store, summary, feed, webhook)
     finally:
         running.cancel()
         server.stop()
@@ -211,11 +237,8 @@ async def test_a_firing_rule_opens_an_incident_via_alertmanager_and_its_resoluti
         assert [entry.kind for entry in detail.timeline] == ["opened", "resolved"]
 
         # Alertmanager delivers at least once: its exact firing notification, delivered again (twice), is a no-op.
-        # Read what Alertmanager really sent, as the store kept it.
-        async with engine.store._sessions() as session:
-            bodies = (
-                await session.scalars(select(AlertNotificationRow.body).where(AlertNotificationRow.status == "firing"))
-            ).all()
+        # Replay exactly what Alertmanager sent, byte for byte.
+        bodies = [body for body in engine.webhook.received if json.loads(body)["status"] == "firing"]
         assert bodies
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ENGINE_PORT}") as http:
             for _ in range(2):
