@@ -12,14 +12,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from engine.adapters.actions.failures import error_for_status
+from engine.adapters.grafana_http import GrafanaAddress, grafana_headers, grafana_reason
 from engine.domain.errors import ConfigurationError, EngineError, PermanentError, TemporaryError
 
-USER_AGENT = "aiops-engine"
 UPLOAD_PATH = "api/dashboards/db"
 # Grafana's own limit on a dashboard uid.
 _UID_MAX = 40
@@ -82,19 +81,12 @@ class GrafanaDashboards:
     def __init__(
         self, url: str, token: str, *, timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None
     ) -> None:
-        parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-            raise ConfigurationError(f"the Grafana URL must be http(s)://host[:port][/path], not {url!r}")
-        self._where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-        # A trailing slash keeps relative paths under the sub-path Grafana may be served from.
-        self._base = url.rstrip("/") + "/"
+        address = GrafanaAddress.parse(url)
+        self._where = address.where
+        self._base = address.base_url
         self._client = httpx.Client(
             base_url=self._base,
-            headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Accept": "application/json"},
+            headers=grafana_headers(token),
             timeout=timeout_s,
             follow_redirects=False,
             transport=transport,
@@ -147,7 +139,7 @@ class GrafanaDashboards:
 
 def _refusal(what: str, reply: httpx.Response) -> EngineError:
     status = reply.status_code
-    reason = _reason(reply)
+    reason = grafana_reason(reply)
     said = f"; Grafana said: {reason}" if reason else ""
     if status == 401:
         return PermanentError(f"{what}: Grafana refused the token (HTTP 401){said}")
@@ -157,15 +149,3 @@ def _refusal(what: str, reply: httpx.Response) -> EngineError:
         return PermanentError(f"{what}: Grafana refused to replace the dashboard (HTTP 412){said}")
     error = error_for_status(status, what)
     return type(error)(f"{error}{said}")
-
-
-def _reason(reply: httpx.Response) -> str:
-    """Grafana's own sentence from an error answer (``{"message": ...}``), or where a redirect points."""
-    if reply.is_redirect:
-        # Usually a URL missing the sub-path Grafana is served from, which then sends clients to its login page.
-        return f"redirected to {reply.headers.get('Location', '?')}; check the Grafana URL"
-    try:
-        body = reply.json()
-    except ValueError:
-        return reply.text.strip()[:300]
-    return str(body.get("message", ""))[:300] if isinstance(body, dict) else ""

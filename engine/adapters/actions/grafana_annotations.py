@@ -16,17 +16,16 @@ timeouts and connection failures are temporary.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from engine.adapters.actions.failures import error_for_status
+from engine.adapters.grafana_http import GrafanaAddress, grafana_headers, grafana_reason
 from engine.core.actions.catalogue import ActionParams, GrafanaAnnotateParams
 from engine.domain.clock import Clock, SystemClock
-from engine.domain.errors import ConfigurationError, PermanentError, TemporaryError
+from engine.domain.errors import PermanentError, TemporaryError
 from engine.domain.events import ActionRequest
 
-USER_AGENT = "aiops-engine"
 # Grafana answers at most this many annotations per search; one action makes one.
 _SEARCH_LIMIT = 100
 
@@ -43,19 +42,11 @@ class GrafanaAnnotations:
     """Backend for ``grafana_annotate``; owns one HTTP connection pool, released by ``aclose``."""
 
     def __init__(self, url: str, token: str, *, timeout_s: float = 10.0, clock: Clock | None = None) -> None:
-        parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.query or parts.fragment:
-            raise ConfigurationError(f"the Grafana URL must be http(s)://host[:port][/path], not {url!r}")
-        # Error messages name the server, never credentials written into the URL.
-        self._where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-        # A trailing slash makes relative paths ("api/annotations") land under a sub-path Grafana is served from.
+        address = GrafanaAddress.parse(url)
+        self._where = address.where
         self._client = httpx.AsyncClient(
-            base_url=url.rstrip("/") + "/",
-            headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Accept": "application/json"},
+            base_url=address.base_url,
+            headers=grafana_headers(token),
             timeout=timeout_s,
             follow_redirects=False,
         )
@@ -141,7 +132,7 @@ class GrafanaAnnotations:
         if reply.is_success or (allow_not_found and reply.status_code == 404):
             return reply
         error = error_for_status(reply.status_code, what)
-        reason = _reason(reply)
+        reason = grafana_reason(reply)
         raise type(error)(f"{error}; Grafana said: {reason}" if reason else str(error))
 
 
@@ -149,18 +140,6 @@ def _annotate_params(params: ActionParams) -> GrafanaAnnotateParams:
     if not isinstance(params, GrafanaAnnotateParams):
         raise PermanentError(f"the Grafana backend cannot carry out {type(params).__name__}")
     return params
-
-
-def _reason(reply: httpx.Response) -> str:
-    """Grafana's own sentence from an error answer (``{"message": ...}``), or where a redirect points."""
-    if reply.is_redirect:
-        # Usually a URL missing the sub-path Grafana is served from, which then sends clients to its login page.
-        return f"redirected to {reply.headers.get('Location', '?')}; check the Grafana URL"
-    try:
-        body = reply.json()
-    except ValueError:
-        return reply.text.strip()[:300]
-    return str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
 
 
 def _ids(annotations: list[dict[str, Any]]) -> str:
