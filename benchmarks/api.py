@@ -19,8 +19,6 @@ import asyncio
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,13 +27,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import numpy as np
 from prometheus_client import CollectorRegistry
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from benchmarks.loopback_http import LoopbackConnection
+from benchmarks.loopback_http import LoopbackConnection, start_server
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import ApiToken, Role, TokenBook, hash_secret
 from engine.adapters.api.cursors import cursor_for
@@ -47,13 +44,6 @@ from engine.app.bootstrap import RecountingDecisions
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.clock import SystemClock
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 SECRET = "benchmark-secret"
 PAGE = 50
@@ -128,20 +118,6 @@ async def _serve(url: str, port: int) -> None:
     await HttpServer(app, bind("127.0.0.1", port)).serve()
 
 
-def _start_server(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "benchmarks.api", "--serve", url, "--port", str(port)])
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return server, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("the API server did not start")
-
-
 async def _measure(url: str, count: int, seconds: float, connections: int) -> dict[str, Any]:
     store = await SqlStore.open(url)  # migrates the schema
     await store.close()
@@ -149,7 +125,7 @@ async def _measure(url: str, count: int, seconds: float, connections: int) -> di
     first_opened = time.time() - count * 60
     await _fill(url, count, first_opened)
     fill_s = time.perf_counter() - fill_started
-    server, base = _start_server(url)
+    server, base = start_server("benchmarks.api", ["--serve", url])
     open_ids = [f"inc-bench-{i:07d}" for i in range(count) if i % 3]
     random.Random(7).shuffle(open_ids)
     lists, acks = Latencies([]), Latencies([])

@@ -1,4 +1,5 @@
-"""A minimal HTTP/1.1 keep-alive client for the load benchmarks.
+"""The loopback plumbing of the load benchmarks: a server process on a free port, and a minimal HTTP/1.1
+keep-alive client.
 
 The benchmarks run their clients on the same small machine as the server they measure. A full-featured client
 (httpx) spends more CPU per request than the server under test, so what it measures becomes the client; this one
@@ -9,7 +10,40 @@ to servers that answer with ``Content-Length`` (uvicorn does for every response 
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
+
+import httpx
+
+# How long a benchmark's server process may take to answer its health check (imports included).
+START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(module: str, arguments: Sequence[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m module --port P *arguments`` on a free port, once its ``/healthz`` answers; the process and its
+    base URL. The server runs in a process of its own so that clients and server do not share one event loop."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", module, "--port", str(port), *arguments])
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.kill()
+    raise RuntimeError(f"the {module} server ({' '.join(arguments)}) did not start")
 
 
 class LoopbackConnection:

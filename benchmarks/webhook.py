@@ -17,20 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from benchmarks.loopback_http import LoopbackConnection
+from benchmarks.loopback_http import LoopbackConnection, start_server
 from engine.adapters.api.alert_routes import NotificationIn
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import TokenBook, hash_secret
@@ -42,12 +38,6 @@ from engine.core.alert_feed import AlertFeed
 
 TOKEN = "benchmark-ingest-token"
 ALERTS_PER_NOTIFICATION = 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def notification(index: int) -> bytes:
@@ -128,21 +118,6 @@ async def _serve(kind: str, port: int, database: str) -> None:
         group.create_task(HttpServer(app, bind("127.0.0.1", port)).serve())
 
 
-def _start(kind: str, database: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [sys.executable, "-m", "benchmarks.webhook", "--serve", kind, "--port", str(port)]
-    server = subprocess.Popen([*command, "--database", str(database)])
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return server, base
-        except httpx.TransportError:
-            time.sleep(0.05)
-    server.kill()
-    raise RuntimeError(f"the {kind} server did not start")
-
-
 async def _load(base: str, bodies: list[bytes], seconds: float, connections: int) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
@@ -183,7 +158,9 @@ async def _load(base: str, bodies: list[bytes], seconds: float, connections: int
 
 async def _measure(kind: str, bodies: list[bytes], seconds: float, connections: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
-        server, base = _start(kind, Path(scratch) / "webhook.db")
+        server, base = start_server(
+            "benchmarks.webhook", ["--serve", kind, "--database", str(Path(scratch) / "webhook.db")]
+        )
         try:
             return await _load(base, bodies, seconds, connections)
         finally:
