@@ -19,10 +19,11 @@ from ruamel.yaml import YAML
 
 from engine.core.actions.catalogue import CATALOGUE
 from engine.domain.events import ActionMode, ActionStatus, IncidentChangeKind, IncidentState, Severity
+from tests.dashboards.panels import DASHBOARDS
 from tests.dashboards.registries import EngineRegistry, ModelServerRegistry, exported_series_names
 
 ROOT = Path(__file__).resolve().parents[2] / "dashboards"
-DASHBOARDS = sorted(ROOT.glob("*.json"))
+
 DATASOURCES = ROOT / "datasources.yaml"
 PROVIDERS = ROOT / "provisioning.yaml"
 GRID_WIDTH = 24

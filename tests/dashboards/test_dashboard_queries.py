@@ -9,18 +9,17 @@ Grafana's interval variables are replaced by fixed durations, as Grafana would b
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import generate_latest
 
+from tests.dashboards.panels import panel_queries
 from tests.dashboards.registries import EngineRegistry, ModelServerRegistry
 from tests.support.scrape_target import ScrapeTarget
 
@@ -34,20 +33,9 @@ pytestmark = [
     ),
 ]
 EXPORTER_PORT = int(os.environ.get("AIOPS_TEST_EXPORTER_PORT", "0"))
-DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "dashboards").glob("*.json"))
 # What Grafana puts in place of its variables; rate windows must span several 1 s scrapes.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 WAIT_S = 30.0
-
-
-def _queries() -> list[tuple[str, str]]:
-    found = []
-    for path in DASHBOARDS:
-        dashboard = json.loads(path.read_text())
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets", []):
-                found.append((f"{dashboard['uid']}: {panel['title']} ({target['refId']})", target["expr"]))
-    return found
 
 
 def _concrete(expr: str) -> str:
@@ -87,7 +75,7 @@ def _series(client: httpx.Client, expr: str) -> list[dict[str, Any]]:
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize(("panel", "expr"), _queries(), ids=[name for name, _ in _queries()])
+@pytest.mark.parametrize(("panel", "expr"), panel_queries(), ids=[name for name, _ in panel_queries()])
 def test_panel_query_returns_series_of_the_exported_metrics(prometheus: httpx.Client, panel: str, expr: str) -> None:
     concrete = _concrete(expr)
     assert _series(prometheus, concrete), f"{panel}: {concrete} returned no series"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import os
 import re
@@ -45,6 +44,7 @@ from engine.adapters.api.auth import Role, hash_secret
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
 from engine.domain.events import SeriesKey
 from serving.gpu import register_gpu_metrics
+from tests.dashboards.panels import panel_queries
 from tests.engine.adapters.tokens import SPEC, bearer
 
 PROMETHEUS_URL = os.environ.get("AIOPS_TEST_PROMETHEUS_URL")
@@ -63,7 +63,6 @@ ENGINE_PORT = int(os.environ.get("AIOPS_TEST_ENGINE_PORT", "0"))
 MODEL_SERVER_PORT = int(os.environ.get("AIOPS_TEST_EXPORTER_PORT", "0"))
 TOKEN = os.environ.get("AIOPS_TEST_INGEST_TOKEN", "")
 REPO = Path(__file__).resolve().parents[2]
-DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
 MODEL_CODE = Path(__file__).with_name("mlflow_mixed_model.py")
 ENGINE = f"http://127.0.0.1:{ENGINE_PORT}"
 MODEL_SERVER = f"http://127.0.0.1:{MODEL_SERVER_PORT}"
@@ -75,16 +74,6 @@ RESOLVE_AFTER_S = 60.0
 SPIKE = 296
 SERIES = {name: SeriesKey.of("dash_latency_seconds", {"service": name}) for name in ("checkout", "search")}
 GPU_METRIC = "model_server_gpu_"
-
-
-def _panel_targets() -> list[tuple[str, str]]:
-    found = []
-    for path in DASHBOARDS:
-        dashboard = json.loads(path.read_text())
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets", []):
-                found.append((f"{dashboard['uid']}: {panel['title']} ({target['refId']})", target["expr"]))
-    return found
 
 
 def grafana_variables(start: float, end: float, max_data_points: int = 1000) -> dict[str, str]:
@@ -472,7 +461,7 @@ def test_incidents_by_state_in_prometheus_are_the_store_s_counts(stack: Stack) -
     assert stack.counted_after_resolution["resolved"][1] >= 2
 
 
-@pytest.mark.parametrize(("panel", "expr"), _panel_targets(), ids=[name for name, _ in _panel_targets()])
+@pytest.mark.parametrize(("panel", "expr"), panel_queries(), ids=[name for name, _ in panel_queries()])
 def test_panel_query_returns_data_from_the_running_processes(stack: Stack, panel: str, expr: str) -> None:
     if GPU_METRIC in expr and not stack.gpu:
         pytest.skip(f"{panel}: NVML reports no GPU on this host, so the model server exports no GPU metrics")
