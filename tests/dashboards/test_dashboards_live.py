@@ -20,7 +20,6 @@ import contextlib
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from engine.domain.events import SeriesKey
 from serving.gpu import register_gpu_metrics
 from tests.dashboards.panels import panel_queries
 from tests.engine.adapters.tokens import SPEC, bearer
+from tests.support.engine_process import free_port
 
 PROMETHEUS_URL = os.environ.get("AIOPS_TEST_PROMETHEUS_URL")
 KAFKA = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
@@ -93,12 +93,6 @@ def concrete(expr: str, variables: dict[str, str]) -> str:
     return expr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class WebhookReceiver:
     """Where the test playbook's live notification goes: answers 200 to every POST and keeps the bodies."""
 
@@ -116,7 +110,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.port = _free_port()
+        self.port = free_port()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -17,6 +17,7 @@ import pytest
 
 from engine.adapters.api.auth import Role, TokenBook
 from tests.engine.adapters.tokens import SPEC, bearer
+from tests.support.engine_process import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 AIOPS = [sys.executable, "-c", "from engine.app.cli import main; main()"]
@@ -31,12 +32,6 @@ def _aiops(*args: str, tmp: Path, **env: str) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [*AIOPS, *args], cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=300, check=False
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +116,7 @@ def test_port_in_use_gives_one_line_and_exit_2(tmp_path: Path) -> None:
 
 @pytest.fixture
 def running_engine(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [*AIOPS, "run", "--speed", "600"],
         cwd=REPO,
@@ -174,7 +169,7 @@ def test_run_to_the_end_then_exit(tmp_path: Path) -> None:
         "--speed",
         "1000000",
         tmp=tmp_path,
-        AIOPS_HTTP_PORT=str(_free_port()),
+        AIOPS_HTTP_PORT=str(free_port()),
         AIOPS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'e.db'}",
     )
     assert done.returncode == 0, done.stderr
