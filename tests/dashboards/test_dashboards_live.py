@@ -46,6 +46,7 @@ from serving.gpu import register_gpu_metrics
 from tests.dashboards.panels import panel_queries
 from tests.engine.adapters.tokens import SPEC, bearer
 from tests.support.engine_process import free_port
+from tests.support.kafka_records import produce
 
 PROMETHEUS_URL = os.environ.get("AIOPS_TEST_PROMETHEUS_URL")
 KAFKA = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
@@ -216,17 +217,6 @@ def _history(start: float) -> list[tuple[bytes | None, bytes]]:
     return messages
 
 
-async def _produce(messages: list[tuple[bytes | None, bytes]], topic: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True)
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send(topic, value=value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 @dataclass
 class Traffic:
     """Keeps samples (event time moving on, so incidents resolve) and predictions flowing until stopped."""
@@ -385,7 +375,9 @@ def _drive(
     flowing: threading.Thread,
     started: float,
 ) -> Stack:
-    asyncio.run(_produce([*_history(traffic.event_time - 300 * EVENT_STEP_S), (None, b"not json")], topics.samples))
+    asyncio.run(
+        produce(KAFKA, topics.samples, [*_history(traffic.event_time - 300 * EVENT_STEP_S), (None, b"not json")])
+    )
     viewer, responder, admin = bearer(Role.VIEWER), bearer(Role.RESPONDER), bearer(Role.ADMIN)
 
     def open_incidents() -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from engine.app.settings import Settings, load_settings
 from engine.domain.clock import SystemClock
 from engine.domain.events import Anomaly, MetricSample, SeriesKey
 from tests.engine.adapters.tokens import BOOK
+from tests.support.kafka_records import produce
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 REPO = Path(__file__).resolve().parents[2]
@@ -90,17 +91,6 @@ def _series() -> dict[SeriesKey, np.ndarray]:
     return out
 
 
-async def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send(topic, value=value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 def _good_messages(series: dict[SeriesKey, np.ndarray]) -> list[tuple[bytes | None, bytes]]:
     messages: list[tuple[bytes | None, bytes]] = []
     for lo in range(0, POINTS, PER_MESSAGE):
@@ -140,7 +130,7 @@ async def _run(engine: KafkaEngine) -> None:
 async def test_injected_anomalies_reach_the_output_topics(topics: Topics, tmp_path: Path) -> None:
     assert BOOTSTRAP is not None
     series = _series()
-    await _produce(BOOTSTRAP, topics.samples, _good_messages(series))
+    await produce(BOOTSTRAP, topics.samples, _good_messages(series))
     engine = await open_kafka_engine(_settings(topics, tmp_path), clock=SystemClock(), idle_stop_s=3.0)
     await _run(engine)
 
@@ -170,7 +160,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_consumption_goes_
     ]
     # Poison in the middle of the stream: everything after it must still be processed.
     half = len(good) // 2
-    await _produce(BOOTSTRAP, topics.samples, good[:half] + poison + good[half:])
+    await produce(BOOTSTRAP, topics.samples, good[:half] + poison + good[half:])
     engine = await open_kafka_engine(_settings(topics, tmp_path), clock=SystemClock(), idle_stop_s=3.0)
     await _run(engine)
 
@@ -215,7 +205,7 @@ async def _lag(bootstrap: str, topic: str, group: str) -> dict[int, int]:
 async def test_offsets_are_committed_once_the_batches_are_done(topics: Topics, tmp_path: Path) -> None:
     assert BOOTSTRAP is not None
     series = _series()
-    await _produce(BOOTSTRAP, topics.samples, [*_good_messages(series), (None, b"poison")])
+    await produce(BOOTSTRAP, topics.samples, [*_good_messages(series), (None, b"poison")])
     settings = _settings(topics, tmp_path)
     first = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=3.0)
     await _run(first)
@@ -235,7 +225,7 @@ async def test_two_engines_in_one_group_share_the_work_without_duplicates(topics
     series = {
         SeriesKey.of("queue_depth", {"shard": str(shard)}): 50.0 + rng.normal(0.0, 2.0, POINTS) for shard in range(12)
     }
-    await _produce(BOOTSTRAP, topics.samples, _good_messages(series))
+    await produce(BOOTSTRAP, topics.samples, _good_messages(series))
     engines = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -289,7 +279,7 @@ async def test_a_member_joining_mid_stream_takes_over_partitions_without_loss(to
         for lo in range(0, points, 10)
         for key, values in series.items()
     ]
-    await _produce(BOOTSTRAP, topics.samples, messages)
+    await produce(BOOTSTRAP, topics.samples, messages)
     total = points * len(series)
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
@@ -329,7 +319,7 @@ async def test_the_kafka_engine_takes_alertmanager_webhooks_into_the_same_incide
     assert BOOTSTRAP is not None
     token = "kafka-engine-ingest-token"
     settings = _settings(topics, tmp_path).model_copy(update={"ingest_bearer_sha256": hash_secret(token)})
-    await _produce(BOOTSTRAP, topics.samples, _good_messages(_series()))
+    await produce(BOOTSTRAP, topics.samples, _good_messages(_series()))
     engine = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=6.0)
     app = engine.api(BOOK)
     running = asyncio.create_task(_run(engine))
