@@ -17,10 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, event, func, insert, select, tuple_, update
+import orjson
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    String,
+    Table,
+    Update,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Row, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -66,6 +81,9 @@ class AlertNotification:
     received_at: float
 
 
+POSTGRES_POOL_SIZE = 10
+
+
 def _engine_for(url: str) -> AsyncEngine:
     try:
         parsed = make_url(url)
@@ -79,8 +97,16 @@ def _engine_for(url: str) -> AsyncEngine:
     try:
         if url.startswith("sqlite") and ":memory:" in url:
             # One shared connection, otherwise every connection would see its own empty in-memory database.
-            return create_async_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-        engine = create_async_engine(url)
+            return create_async_engine(
+                url, poolclass=StaticPool, connect_args={"check_same_thread": False}, json_deserializer=orjson.loads
+            )
+        options: dict[str, Any] = {}
+        if make_url(url).get_backend_name() == "postgresql":
+            # Enough kept-open connections for the API's concurrent requests beside the pipeline: past the pool's
+            # size, each extra connection was opened (with its TLS probe) and closed again per request.
+            options["pool_size"] = POSTGRES_POOL_SIZE
+        # orjson reads the JSON columns (labels, timeline details) in a fraction of the standard library's time.
+        engine = create_async_engine(url, json_deserializer=orjson.loads, **options)
         if sqlite_file:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -99,12 +125,58 @@ def _sqlite_pragmas(connection: Any, _: object) -> None:
     cursor.close()
 
 
+# Statements of the API's hot paths, built once with bound parameters: building a statement and its cache key on
+# every request cost more than the database's answer.
+_INCIDENTS = cast(Table, IncidentRow.__table__)
+_EVENTS = cast(Table, IncidentEventRow.__table__)
+
+
+def _page_query(*, in_state: bool, before: bool) -> Select[Any]:
+    query = select(_INCIDENTS).order_by(_INCIDENTS.c.opened_at.desc(), _INCIDENTS.c.id.desc())
+    if in_state:
+        query = query.where(_INCIDENTS.c.state == bindparam("state", type_=String))
+    if before:
+        query = query.where(
+            tuple_(_INCIDENTS.c.opened_at, _INCIDENTS.c.id)
+            < tuple_(bindparam("before_at", type_=Float), bindparam("before_id", type_=String))
+        )
+    return query.limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
+
+
+def _decision(*, resolves: bool) -> Update:
+    moved = {"state": bindparam("new_state", type_=String), "state_since": bindparam("decided_at", type_=Float)}
+    if resolves:
+        moved["resolved_at"] = bindparam("decided_at", type_=Float)
+    return (
+        update(_INCIDENTS)
+        .where(
+            _INCIDENTS.c.id == bindparam("incident_id", type_=String),
+            _INCIDENTS.c.state.in_(bindparam("allowed_from", expanding=True)),
+        )
+        .values(moved)
+        .returning(*_INCIDENTS.columns)
+    )
+
+
+# Keyed by (filtered by state, after a cursor).
+_PAGES = {
+    (in_state, before): _page_query(in_state=in_state, before=before)
+    for in_state in (False, True)
+    for before in (False, True)
+}
+_MOVE = _decision(resolves=False)
+_RESOLVE = _decision(resolves=True)
+_STATE_OF = select(_INCIDENTS.c.state).where(_INCIDENTS.c.id == bindparam("incident_id", type_=String))
+_ADD_EVENT = insert(_EVENTS)
+
+
 class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._sessions: async_sessionmaker[AsyncSession] | _TakingTurns = sessions
         self._turn: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+        self._write_turn: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         if engine.dialect.name == "sqlite":
             # An in-memory SQLite database lives on one shared connection, on which two concurrent transactions
             # would commit or roll back each other's work: everything takes turns there. In a file, only writers
@@ -112,14 +184,25 @@ class SqlStore:
             # handler, which sleeps in steps of up to 100 ms (the long tail of concurrent acknowledgements).
             in_memory = isinstance(engine.pool, StaticPool)
             self._sessions = _TakingTurns(sessions, reads_too=in_memory)
+            self._write_turn = self._sessions.turn
             if in_memory:
                 self._turn = self._sessions.turn
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        """A plain connection for reads that build no mapped objects: a session's unit of work costs more than
-        such a query itself."""
+        """A plain connection for reads of one statement that build no mapped objects: a session's unit of work
+        costs more than such a query itself. On PostgreSQL it runs outside a transaction: one statement sees one
+        consistent snapshot anyway, and the BEGIN and ROLLBACK around it were two more round trips to the server."""
         async with self._turn, self._engine.connect() as connection:
+            if self._engine.dialect.name == "postgresql":
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection in a transaction, for a write of a few statements on plain rows: cheaper than a
+        session when nothing needs its unit of work."""
+        async with self._write_turn, self._engine.begin() as connection:
             yield connection
 
     @classmethod
@@ -184,27 +267,25 @@ class SqlStore:
     ) -> Incident:
         """Move an incident to ``to`` if it is in one of ``allowed_from`` (atomically, so of two people acting at
         once exactly one wins) and record the decision in its timeline."""
-        values: dict[str, Any] = {"state": to.value, "state_since": at}
-        if to is IncidentState.RESOLVED:
-            values["resolved_at"] = at
-        table = cast(Table, IncidentRow.__table__)
-        async with self._sessions.begin() as session:
+        parameters = {
+            "incident_id": incident_id,
+            "allowed_from": [state.value for state in allowed_from],
+            "new_state": to.value,
+            "decided_at": at,
+        }
+        async with self._writing() as connection:
             # The changed row comes back from the UPDATE itself: no second read of the incident.
-            changed = (
-                await session.execute(
-                    update(table)
-                    .where(table.c.id == incident_id, table.c.state.in_([s.value for s in allowed_from]))
-                    .values(**values)
-                    .returning(*table.columns)
-                )
-            ).first()
+            decision = _RESOLVE if to is IncidentState.RESOLVED else _MOVE
+            changed = (await connection.execute(decision, parameters)).first()
             if changed is None:
-                row = await session.get(IncidentRow, incident_id)
-                if row is None:
+                state = (await connection.execute(_STATE_OF, {"incident_id": incident_id})).scalar()
+                if state is None:
                     raise NotFoundError(f"no incident {incident_id!r}")
-                raise ConflictError(f"incident {incident_id} is {row.state}; cannot {kind.removesuffix('d')} it")
-            await _add_event(session, incident_id, at=at, kind=kind, detail=_by(by, comment))
-        return _incident(changed)
+                raise ConflictError(f"incident {incident_id} is {state}; cannot {kind.removesuffix('d')} it")
+            await connection.execute(
+                _ADD_EVENT, {"incident_id": incident_id, "at": at, "kind": kind, "detail": _by(by, comment)}
+            )
+        return _incident_of_columns(changed)
 
     async def annotate_incident(
         self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None
@@ -475,14 +556,15 @@ class SqlStore:
         page costs the same however deep it is, unlike ``offset``."""
         # Plain rows of the table, not ORM objects: a page is read once and never changed, and building and
         # tracking mapped instances was most of a page's cost.
-        query = select(IncidentRow.__table__).order_by(IncidentRow.opened_at.desc(), IncidentRow.id.desc())
+        query = _PAGES[state is not None, before is not None]
+        parameters: dict[str, Any] = {"limit": limit, "offset": offset}
         if state is not None:
-            query = query.where(IncidentRow.state == state.value)
+            parameters["state"] = state.value
         if before is not None:
-            query = query.where(tuple_(IncidentRow.opened_at, IncidentRow.id) < tuple_(*before))
+            parameters["before_at"], parameters["before_id"] = before
         async with self._reading() as connection:
-            rows = await connection.execute(query.limit(limit).offset(offset))
-            return [_incident(row) for row in rows]
+            rows = await connection.execute(query, parameters)
+            return [_incident_of_columns(row) for row in rows]
 
     async def count_incidents_by_state(self) -> dict[IncidentState, int]:
         """How many incidents are in each state now (every state present, 0 where none): one grouped count that
@@ -546,8 +628,7 @@ class _TakingTurns:
 async def _add_event(session: AsyncSession, incident_id: str, *, at: float, kind: str, detail: dict[str, Any]) -> None:
     # A plain INSERT rather than a mapped object: an on-call decision adds one row, and the unit of work's flush
     # cost more than the rest of the decision.
-    table = cast(Table, IncidentEventRow.__table__)
-    await session.execute(insert(table).values(incident_id=incident_id, at=at, kind=kind, detail=detail))
+    await session.execute(_ADD_EVENT, {"incident_id": incident_id, "at": at, "kind": kind, "detail": detail})
 
 
 def _by(by: str, comment: str) -> dict[str, Any]:
@@ -584,8 +665,49 @@ def _silence(row: SignalSilenceRow) -> SignalSilence:
     )
 
 
-def _incident(row: IncidentRow | Row[Any]) -> Incident:
-    """An incident from its mapped object or from a plain row of the table (same attribute names)."""
+_SEVERITIES = {severity.value: severity for severity in Severity}
+_STATES = {state.value: state for state in IncidentState}
+
+
+def _incident_of_columns(values: Sequence[Any]) -> Incident:
+    """An incident from a plain row of the whole ``incidents`` table, its columns in the table's order. Unpacked by
+    position: reading fourteen values by name from a row cost as much as the rest of building the incident, and a
+    page builds fifty."""
+    (
+        incident_id,
+        fingerprint,
+        title,
+        series_name,
+        series_labels,
+        severity,
+        state,
+        opened_at,
+        last_signal_at,
+        signal_count,
+        peak_score,
+        resolved_at,
+        snoozed_until,
+        state_since,
+    ) = values
+    return Incident(
+        incident_id,
+        fingerprint,
+        title,
+        SeriesKey(series_name, tuple(sorted(series_labels.items()))),
+        _SEVERITIES[severity],
+        _STATES[state],
+        opened_at,
+        last_signal_at,
+        signal_count,
+        peak_score,
+        resolved_at,
+        snoozed_until,
+        state_since if state_since is not None else opened_at,
+    )
+
+
+def _incident(row: IncidentRow) -> Incident:
+    """An incident from its mapped object."""
     return Incident(
         id=row.id,
         fingerprint=row.fingerprint,
