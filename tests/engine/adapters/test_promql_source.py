@@ -109,27 +109,27 @@ async def test_missing_series_follow_their_policy_and_never_become_zero(
     assert source.missing == {key_b: 1010.0}
     assert all(sample.value != 0.0 for sample in polled)
     held = [sample for sample in polled if sample.series == key_b]
-    raised = feed._queue.qsize()
+    raised = feed.take_waiting()
     if policy is MissingDataPolicy.HOLD:
         assert held == [MetricSample(key_b, 1010.0, 6.0)]
-        assert raised == 0
+        assert raised == []
     elif policy is MissingDataPolicy.IGNORE:
         assert held == []
-        assert raised == 0
+        assert raised == []
     else:
         assert held == []
-        [alert] = feed._queue.get_nowait()
+        [[alert]] = raised
         assert alert.name == "AiopsMissingData"
         assert alert.status is AlertStatus.FIRING
         assert dict(alert.labels)["pod"] == "b"
         # Still missing: no second alert. Back: the alert resolves.
         clock.advance(10)
         await source.poll_once()
-        assert feed._queue.empty()
+        assert feed.take_waiting() == []
         prometheus.current = [(A, 4.0), (B, 7.0)]
         clock.advance(10)
         await source.poll_once()
-        [back] = feed._queue.get_nowait()
+        [[back]] = feed.take_waiting()
         assert back.status is AlertStatus.RESOLVED
         assert back.fingerprint == alert.fingerprint
         assert source.missing == {}
@@ -164,6 +164,5 @@ async def test_an_unreachable_prometheus_is_a_state_not_an_empty_answer() -> Non
     first.cancel()
     assert source.state is SourceState.UNREACHABLE
     assert source.failures >= 2
-    [alert] = feed._queue.get_nowait()
+    [[alert]] = feed.take_waiting()
     assert alert.name == "AiopsPrometheusUnreachable"
-    assert feed._queue.empty()
