@@ -41,6 +41,7 @@ from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.store.tables import IncidentRow
 from engine.adapters.telemetry import EngineMetrics
 from engine.app.bootstrap import RecountingDecisions
+from engine.app.heap import freeze_startup_objects
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.clock import SystemClock
@@ -115,6 +116,7 @@ async def _serve(url: str, port: int) -> None:
     # As the engine wires it: decisions also keep the incidents-by-state gauge counted.
     desk = IncidentDesk(RecountingDecisions(store, metrics), IncidentManager(IncidentPolicy()), SystemClock())
     app = create_app(store=store, metrics=metrics, status=dict, tokens=tokens, desk=desk)
+    freeze_startup_objects()  # as `aiops serve` does once it is wired
     await HttpServer(app, bind("127.0.0.1", port)).serve()
 
 

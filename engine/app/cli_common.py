@@ -13,6 +13,7 @@ import typer
 from engine.adapters.api.auth import TokenBook
 from engine.adapters.http_server import HttpServer, bind
 from engine.app.bootstrap import EngineBase
+from engine.app.heap import freeze_startup_objects
 from engine.app.settings import Settings
 from engine.domain.errors import ConfigurationError, TemporaryError
 
@@ -47,4 +48,6 @@ async def open_with_api(settings: Settings, open_engine: Callable[[], Awaitable[
     except BaseException:
         sock.close()
         raise
-    return engine, HttpServer(engine.api(TokenBook.parse(settings.api_tokens)), sock)
+    server = HttpServer(engine.api(TokenBook.parse(settings.api_tokens)), sock)
+    freeze_startup_objects()
+    return engine, server
