@@ -386,13 +386,15 @@ class SqlStore:
             }
             for n in notifications
         ]
+        table = cast(Table, AlertNotificationRow.__table__)
         if self._engine.dialect.name == "postgresql":
-            statement: Any = postgresql_insert(AlertNotificationRow).on_conflict_do_nothing(index_elements=["key"])
+            statement: Any = postgresql_insert(table).on_conflict_do_nothing(index_elements=["key"])
         else:
-            statement = sqlite_insert(AlertNotificationRow).on_conflict_do_nothing(index_elements=["key"])
-        # One statement with many parameter sets: compiled once and cached, whatever the batch size.
-        async with self._sessions.begin() as session:
-            await session.execute(statement, rows)
+            statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=["key"])
+        # One statement with many parameter sets, on the table rather than the mapped class: the ORM's bulk path
+        # cost the webhook's event loop more than the database's work on its thread.
+        async with self._writing() as connection:
+            await connection.execute(statement, rows)
 
     async def recent_alert_notification_keys(self, *, since: float) -> list[str]:
         """Digests of the notifications received since ``since``, oldest first."""
