@@ -15,14 +15,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.adapters.api.alert_routes import alert_router
+from engine.adapters.api.alert_routes import add_alert_route
 from engine.adapters.api.approval_routes import approval_router
 from engine.adapters.api.auth import Role, TokenBook, requirement
 from engine.adapters.api.cursors import BadCursorError, decode_cursor, encode_cursor
 from engine.adapters.api.incident_routes import incident_router
 from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.api.playbook_routes import playbook_router
-from engine.adapters.api.remote_write_routes import remote_write_router
+from engine.adapters.api.remote_write_routes import add_remote_write_route
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut, incident_page_json
 from engine.adapters.api.silence_routes import silence_router
 from engine.adapters.playbook_reloader import PlaybookReloader
@@ -61,6 +61,13 @@ def create_app(
         version="0.1.0",
     )
     _install_error_handlers(app)
+    # The ingest endpoints exist only once a credential for them is configured: never open by default. They come
+    # first because routes are matched in order, and they take the machine traffic (every notification, every
+    # remote_write batch) while people's requests are few.
+    if ingest and alerts is not None:
+        add_alert_route(app.router, store=store, feed=alerts, credentials=ingest, metrics=metrics.ingest)
+    if ingest and remote_write is not None:
+        add_remote_write_route(app.router, sink=remote_write, credentials=ingest, metrics=metrics.ingest)
     app.mount("/metrics", make_asgi_app(registry=metrics.registry))
     viewer = [Depends(requirement(tokens, Role.VIEWER))]
     if playbooks is not None:
@@ -71,11 +78,6 @@ def create_app(
         app.include_router(incident_router(desk, tokens))
     if silences is not None:
         app.include_router(silence_router(silences, tokens))
-    # The ingest endpoints exist only once a credential for them is configured: never open by default.
-    if ingest and alerts is not None:
-        app.include_router(alert_router(store=store, feed=alerts, credentials=ingest, metrics=metrics.ingest))
-    if ingest and remote_write is not None:
-        app.include_router(remote_write_router(sink=remote_write, credentials=ingest, metrics=metrics.ingest))
     if desk is not None and executor is not None:
         app.include_router(page_router(store=store, desk=desk, executor=executor, tokens=tokens))
 

@@ -61,11 +61,7 @@ class Harness:
         self.http, self.feed, self.sink, self.metrics = http, feed, sink, metrics
 
     def drained_alerts(self) -> list[Sequence[Alert]]:
-        batches = []
-        queue = self.feed._queue
-        while not queue.empty():
-            batches.append(queue.get_nowait())
-        return batches
+        return self.feed.take_waiting()
 
     def counter(self, name: str, labels: dict[str, str] | None = None) -> float:
         return self.metrics.registry.get_sample_value(name, labels or {}) or 0.0
@@ -155,6 +151,21 @@ async def test_invalid_payloads_get_422(harness: Harness, change: str) -> None:
     reply = await harness.http.post("/api/v1/alerts", json=_broken(change), headers=AUTH)
     assert reply.status_code == 422
     assert harness.drained_alerts() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "message"),
+    [
+        ("labels", ["body", "alerts", 0, "labels"], "Expected `str`, got `int`"),
+        ("startsAt", ["body", "alerts", 0, "startsAt"], "Invalid RFC3339 encoded datetime"),
+        ("alerts", ["body"], "Object missing required field `alerts`"),
+    ],
+)
+async def test_a_422_says_what_is_wrong_and_where(
+    harness: Harness, change: str, where: list[object], message: str
+) -> None:
+    reply = await harness.http.post("/api/v1/alerts", json=_broken(change), headers=AUTH)
+    assert reply.json()["detail"] == [{"loc": where, "msg": message, "type": "value_error"}]
 
 
 async def test_not_json_gets_422(harness: Harness) -> None:
