@@ -65,7 +65,6 @@ from engine.domain.events import (
     IncidentState,
     SeriesKey,
     Severity,
-    freeze_labels,
 )
 from engine.domain.views import ActionRecord, IncidentDetail, TimelineEntry
 
@@ -692,39 +691,25 @@ def _incident_of_columns(values: Sequence[Any]) -> Incident:
         state_since,
     ) = values
     return Incident(
-        incident_id,
-        fingerprint,
-        title,
-        SeriesKey(series_name, tuple(sorted(series_labels.items()))),
-        _SEVERITIES[severity],
-        _STATES[state],
-        opened_at,
-        last_signal_at,
-        signal_count,
-        peak_score,
-        resolved_at,
-        snoozed_until,
-        state_since if state_since is not None else opened_at,
+        id=incident_id,
+        fingerprint=fingerprint,
+        title=title,
+        series=SeriesKey(series_name, tuple(sorted(series_labels.items()))),
+        severity=_SEVERITIES[severity],
+        state=_STATES[state],
+        opened_at=opened_at,
+        last_signal_at=last_signal_at,
+        signal_count=signal_count,
+        peak_score=peak_score,
+        resolved_at=resolved_at,
+        snoozed_until=snoozed_until,
+        state_since=state_since if state_since is not None else opened_at,
     )
 
 
 def _incident(row: IncidentRow) -> Incident:
     """An incident from its mapped object."""
-    return Incident(
-        id=row.id,
-        fingerprint=row.fingerprint,
-        title=row.title,
-        series=SeriesKey(row.series_name, freeze_labels(row.series_labels)),
-        severity=Severity(row.severity),
-        state=IncidentState(row.state),
-        opened_at=row.opened_at,
-        last_signal_at=row.last_signal_at,
-        signal_count=row.signal_count,
-        peak_score=row.peak_score,
-        resolved_at=row.resolved_at,
-        snoozed_until=row.snoozed_until,
-        state_since=row.state_since if row.state_since is not None else row.opened_at,
-    )
+    return _incident_of_columns([getattr(row, column.key) for column in _INCIDENTS.columns])
 
 
 def _action(row: ActionRow) -> ActionRecord:
