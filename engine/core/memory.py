@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from engine.domain.events import ActionRequest, ActionResult, ActionStatus, IncidentChange
 
 
@@ -62,3 +64,6 @@ class InMemoryIncidentStore:
 
     async def apply_change(self, change: IncidentChange) -> None:
         self.changes.append(change)
+
+    async def apply_changes(self, changes: Sequence[IncidentChange]) -> None:
+        self.changes.extend(changes)

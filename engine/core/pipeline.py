@@ -129,27 +129,30 @@ class Pipeline:
         try:
             async for item in inbox:
                 if isinstance(item, _Alerted):
-                    for alert in item.alerts:
-                        for change in self._incidents.observe_alert(alert):
-                            await self._publish(change, out)
+                    await self._publish(
+                        [change for alert in item.alerts for change in self._incidents.observe_alert(alert)], out
+                    )
                     continue
+                changes: list[IncidentChange] = []
                 for anomaly in item.anomalies:
                     if self._silences is not None and self._silences.silencing(anomaly.series) is not None:
                         continue  # on-call silenced this signal: it opens and updates no incident meanwhile
-                    for change in self._incidents.observe(anomaly):
-                        await self._publish(change, out)
-                for change in self._incidents.advance(item.watermark):
-                    await self._publish(change, out)
+                    changes.extend(self._incidents.observe(anomaly))
+                changes.extend(self._incidents.advance(item.watermark))
+                await self._publish(changes, out)
                 if self._acknowledger is not None:
                     await self._acknowledger.acknowledge(item.batch)
                 await out.send(_Tick(item.watermark))
         finally:
             await out.close()
 
-    async def _publish(self, change: IncidentChange, out: Channel[IncidentChange | _Tick]) -> None:
-        await self._store.apply_change(change)
-        self._observer.on_incident_change(change)
-        await out.send(change)
+    async def _publish(self, changes: Sequence[IncidentChange], out: Channel[IncidentChange | _Tick]) -> None:
+        # A batch's changes are stored together (one transaction, however many incidents a burst touches), and
+        # only then handed on, so that nothing downstream acts on a change the store does not have.
+        await self._store.apply_changes(changes)
+        for change in changes:
+            self._observer.on_incident_change(change)
+            await out.send(change)
 
     async def _remediate(self, inbox: Channel[IncidentChange | _Tick]) -> None:
         async for item in inbox:

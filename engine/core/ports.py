@@ -34,8 +34,9 @@ class BatchAcknowledger(Protocol):
 
 
 class IncidentStore(Protocol):
-    async def apply_change(self, change: IncidentChange) -> None:
-        """Persist an incident's new state and append the change to its timeline."""
+    async def apply_changes(self, changes: Sequence[IncidentChange]) -> None:
+        """Persist the incidents' new states and append the changes to their timelines, in order and all or
+        nothing."""
 
 
 class IncidentDecisions(Protocol):

@@ -221,35 +221,16 @@ class SqlStore:
     # -- IncidentStore ---------------------------------------------------------------------------------------
 
     async def apply_change(self, change: IncidentChange) -> None:
-        incident = change.incident
+        await self.apply_changes([change])
+
+    async def apply_changes(self, changes: Sequence[IncidentChange]) -> None:
+        """Store the incidents' new states and their timeline entries, all in one transaction: a burst of
+        anomalies (every series at once) commits once rather than once per incident."""
+        if not changes:
+            return
         async with self._sessions.begin() as session:
-            row = await session.get(IncidentRow, incident.id)
-            if row is None:
-                session.add(_incident_row(incident))
-                # The timeline row refers to the incident: write the incident first.
-                await session.flush()
-            else:
-                # Signals update the figures; the state stays whatever people made it (acknowledged), unless the
-                # signal itself resolved the incident.
-                row.severity = int(incident.severity)
-                row.last_signal_at = incident.last_signal_at
-                row.signal_count = incident.signal_count
-                row.peak_score = incident.peak_score
-                if change.kind is IncidentChangeKind.RESOLVED and row.state != IncidentState.RESOLVED.value:
-                    row.state = IncidentState.RESOLVED.value
-                    row.resolved_at = incident.resolved_at
-                    row.state_since = change.at
-            detail: dict[str, Any] = {"state": incident.state.value, "severity": incident.severity.label}
-            if change.signal is not None:
-                detail |= {
-                    "value": change.signal.value,
-                    "score": change.signal.score,
-                    "detector": change.signal.detector,
-                    "signal_at": change.signal.timestamp,
-                }
-            if change.alert is not None:
-                detail |= {"alert": change.alert.name, "alert_status": change.alert.status.value}
-            session.add(IncidentEventRow(incident_id=incident.id, at=change.at, kind=change.kind.value, detail=detail))
+            for change in changes:
+                await _apply(session, change)
 
     # -- decisions of people ---------------------------------------------------------------------------------
 
@@ -624,6 +605,38 @@ class _TakingTurns:
     async def begin(self) -> AsyncIterator[AsyncSession]:
         async with self.turn, self._sessions.begin() as session:
             yield session
+
+
+async def _apply(session: AsyncSession, change: IncidentChange) -> None:
+    """One incident change, inside the caller's transaction."""
+    incident = change.incident
+    row = await session.get(IncidentRow, incident.id)
+    if row is None:
+        session.add(_incident_row(incident))
+        # The timeline row refers to the incident: write the incident first.
+        await session.flush()
+    else:
+        # Signals update the figures; the state stays whatever people made it (acknowledged), unless the
+        # signal itself resolved the incident.
+        row.severity = int(incident.severity)
+        row.last_signal_at = incident.last_signal_at
+        row.signal_count = incident.signal_count
+        row.peak_score = incident.peak_score
+        if change.kind is IncidentChangeKind.RESOLVED and row.state != IncidentState.RESOLVED.value:
+            row.state = IncidentState.RESOLVED.value
+            row.resolved_at = incident.resolved_at
+            row.state_since = change.at
+    detail: dict[str, Any] = {"state": incident.state.value, "severity": incident.severity.label}
+    if change.signal is not None:
+        detail |= {
+            "value": change.signal.value,
+            "score": change.signal.score,
+            "detector": change.signal.detector,
+            "signal_at": change.signal.timestamp,
+        }
+    if change.alert is not None:
+        detail |= {"alert": change.alert.name, "alert_status": change.alert.status.value}
+    session.add(IncidentEventRow(incident_id=incident.id, at=change.at, kind=change.kind.value, detail=detail))
 
 
 async def _add_event(session: AsyncSession, incident_id: str, *, at: float, kind: str, detail: dict[str, Any]) -> None:

@@ -2,8 +2,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
+from sqlalchemy.exc import StatementError
 
 from engine.adapters.store.sql_store import SqlStore
 from engine.domain.errors import ConfigurationError, NotFoundError
@@ -15,6 +17,7 @@ from engine.domain.events import (
     IncidentChange,
     IncidentChangeKind,
     IncidentState,
+    SeriesKey,
 )
 from tests.engine.factories import anomaly, incident
 
@@ -51,6 +54,34 @@ async def test_incident_changes_build_state_and_timeline(store: SqlStore) -> Non
     assert detail.timeline[0].detail["score"] == 0.99
     assert [i.id for i in await store.list_incidents(state=IncidentState.RESOLVED)] == ["inc-1"]
     assert await store.list_incidents(state=IncidentState.OPEN) == []
+
+
+async def test_a_batch_of_changes_is_stored_together_in_order(store: SqlStore) -> None:
+    first, second = incident(id="inc-1", opened_at=100.0), incident(id="inc-2", opened_at=101.0)
+    updated = replace(first, signal_count=2, peak_score=0.999, last_signal_at=110.0)
+    await store.apply_changes(
+        [
+            IncidentChange(IncidentChangeKind.OPENED, first, 100.0, anomaly(100.0)),
+            IncidentChange(IncidentChangeKind.OPENED, second, 101.0, anomaly(101.0)),
+            # The same incident again in the same batch: its row, not a second one, takes the update.
+            IncidentChange(IncidentChangeKind.UPDATED, updated, 110.0, anomaly(110.0)),
+        ]
+    )
+    assert [i.id for i in await store.list_incidents()] == ["inc-2", "inc-1"]
+    detail = await store.get_incident("inc-1")
+    assert (detail.incident.signal_count, detail.incident.peak_score) == (2, 0.999)
+    assert [entry.kind for entry in detail.timeline] == ["opened", "updated"]
+    await store.apply_changes([])
+    assert len(await store.list_incidents()) == 2
+
+
+async def test_a_batch_that_fails_stores_none_of_its_changes(store: SqlStore) -> None:
+    good = IncidentChange(IncidentChangeKind.OPENED, incident(id="inc-1"), 100.0, anomaly(100.0))
+    # A label value that cannot be written as JSON: the second row fails on its way to the database.
+    unwritable = incident(id="inc-2", series=SeriesKey("latency", (("pod", cast(str, object())),)))
+    with pytest.raises(StatementError):
+        await store.apply_changes([good, IncidentChange(IncidentChangeKind.OPENED, unwritable, 101.0)])
+    assert await store.list_incidents() == []
 
 
 async def test_claim_is_exactly_once_and_survives_reopening(database_url: str) -> None:
