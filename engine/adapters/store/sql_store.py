@@ -94,18 +94,16 @@ def _engine_for(url: str) -> AsyncEngine:
     if sqlite_file and not Path(database).parent.is_dir():
         raise ConfigurationError(f"cannot open database {url!r}: directory {Path(database).parent} does not exist")
     try:
+        # orjson reads the JSON columns (labels, timeline details) in a fraction of the standard library's time.
+        options: dict[str, Any] = {"json_deserializer": orjson.loads}
         if url.startswith("sqlite") and ":memory:" in url:
             # One shared connection, otherwise every connection would see its own empty in-memory database.
-            return create_async_engine(
-                url, poolclass=StaticPool, connect_args={"check_same_thread": False}, json_deserializer=orjson.loads
-            )
-        options: dict[str, Any] = {}
-        if make_url(url).get_backend_name() == "postgresql":
+            options |= {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        elif parsed.get_backend_name() == "postgresql":
             # Enough kept-open connections for the API's concurrent requests beside the pipeline: past the pool's
             # size, each extra connection was opened (with its TLS probe) and closed again per request.
             options["pool_size"] = POSTGRES_POOL_SIZE
-        # orjson reads the JSON columns (labels, timeline details) in a fraction of the standard library's time.
-        engine = create_async_engine(url, json_deserializer=orjson.loads, **options)
+        engine = create_async_engine(url, **options)
         if sqlite_file:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -262,9 +260,7 @@ class SqlStore:
                 if state is None:
                     raise NotFoundError(f"no incident {incident_id!r}")
                 raise ConflictError(f"incident {incident_id} is {state}; cannot {kind.removesuffix('d')} it")
-            await connection.execute(
-                _ADD_EVENT, {"incident_id": incident_id, "at": at, "kind": kind, "detail": _by(by, comment)}
-            )
+            await _add_event(connection, incident_id, at=at, kind=kind, detail=_by(by, comment))
         return _incident_of_columns(changed)
 
     async def annotate_incident(
@@ -639,10 +635,12 @@ async def _apply(session: AsyncSession, change: IncidentChange) -> None:
     session.add(IncidentEventRow(incident_id=incident.id, at=change.at, kind=change.kind.value, detail=detail))
 
 
-async def _add_event(session: AsyncSession, incident_id: str, *, at: float, kind: str, detail: dict[str, Any]) -> None:
+async def _add_event(
+    into: AsyncSession | AsyncConnection, incident_id: str, *, at: float, kind: str, detail: dict[str, Any]
+) -> None:
     # A plain INSERT rather than a mapped object: an on-call decision adds one row, and the unit of work's flush
     # cost more than the rest of the decision.
-    await session.execute(_ADD_EVENT, {"incident_id": incident_id, "at": at, "kind": kind, "detail": detail})
+    await into.execute(_ADD_EVENT, {"incident_id": incident_id, "at": at, "kind": kind, "detail": detail})
 
 
 def _by(by: str, comment: str) -> dict[str, Any]:
