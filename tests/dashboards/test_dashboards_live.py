@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +47,7 @@ from tests.dashboards.panels import panel_queries
 from tests.engine.adapters.tokens import SPEC, bearer
 from tests.support.engine_process import free_port
 from tests.support.kafka_records import produce
+from tests.support.waiting import eventually
 
 PROMETHEUS_URL = os.environ.get("AIOPS_TEST_PROMETHEUS_URL")
 KAFKA = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
@@ -69,7 +70,6 @@ ENGINE = f"http://127.0.0.1:{ENGINE_PORT}"
 MODEL_SERVER = f"http://127.0.0.1:{MODEL_SERVER_PORT}"
 # The test Prometheus scrapes every second: what Grafana's datasource would be told (jsonData.timeInterval).
 SCRAPE_S = 1
-WAIT_S = 45.0
 EVENT_STEP_S = 10.0
 RESOLVE_AFTER_S = 60.0
 SPIKE = 296
@@ -179,21 +179,6 @@ def _process(command: list[str], log: Path, env: dict[str, str] | None = None) -
             process.kill()
             process.wait()
         print(f"--- {log.name}\n{log.read_text()[-4000:]}")  # pytest shows it when a test failed
-
-
-def _eventually(check: Callable[[], Any], what: str, processes: list[subprocess.Popen[bytes]]) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        for process in processes:
-            assert process.poll() is None, f"{process.args!r} exited while waiting for {what}"
-        try:
-            found = check()
-        except httpx.TransportError:
-            found = None
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {WAIT_S:g}s waiting for {what}")
 
 
 class Topics:
@@ -347,9 +332,11 @@ def _running(prometheus: httpx.Client) -> Iterator[Stack]:
             command += ["--tracking-uri", MLFLOW_URL, "--port", str(MODEL_SERVER_PORT), "--reload-s", "5"]
             with _process(command, work / "model-server.log") as server:
                 processes = [engine, server]
-                _eventually(lambda: engine_http.get("/readyz").status_code == 200, "the engine", processes)
-                _eventually(lambda: model_http.get("/healthz").status_code == 200, "the model server", processes)
-                _eventually(lambda: _targets_up(prometheus), "Prometheus to scrape both processes", processes)
+                eventually(lambda: engine_http.get("/readyz").status_code == 200, "the engine", processes=processes)
+                eventually(
+                    lambda: model_http.get("/healthz").status_code == 200, "the model server", processes=processes
+                )
+                eventually(lambda: _targets_up(prometheus), "Prometheus to scrape both processes", processes=processes)
                 traffic = Traffic(topics.samples, started - 3600.0 + 300 * EVENT_STEP_S)
                 flowing = threading.Thread(target=traffic.run, daemon=True)
                 try:
@@ -384,9 +371,13 @@ def _drive(
         listed = engine.get("/api/v1/incidents", params={"state": "open"}, headers=viewer).json()
         return [i for i in listed if i["series"].startswith("dash_latency_seconds")]
 
-    both = _eventually(lambda: len(found := open_incidents()) == 2 and found, "two incidents from Kafka", processes)
-    _eventually(lambda: engine.get("/api/v1/approvals", headers=viewer).json(), "a step awaiting approval", processes)
-    _eventually(lambda: webhook.received, "the live notification", processes)
+    both = eventually(
+        lambda: len(found := open_incidents()) == 2 and found, "two incidents from Kafka", processes=processes
+    )
+    eventually(
+        lambda: engine.get("/api/v1/approvals", headers=viewer).json(), "a step awaiting approval", processes=processes
+    )
+    eventually(lambda: webhook.received, "the live notification", processes=processes)
 
     ingest = {"Authorization": f"Bearer {TOKEN}"}
     assert engine.post("/api/v1/alerts", json=_notification(topics.samples), headers=ingest).is_success
@@ -399,19 +390,19 @@ def _drive(
 
     search = next(i for i in both if i["labels"]["service"] == "search")
     assert engine.post(f"/api/v1/incidents/{search['id']}/ack", json={"comment": "on it"}, headers=responder).is_success
-    after_ack = _eventually(
-        lambda: _agree(prometheus, engine, acknowledged=1), "Prometheus to see the acknowledgement", processes
+    after_ack = eventually(
+        lambda: _agree(prometheus, engine, acknowledged=1), "Prometheus to see the acknowledgement", processes=processes
     )
 
     # Event time moves on with calm samples: both incidents resolve, the acknowledged one included.
     flowing.start()
-    after_resolution = _eventually(
+    after_resolution = eventually(
         lambda: _agree(prometheus, engine, acknowledged=0) if not open_incidents() else None,
         "both incidents resolved, in the API and in Prometheus",
-        processes,
+        processes=processes,
     )
     # A few more scrapes with samples and predictions flowing, so that every rate has points to work on.
-    _eventually(lambda: traffic.rounds >= 20, "samples and predictions flowing", processes)
+    eventually(lambda: traffic.rounds >= 20, "samples and predictions flowing", processes=processes)
     return Stack(prometheus, started, register_gpu_metrics(CollectorRegistry()), after_ack, after_resolution)
 
 

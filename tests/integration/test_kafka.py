@@ -18,16 +18,16 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from engine.adapters.api.auth import hash_secret
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
-from engine.app.kafka_engine import KafkaEngine, open_kafka_engine
+from engine.app.kafka_engine import open_kafka_engine
 from engine.app.settings import Settings, load_settings
 from engine.domain.clock import SystemClock
 from engine.domain.events import Anomaly, MetricSample, SeriesKey
 from tests.engine.adapters.tokens import BOOK
-from tests.support.kafka_records import produce
+from tests.support.kafka_records import group_positions, produce, run_engine
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 REPO = Path(__file__).resolve().parents[2]
@@ -119,20 +119,12 @@ async def _documents(bootstrap: str, topic: str) -> list[dict[str, object]]:
     return [orjson.loads(value) async for _, value in _read_all(bootstrap, topic)]
 
 
-async def _run(engine: KafkaEngine) -> None:
-    try:
-        async with asyncio.timeout(120):
-            await engine.run()
-    finally:
-        await engine.close()
-
-
 async def test_injected_anomalies_reach_the_output_topics(topics: Topics, tmp_path: Path) -> None:
     assert BOOTSTRAP is not None
     series = _series()
     await produce(BOOTSTRAP, topics.samples, _good_messages(series))
     engine = await open_kafka_engine(_settings(topics, tmp_path), clock=SystemClock(), idle_stop_s=3.0)
-    await _run(engine)
+    await run_engine(engine)
 
     assert engine.summary.samples == POINTS * len(series)
     anomalies = await _documents(BOOTSTRAP, topics.anomalies)
@@ -162,7 +154,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_consumption_goes_
     half = len(good) // 2
     await produce(BOOTSTRAP, topics.samples, good[:half] + poison + good[half:])
     engine = await open_kafka_engine(_settings(topics, tmp_path), clock=SystemClock(), idle_stop_s=3.0)
-    await _run(engine)
+    await run_engine(engine)
 
     assert engine.summary.samples == POINTS * len(series)
     consumer = AIOKafkaConsumer(
@@ -187,19 +179,8 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_consumption_goes_
 
 async def _lag(bootstrap: str, topic: str, group: str) -> dict[int, int]:
     """Per partition, how many records the group has not committed yet."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-        return {tp.partition: ends[tp] - (await consumer.committed(tp) or 0) for tp in partitions}
-    finally:
-        await consumer.stop()
+    committed, ends = await group_positions(bootstrap, topic, group)
+    return {partition: ends[partition] - committed[partition] for partition in ends}
 
 
 async def test_offsets_are_committed_once_the_batches_are_done(topics: Topics, tmp_path: Path) -> None:
@@ -208,14 +189,14 @@ async def test_offsets_are_committed_once_the_batches_are_done(topics: Topics, t
     await produce(BOOTSTRAP, topics.samples, [*_good_messages(series), (None, b"poison")])
     settings = _settings(topics, tmp_path)
     first = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=3.0)
-    await _run(first)
+    await run_engine(first)
     assert first.summary.samples == POINTS * len(series)
     lag = await _lag(BOOTSTRAP, topics.samples, settings.kafka_group_id)
     assert len(lag) > 1
     assert set(lag.values()) == {0}, lag
     # The same group again: everything was committed, so nothing is read twice.
     again = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=3.0)
-    await _run(again)
+    await run_engine(again)
     assert again.summary.samples == 0
 
 
@@ -234,7 +215,7 @@ async def test_two_engines_in_one_group_share_the_work_without_duplicates(topics
         )
     async with asyncio.TaskGroup() as group:
         for engine in engines:
-            group.create_task(_run(engine))
+            group.create_task(run_engine(engine))
     counts = [engine.summary.samples for engine in engines]
     # No sample lost and none processed twice, however the partitions moved between the two members.
     assert sum(counts) == POINTS * len(series), counts
@@ -297,10 +278,10 @@ async def test_a_member_joining_mid_stream_takes_over_partitions_without_loss(to
         _settings(topics, tmp_path / "second").model_copy(update=small), clock=SystemClock(), idle_stop_s=4.0
     )
     async with asyncio.TaskGroup() as group:
-        group.create_task(_run(first))
+        group.create_task(run_engine(first))
         await asyncio.wait_for(slow.started.wait(), 60)
         joined_at = first.summary.samples
-        group.create_task(_run(second))
+        group.create_task(run_engine(second))
     assert 0 < joined_at < total
     assert second.summary.samples > 0
     # At-least-once: a moved partition's new owner resumes from its last checkpoint, whose restored state is as of
@@ -322,7 +303,7 @@ async def test_the_kafka_engine_takes_alertmanager_webhooks_into_the_same_incide
     await produce(BOOTSTRAP, topics.samples, _good_messages(_series()))
     engine = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=6.0)
     app = engine.api(BOOK)
-    running = asyncio.create_task(_run(engine))
+    running = asyncio.create_task(run_engine(engine))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://engine") as http:
         refused = await http.post("/api/v1/alerts", json=ALERT_PAYLOAD)
         accepted = await http.post("/api/v1/alerts", json=ALERT_PAYLOAD, headers={"Authorization": f"Bearer {token}"})

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -33,13 +33,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from engine.adapters.api.auth import Role
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
-from engine.app.kafka_engine import KafkaEngine, open_kafka_engine
+from engine.app.kafka_engine import open_kafka_engine
 from engine.app.settings import Settings, load_settings
 from engine.core.incidents import incident_id, series_fingerprint
 from engine.domain.clock import SystemClock
 from engine.domain.events import SeriesKey
 from tests.engine.adapters.tokens import SPEC, bearer
 from tests.support.engine_process import free_port
+from tests.support.kafka_records import group_positions, run_engine
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 POSTGRES_URL = os.environ.get("AIOPS_TEST_POSTGRES_URL")
@@ -131,24 +132,11 @@ async def _produce(bootstrap: str, topic: str, series: dict[SeriesKey, Series], 
         await producer.stop()
 
 
-async def _positions(bootstrap: str, topic: str, group: str) -> tuple[dict[int, int], dict[int, int]]:
-    """Per partition, the group's committed offset and the end of the log."""
-    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-        committed = {tp.partition: await consumer.committed(tp) or 0 for tp in partitions}
-        return committed, {tp.partition: ends[tp] for tp in partitions}
-    finally:
-        await consumer.stop()
-
-
 async def _wait_committed(bootstrap: str, topic: str, group: str, *, timeout_s: float) -> None:
     """Until the group has committed every record on the topic."""
     deadline = time.monotonic() + timeout_s
     while True:
-        committed, ends = await _positions(bootstrap, topic, group)
+        committed, ends = await group_positions(bootstrap, topic, group)
         if committed == ends:
             return
         assert time.monotonic() < deadline, f"group {group} committed {committed}, the log ends at {ends}"
@@ -223,14 +211,6 @@ def _settings(bootstrap: str, topic: str, group: str, database_url: str) -> Sett
     )
 
 
-async def _run(engine: KafkaEngine) -> None:
-    try:
-        async with asyncio.timeout(120):
-            await engine.run()
-    finally:
-        await engine.close()
-
-
 async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -257,11 +237,11 @@ async def test_a_rebalance_hands_the_learned_state_of_moved_partitions_over(
         for g, url in ((group, shared), (group, shared), (reference_group, reference_url))
     ]
     async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(_run(first))
-        tasks.create_task(_run(reference))
+        tasks.create_task(run_engine(first))
+        tasks.create_task(run_engine(reference))
         await _wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
         learned = first.summary.samples
-        tasks.create_task(_run(second))
+        tasks.create_task(run_engine(second))
         await _until(
             lambda: bool(second.source.assigned()) and len(first.source.assigned()) < PARTITIONS,
             30,
@@ -443,7 +423,7 @@ async def test_the_engine_reconnects_after_a_broker_restart_and_loses_nothing(tm
         database = f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}"
         engine = await open_kafka_engine(_settings(broker.bootstrap, topic, group, database), clock=SystemClock())
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_run(engine))
+            tasks.create_task(run_engine(engine))
             await _wait_committed(broker.bootstrap, topic, group, timeout_s=30)
             await broker.stop()
             await broker.start(keep_data=True)

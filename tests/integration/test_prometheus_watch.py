@@ -24,11 +24,11 @@ from tests.integration.test_prometheus import (
     PROMETHEUS_URL,
     RUN,
     TOKEN,
-    WAIT_S,
     Exporter,
     exporter,  # noqa: F401 - the fixture
 )
 from tests.support.engine_process import REPO
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.integration,
@@ -70,19 +70,6 @@ def watching(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         print((tmp_path / "watch.log").read_text())
 
 
-def _eventually(check: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-        except httpx.TransportError:
-            found = None
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-
-
 def _metric(name: str) -> float:
     text = httpx.get(f"{BASE}/metrics", timeout=5, follow_redirects=True).text
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
@@ -106,15 +93,16 @@ def test_watch_polls_promql_takes_remote_write_and_alertmanager(
 ) -> None:
     exporter.values[f'aiops_test_watched{{run="{RUN}"}}'] = 3.0
     exporter.values[f'aiops_test_value{{run="{RUN}"}}'] = 1.0
-    status = _eventually(
-        lambda: httpx.get(f"{BASE}/api/v1/status", headers=bearer(Role.VIEWER), timeout=5).json(), "aiops watch up"
+    status = eventually(
+        lambda: httpx.get(f"{BASE}/api/v1/status", headers=bearer(Role.VIEWER), timeout=5).json(),
+        "aiops watch up",
     )
     assert status["source"] == "prometheus"
     assert status["remote_write"] is True
     # Prometheus remote-writes this run's test series to the engine, which passes them to detection.
-    _eventually(lambda: _metric("aiops_remote_write_samples_total") > 0, "remote-written samples")
+    eventually(lambda: _metric("aiops_remote_write_samples_total") > 0, "remote-written samples")
     # Polls warm the detector on the steady value first.
-    _eventually(
+    eventually(
         lambda: httpx.get(f"{BASE}/api/v1/status", headers=bearer(Role.VIEWER), timeout=5).json()["samples"] > 60,
         "polled samples",
     )
@@ -122,10 +110,10 @@ def test_watch_polls_promql_takes_remote_write_and_alertmanager(
     assert _incident("aiops_test_watched")() is None
 
     exporter.values[f'aiops_test_watched{{run="{RUN}"}}'] = 500.0
-    _eventually(_incident("aiops_test_watched"), "an incident from the polled signal")
+    eventually(_incident("aiops_test_watched"), "an incident from the polled signal")
 
     # The shipped test rule fires above 100; Alertmanager posts to this engine's webhook.
     exporter.values[f'aiops_test_value{{run="{RUN}"}}'] = 500.0
-    alert = _eventually(_incident("ALERTS", alertname="AiopsTestValueHigh"), "an incident from Alertmanager")
+    alert = eventually(_incident("ALERTS", alertname="AiopsTestValueHigh"), "an incident from Alertmanager")
     assert alert["state"] == "open"
     assert watching.poll() is None

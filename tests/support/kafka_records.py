@@ -1,10 +1,14 @@
-"""Records written to a real broker for the Kafka tests: every one acknowledged before the helper returns."""
+"""The Kafka tests' dealings with a real broker: records written (every one acknowledged before the helper
+returns), a consumer group's positions read back, and an in-process engine run against it within a bound."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from engine.app.kafka_engine import KafkaEngine
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
@@ -17,3 +21,30 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | N
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def group_positions(bootstrap: str, topic: str, group: str) -> tuple[dict[int, int], dict[int, int]]:
+    """Per partition of ``topic``, the offset ``group`` has committed (0 if none) and the end of the log."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        committed = {tp.partition: await consumer.committed(tp) or 0 for tp in partitions}
+        return committed, {tp.partition: ends[tp] for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def run_engine(engine: KafkaEngine, timeout_s: float = 120.0) -> None:
+    """Run ``engine`` until its source stops (or fail after ``timeout_s``), then close it."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await engine.run()
+    finally:
+        await engine.close()
