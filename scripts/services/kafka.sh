@@ -91,6 +91,17 @@ answering() {
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && grep -q "Kafka Server started" "$RUN/server.log" 2>/dev/null
 }
 
+# A random cluster id as Kafka writes them (22 URL-safe base64 characters). Like Kafka's own generator it never
+# starts with "-", which the format command's argument parser would take for an option.
+new_cluster_id() {
+  python3 -c 'import base64,uuid
+while True:
+    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+    if not cid.startswith("-"):
+        print(cid)
+        break'
+}
+
 start() {
   fetch
   if running && answering; then return 0; fi
@@ -102,7 +113,7 @@ start() {
   rm -f "$RUN/server.log"
   # Formatted once per data directory: a kept one already has its cluster id, which a new format would contradict.
   if [ ! -f "$RUN/data/meta.properties" ]; then
-    java_run kafka.tools.StorageTool format -t "$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')" \
+    java_run kafka.tools.StorageTool format --cluster-id="$(new_cluster_id)" \
       -c "$RUN/server.properties" --ignore-formatted >/dev/null
   fi
   nohup java -cp "$LIBS/*" -Xms256m -Xmx512m -Dlog4j2.configurationFile="$RUN/log4j2.properties" \
