@@ -13,6 +13,13 @@ aiokafka consumer reading every record, no decoding), and the engine (``aiops se
 validate, detect, incidents, publish anomalies, commit) from start until its last sample is detected and its offsets
 committed. It prints both samples/s and their ratio.
 
+Beside them, the same messages are decoded by the engine's decoder and detected by its detection (as ``aiops
+serve`` wires it), each timed on its own with nothing else around it, in batches of the engine's size. From those
+and the raw consume time it prints the ratio ceilings: the ratio a process would reach if consuming and detecting
+(``ratio_ceiling_consume_detect``), or consuming, decoding and detecting (``..._consume_decode_detect``), one after
+the other as one event loop runs them, were all it did. The engine cannot beat them: they bound its ratio on the
+machine the run is on.
+
 Latency: the same engine runs in a background task on a second topic. A producer first sends every one of
 ``--latency-series`` series the points the default detector needs before it scores (its warm-up, plus a margin),
 waits until the engine has consumed them, then sends one point a message at a steady ``--latency-rate`` samples/s
@@ -47,9 +54,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from detectors.ensemble import DefaultKernel
-from engine.adapters.kafka.schema import encode_samples, series_key_bytes
+from engine.adapters.kafka.schema import SampleColumns, encode_samples, series_key_bytes
+from engine.app.bootstrap import detection_service
 from engine.app.kafka_engine import open_kafka_engine
 from engine.app.settings import Settings, load_settings
+from engine.domain.batches import SampleBatch
 from engine.domain.clock import SystemClock
 from engine.domain.events import Anomaly, MetricSample, SeriesKey
 
@@ -68,7 +77,9 @@ PACE_S = 0.005
 ENGINE_WAIT_S = 60.0
 
 
-async def produce(bootstrap: str, topic: str, series: int, points: int, per_message: int) -> int:
+async def produce(bootstrap: str, topic: str, series: int, points: int, per_message: int) -> list[tuple[bytes, bytes]]:
+    """Send the throughput phase's messages and return them (key, value) in the order sent."""
+    sent: list[tuple[bytes, bytes]] = []
     rng = np.random.default_rng(3)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
     await producer.start()
@@ -80,11 +91,12 @@ async def produce(bootstrap: str, topic: str, series: int, points: int, per_mess
             for key in keys:
                 values = 100.0 + rng.normal(0.0, 5.0, hi - lo)
                 message = encode_samples(key, list(zip(timestamps.tolist(), values.tolist(), strict=True)))
-                await producer.send(topic, message, key=series_key_bytes(key))
+                sent.append((series_key_bytes(key), message))
+                await producer.send(topic, message, key=sent[-1][0])
         await producer.flush()
     finally:
         await producer.stop()
-    return series * points
+    return sent
 
 
 async def raw_consume(bootstrap: str, topic: str, records: int) -> float:
@@ -101,6 +113,25 @@ async def raw_consume(bootstrap: str, topic: str, records: int) -> float:
     finally:
         await consumer.stop()
     return time.perf_counter() - started
+
+
+def decode_and_detect(messages: Sequence[tuple[bytes, bytes]], settings: Settings) -> tuple[float, float]:
+    """Seconds the engine's decoder and, separately, its detection (wired as ``aiops serve`` wires it) take over
+    ``messages``, in batches of the engine's size and with nothing else around them: the two largest parts of the
+    engine's work, each on its own."""
+    batches: list[SampleBatch] = []
+    started = time.perf_counter()
+    for lo in range(0, len(messages), settings.kafka_max_batch):
+        columns = SampleColumns()
+        for key, value in messages[lo : lo + settings.kafka_max_batch]:
+            columns.add(value, key)
+        batches.append(columns.batch())
+    decode_s = time.perf_counter() - started
+    detection = detection_service(settings)
+    started = time.perf_counter()
+    for batch in batches:
+        detection.process(batch)
+    return decode_s, time.perf_counter() - started
 
 
 class _Done:
@@ -320,9 +351,11 @@ async def latency(
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    total = await produce(args.bootstrap, topic, args.series, args.points, args.per_message)
-    records = args.series * -(-args.points // args.per_message)
+    messages = await produce(args.bootstrap, topic, args.series, args.points, args.per_message)
+    total, records = args.series * args.points, len(messages)
     raw_s = await raw_consume(args.bootstrap, topic, records)
+    with tempfile.TemporaryDirectory() as workdir:
+        decode_s, detect_s = decode_and_detect(messages, engine_settings(args.bootstrap, topic, Path(workdir)))
     with tempfile.TemporaryDirectory() as workdir:
         engine_s = await engine_consume(args.bootstrap, topic, total, Path(workdir))
     # A store of its own: nothing the first engine stored (incidents, checkpoints) carries over.
@@ -343,6 +376,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "raw_consume_samples_per_s": round(raw_rate),
         "engine_samples_per_s": round(engine_rate),
         "ratio": round(engine_rate / raw_rate, 3),
+        "decode_only_samples_per_s": round(total / decode_s),
+        "detect_only_samples_per_s": round(total / detect_s),
+        # The ratio of a process that did nothing but consume and detect (or consume, decode and detect), one
+        # after the other as one event loop does: the most any engine of this design can reach on this machine.
+        "ratio_ceiling_consume_detect": round(raw_s / (raw_s + detect_s), 3),
+        "ratio_ceiling_consume_decode_detect": round(raw_s / (raw_s + decode_s + detect_s), 3),
         "raw_s": round(raw_s, 3),
         "engine_s": round(engine_s, 3),
         **latency_figures,

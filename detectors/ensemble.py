@@ -11,7 +11,7 @@ the NAB corpus.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,12 +22,17 @@ from detectors.vectorised import Kernel, KernelBatch, KernelDetector, SlotArrays
 from detectors.zscore import ParameterError, SeasonalKernel, check_fraction
 
 
-def _part(state: SlotArrays, prefix: str, names: tuple[str, ...]) -> SlotArrays:
-    return {name: state[f"{prefix}.{name}"] for name in names}
+def _prefixed_names(prefix: str, names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """Each part's name paired with its name in the ensemble's state, built once: steps run once per round."""
+    return tuple((name, f"{prefix}.{name}") for name in names)
 
 
-def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"{prefix}.{name}": value for name, value in values.items()}
+def _part(state: SlotArrays, names: tuple[tuple[str, str], ...]) -> SlotArrays:
+    return {name: state[prefixed] for name, prefixed in names}
+
+
+def _prefixed(values: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {prefixed: values[name] for name, prefixed in names}
 
 
 class DefaultKernel(Kernel):
@@ -69,26 +74,31 @@ class DefaultKernel(Kernel):
         self.likelihood_weight = likelihood_weight
         self.peak_decay = peak_decay
         self.gated_factor = gated_factor
-        self._level_names = (*self.level.fields, *self.level.table_fields)
+        self._level_field_names = _prefixed_names("level", self.level.fields)
+        self._level_table_names = _prefixed_names("level", self.level.table_fields)
+        self._level_names = self._level_field_names + self._level_table_names
+        self._likelihood_names = _prefixed_names("likelihood", self.likelihood.fields)
+        self._fields = (
+            "peak",
+            *(prefixed for _, prefixed in self._level_field_names),
+            *(prefixed for _, prefixed in self._likelihood_names),
+        )
+        self._table_fields = tuple(prefixed for _, prefixed in self._level_table_names)
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return (
-            "peak",
-            *(f"level.{name}" for name in self.level.fields),
-            *(f"likelihood.{name}" for name in self.likelihood.fields),
-        )
+        return self._fields
 
     def initial(self) -> Mapping[str, float]:
         return {
             "peak": 0.0,
-            **_prefixed("level", self.level.initial()),
-            **_prefixed("likelihood", self.likelihood.initial()),
+            **_prefixed(self.level.initial(), self._level_field_names),
+            **_prefixed(self.likelihood.initial(), self._likelihood_names),
         }
 
     @property
     def table_fields(self) -> tuple[str, ...]:
-        return tuple(f"level.{name}" for name in self.level.table_fields)
+        return self._table_fields
 
     @property
     def buckets(self) -> int:
@@ -98,18 +108,18 @@ class DefaultKernel(Kernel):
         return self.level.bucket_of(timestamps)
 
     def table_initial(self) -> Mapping[str, float]:
-        return _prefixed("level", self.level.table_initial())
+        return _prefixed(self.level.table_initial(), self._level_table_names)
 
     def step(self, state: SlotArrays, timestamps: FloatArray, values: FloatArray) -> tuple[FloatArray, SlotArrays]:
-        raw, level = self.level.step(_part(state, "level", self._level_names), timestamps, values)
-        likely, likelihood = self.likelihood.step(_part(state, "likelihood", self.likelihood.fields), timestamps, raw)
+        raw, level = self.level.step(_part(state, self._level_names), timestamps, values)
+        likely, likelihood = self.likelihood.step(_part(state, self._likelihood_names), timestamps, raw)
         combined = np.maximum(raw, self.likelihood_weight * likely)
         peak = state["peak"]
         scores = np.where(combined > peak, combined, self.gated_factor * combined)
         learned: SlotArrays = {
             "peak": np.maximum(self.peak_decay * peak, combined),
-            **_prefixed("level", level),
-            **_prefixed("likelihood", likelihood),
+            **_prefixed(level, self._level_names),
+            **_prefixed(likelihood, self._likelihood_names),
         }
         return scores, learned
 

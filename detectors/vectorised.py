@@ -131,6 +131,8 @@ class SlotStore:
 
     def __init__(self, kernel: Kernel, capacity: int) -> None:
         self.kernel = kernel
+        # Kept once: a kernel may build them on each call, and a step runs once per round.
+        self._names, self._table_names, self._buckets = kernel.fields, kernel.table_fields, kernel.buckets
         self._fresh = np.array([kernel.initial()[name] for name in kernel.fields], dtype=np.float64)
         self._fresh_table = np.array([kernel.table_initial()[name] for name in kernel.table_fields], dtype=np.float64)
         self.fields: FloatArray = np.repeat(self._fresh[:, None], capacity, axis=1)
@@ -147,7 +149,7 @@ class SlotStore:
         return int(self.fields.nbytes + self.tables.nbytes)
 
     def _buckets_of(self, slot: int) -> slice:
-        return slice(slot * self.kernel.buckets, (slot + 1) * self.kernel.buckets)
+        return slice(slot * self._buckets, (slot + 1) * self._buckets)
 
     def grow(self, capacity: int) -> None:
         grown = SlotStore(self.kernel, capacity)
@@ -160,9 +162,9 @@ class SlotStore:
         self.tables[self._buckets_of(slot)] = self._fresh_table
 
     def snapshot(self, slot: int) -> State:
-        state: State = {name: float(v) for name, v in zip(self.kernel.fields, self.fields[:, slot], strict=True)}
-        for name, row in zip(self.kernel.table_fields, self.tables[self._buckets_of(slot)].T, strict=True):
-            state[name] = [float(v) for v in row]
+        # tolist() gives Python floats in one call (checkpoints take every live series' snapshot).
+        state: State = dict(zip(self._names, self.fields[:, slot].tolist(), strict=True))
+        state.update(zip(self._table_names, self.tables[self._buckets_of(slot)].T.tolist(), strict=True))
         return state
 
     def restore(self, slot: int, state: State) -> None:
@@ -173,17 +175,16 @@ class SlotStore:
 
     def step(self, owners: IntArray, timestamps: FloatArray, values: FloatArray) -> FloatArray:
         """Score and learn one point for each of the distinct slots ``owners``."""
-        kernel = self.kernel
+        kernel, names, table_names = self.kernel, self._names, self._table_names
         block = np.take(self.fields, owners, axis=1)
-        state = {name: block[i] for i, name in enumerate(kernel.fields)}
-        cells = owners * kernel.buckets + kernel.bucket_of(timestamps) if kernel.table_fields else None
+        state = dict(zip(names, block, strict=True))
+        cells = owners * self._buckets + kernel.bucket_of(timestamps) if table_names else None
         if cells is not None:
-            entries = np.take(self.tables, cells, axis=0).T
-            state.update({name: entries[i] for i, name in enumerate(kernel.table_fields)})
+            state.update(zip(table_names, np.take(self.tables, cells, axis=0).T, strict=True))
         scores, learned = kernel.step(state, timestamps, values)
-        self.fields[:, owners] = np.stack([learned[name] for name in kernel.fields])
+        self.fields[:, owners] = np.stack([learned[name] for name in names])
         if cells is not None:
-            self.tables[cells] = np.stack([learned[name] for name in kernel.table_fields], axis=1)
+            self.tables[cells] = np.stack([learned[name] for name in table_names], axis=1)
         return scores
 
 

@@ -420,7 +420,7 @@ class SqlStore:
                     "partition": c.partition,
                     "series": str(series),
                     "next_offset": c.offset,
-                    "state": json.dumps(state.document()),
+                    "state": _state_text(state.document()),
                 }
                 for c in current
                 for series, state in c.states.items()
@@ -755,3 +755,13 @@ def _request(row: ActionRow) -> ActionRequest:
         requested_at=row.requested_at,
         explanation=dict(row.explanation or {}),
     )
+
+
+def _state_text(document: dict[str, Any]) -> str:
+    """A series state as JSON text: orjson's (several times faster; checkpoints write every live series), unless
+    the document holds NaN or an infinity, which orjson would write as null: such a document does not read back
+    equal, and the standard encoder, which keeps them, writes it."""
+    text = orjson.dumps(document)
+    if orjson.loads(text) != document:
+        return json.dumps(document)
+    return text.decode()

@@ -1,4 +1,5 @@
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -8,6 +9,8 @@ import pytest
 from sqlalchemy.exc import StatementError
 
 from engine.adapters.store.sql_store import SqlStore
+from engine.core.checkpoints import PartitionCheckpoint, SeriesState
+from engine.core.detection import DetectorSlotState
 from engine.domain.errors import ConfigurationError, NotFoundError
 from engine.domain.events import (
     ActionMode,
@@ -122,3 +125,26 @@ async def test_two_stores_on_one_database_claim_a_request_once(database_url: str
     assert sorted(outcomes) == [False, False, False, True]
     await first.close()
     await second.close()
+
+
+async def test_checkpointed_series_states_read_back_as_saved_even_with_infinities_and_nan(store: SqlStore) -> None:
+    plain = SeriesKey.of("latency_ms", {"pod": "a"})
+    unbounded = SeriesKey.of("latency_ms", {"pod": "b"})
+    states = {
+        plain: SeriesState(
+            DetectorSlotState({"n": 3.0, "mean": 101.5, "table": [1.0, 2.5]}, {"last_fired": None}),
+            incident(series=plain),
+            (anomaly(100.0, series=plain),),
+        ),
+        # Some detectors keep unbounded extremes; they must not come back as null (orjson writes NaN and
+        # infinities so).
+        unbounded: SeriesState(DetectorSlotState({"low": math.inf, "high": -math.inf, "gap": math.nan}, {})),
+    }
+    await store.save_checkpoints("group", [PartitionCheckpoint("samples", 0, 42, states)])
+    [loaded] = await store.load_checkpoints("group", [("samples", 0)])
+    assert (loaded.topic, loaded.partition, loaded.offset) == ("samples", 0, 42)
+    assert loaded.states[plain] == states[plain]
+    restored = loaded.states[unbounded].detection.detector
+    assert restored["low"] == math.inf
+    assert restored["high"] == -math.inf
+    assert math.isnan(restored["gap"])
