@@ -1,7 +1,7 @@
 """The Kafka-driven engine's end-to-end throughput against the raw consume ceiling of the same topic, and its
 latency from a sample's produce to the anomaly it causes being published.
 
-    python -m benchmarks.kafka [--bootstrap 127.0.0.1:59192] [--series 1000] [--points 500] [--per-message 100]
+    python -m benchmarks.kafka [--bootstrap 127.0.0.1:59192] [--series 1000] [--points 2000] [--per-message 100]
                                [--latency-series 500] [--latency-spikes 100] [--latency-rate 2500]
                                [--latency-seconds 10] [--json]
 
@@ -11,14 +11,15 @@ Throughput: ``series x points`` samples are produced to the topic in the columna
 points of one series per message, key = series key), then measured on that same topic: the raw ceiling (a bare
 aiokafka consumer reading every record, no decoding), and the engine (``aiops serve``'s wiring: consume, decode,
 validate, detect, incidents, publish anomalies, commit) from start until its last sample is detected and its offsets
-committed. It prints both samples/s and their ratio.
+committed (its start, joining the group and the first fetch, included: about 0.3 s, which is why the default run
+is 2,000,000 samples long). It prints both samples/s and their ratio.
 
 Beside them, the same messages are decoded by the engine's decoder and detected by its detection (as ``aiops
-serve`` wires it), each timed on its own with nothing else around it, in batches of the engine's size. From those
-and the raw consume time it prints the ratio ceilings: the ratio a process would reach if consuming and detecting
-(``ratio_ceiling_consume_detect``), or consuming, decoding and detecting (``..._consume_decode_detect``), one after
-the other as one event loop runs them, were all it did. The engine cannot beat them: they bound its ratio on the
-machine the run is on.
+serve`` wires it), each timed on its own with nothing else around it, at the fastest of several batch sizes. From
+those and the raw consume time it prints two ratio ceilings: the ratio of a process that did nothing but consume and
+detect (``ratio_ceiling_consume_detect``), or consume, decode and detect (``..._consume_decode_detect``), one after
+the other as one event loop runs them. They bound the ratio of any engine that runs these parts in one process on
+the machine the run is on.
 
 Latency: the same engine runs in a background task on a second topic. A producer first sends every one of
 ``--latency-series`` series the points the default detector needs before it scores (its warm-up, plus a margin),
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import tempfile
 import time
 import uuid
@@ -73,6 +75,9 @@ EPOCH_S, STEP_S = 1_700_000_000.0, 60.0
 WARMUP_MARGIN = 20
 # How often the steady producer wakes up to send the messages that are due (a few a wake-up at the default rate).
 PACE_S = 0.005
+# Batch sizes (records) at which decoding and detection are timed on their own; each figure is the fastest of
+# them (detection is slow on small batches, where numpy's per-call cost dominates, and on very large ones).
+BOUND_BATCH_RECORDS = (300, 1_000, 3_000, 10_000)
 # Longest wait for the engine to get through the warm-up (it joins its group first) or the measured stream.
 ENGINE_WAIT_S = 60.0
 
@@ -116,22 +121,26 @@ async def raw_consume(bootstrap: str, topic: str, records: int) -> float:
 
 
 def decode_and_detect(messages: Sequence[tuple[bytes, bytes]], settings: Settings) -> tuple[float, float]:
-    """Seconds the engine's decoder and, separately, its detection (wired as ``aiops serve`` wires it) take over
-    ``messages``, in batches of the engine's size and with nothing else around them: the two largest parts of the
-    engine's work, each on its own."""
-    batches: list[SampleBatch] = []
-    started = time.perf_counter()
-    for lo in range(0, len(messages), settings.kafka_max_batch):
-        columns = SampleColumns()
-        for key, value in messages[lo : lo + settings.kafka_max_batch]:
-            columns.add(value, key)
-        batches.append(columns.batch())
-    decode_s = time.perf_counter() - started
-    detection = detection_service(settings)
-    started = time.perf_counter()
-    for batch in batches:
-        detection.process(batch)
-    return decode_s, time.perf_counter() - started
+    """The fewest seconds the engine's decoder and, separately, its detection (wired as ``aiops serve`` wires it)
+    take over ``messages``, with nothing else around them, over batches of each of ``BOUND_BATCH_RECORDS``: the two
+    largest parts of the engine's work, each on its own and at its most favourable batch size."""
+    best_decode_s = best_detect_s = math.inf
+    for size in BOUND_BATCH_RECORDS:
+        batches: list[SampleBatch] = []
+        started = time.perf_counter()
+        for lo in range(0, len(messages), size):
+            columns = SampleColumns()
+            for key, value in messages[lo : lo + size]:
+                columns.add(value, key)
+            batches.append(columns.batch())
+        best_decode_s = min(best_decode_s, time.perf_counter() - started)
+        # A fresh service each time: every size starts from unlearned series, as the engine does.
+        detection = detection_service(settings)
+        started = time.perf_counter()
+        for batch in batches:
+            detection.process(batch)
+        best_detect_s = min(best_detect_s, time.perf_counter() - started)
+    return best_decode_s, best_detect_s
 
 
 class _Done:
@@ -176,6 +185,7 @@ def engine_settings(bootstrap: str, topic: str, workdir: Path) -> Settings:
 
 
 async def engine_consume(bootstrap: str, topic: str, total: int, workdir: Path) -> float:
+    """Seconds from the engine's start (joining its group included) until its last offsets are committed."""
     settings = engine_settings(bootstrap, topic, workdir)
     done = _Done(total)
     engine = await open_kafka_engine(settings, clock=SystemClock(), observers=[done])
@@ -392,7 +402,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", default="127.0.0.1:59192")
     parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--points", type=int, default=500)
+    parser.add_argument("--points", type=int, default=2000)
     parser.add_argument("--per-message", type=int, default=100)
     parser.add_argument("--latency-series", type=int, default=500)
     parser.add_argument("--latency-spikes", type=int, default=100, help="series given one spike each")

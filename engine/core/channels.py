@@ -50,3 +50,19 @@ class Channel(Generic[T]):
             if isinstance(item, _Closed):
                 return
             yield item
+
+    async def bursts(self) -> AsyncIterator[list[T]]:
+        """The items in order, as lists: each wake-up takes the first item and every one already waiting behind
+        it (at most the capacity), so that a consumer that fell behind can handle its backlog in one go."""
+        while True:
+            first = await self._queue.get()
+            if isinstance(first, _Closed):
+                return
+            burst = [first]
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, _Closed):
+                    yield burst
+                    return
+                burst.append(item)
+            yield burst

@@ -127,32 +127,36 @@ class Pipeline:
 
     async def _track(self, inbox: Channel[_Detected | _Alerted], out: Channel[IncidentChange | _Tick]) -> None:
         try:
-            async for item in inbox:
-                if isinstance(item, _Alerted):
-                    await self._publish(
-                        [change for alert in item.alerts for change in self._incidents.observe_alert(alert)], out
-                    )
-                    continue
-                changes: list[IncidentChange] = []
-                for anomaly in item.anomalies:
-                    if self._silences is not None and self._silences.silencing(anomaly.series) is not None:
-                        continue  # on-call silenced this signal: it opens and updates no incident meanwhile
-                    changes.extend(self._incidents.observe(anomaly))
-                changes.extend(self._incidents.advance(item.watermark))
-                await self._publish(changes, out)
-                if self._acknowledger is not None:
-                    await self._acknowledger.acknowledge(item.batch)
-                await out.send(_Tick(item.watermark))
+            # Everything waiting is taken at once and its changes stored in one transaction: when the store is
+            # slower than detection (a burst of new incidents), the backlog costs one commit, not one per batch.
+            async for burst in inbox.bursts():
+                outcomes = [(item, self._changes_of(item)) for item in burst]
+                # Stored before anything is handed on or acknowledged, so that nothing downstream acts on a
+                # change the store does not have, and no offset is committed past an unstored change.
+                await self._store.apply_changes([change for _, changes in outcomes for change in changes])
+                # Handed on in the order of the batches, each followed by its acknowledgement and its tick.
+                for item, changes in outcomes:
+                    for change in changes:
+                        self._observer.on_incident_change(change)
+                        await out.send(change)
+                    if isinstance(item, _Detected):
+                        if self._acknowledger is not None:
+                            await self._acknowledger.acknowledge(item.batch)
+                        await out.send(_Tick(item.watermark))
         finally:
             await out.close()
 
-    async def _publish(self, changes: Sequence[IncidentChange], out: Channel[IncidentChange | _Tick]) -> None:
-        # A batch's changes are stored together (one transaction, however many incidents a burst touches), and
-        # only then handed on, so that nothing downstream acts on a change the store does not have.
-        await self._store.apply_changes(changes)
-        for change in changes:
-            self._observer.on_incident_change(change)
-            await out.send(change)
+    def _changes_of(self, item: _Detected | _Alerted) -> list[IncidentChange]:
+        """What one detected batch or one set of alerts changes in the incidents (not stored yet)."""
+        if isinstance(item, _Alerted):
+            return [change for alert in item.alerts for change in self._incidents.observe_alert(alert)]
+        changes: list[IncidentChange] = []
+        for anomaly in item.anomalies:
+            if self._silences is not None and self._silences.silencing(anomaly.series) is not None:
+                continue  # on-call silenced this signal: it opens and updates no incident meanwhile
+            changes.extend(self._incidents.observe(anomaly))
+        changes.extend(self._incidents.advance(item.watermark))
+        return changes
 
     async def _remediate(self, inbox: Channel[IncidentChange | _Tick]) -> None:
         async for item in inbox:

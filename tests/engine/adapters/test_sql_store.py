@@ -78,6 +78,36 @@ async def test_a_batch_of_changes_is_stored_together_in_order(store: SqlStore) -
     assert len(await store.list_incidents()) == 2
 
 
+async def test_a_burst_larger_than_one_lookup_updates_every_incident_it_names(store: SqlStore) -> None:
+    # More incidents than one query looks up at once: every one must be found again, none inserted twice.
+    opened = [incident(id=f"inc-{i}", opened_at=100.0 + i) for i in range(1_200)]
+    await store.apply_changes([IncidentChange(IncidentChangeKind.OPENED, i, i.opened_at) for i in opened])
+    await store.decide_incident(
+        "inc-7",
+        allowed_from=frozenset({IncidentState.OPEN}),
+        to=IncidentState.ACKNOWLEDGED,
+        kind="acknowledged",
+        by="oncall",
+        comment="",
+        at=2_000.0,
+    )
+    updates = [
+        IncidentChange(IncidentChangeKind.UPDATED, replace(i, signal_count=5, last_signal_at=3_000.0), 3_000.0)
+        for i in opened
+    ]
+    resolved = replace(opened[9], state=IncidentState.RESOLVED, resolved_at=3_001.0)
+    await store.apply_changes([*updates, IncidentChange(IncidentChangeKind.RESOLVED, resolved, 3_001.0)])
+    counts = await store.count_incidents_by_state()
+    assert counts[IncidentState.OPEN] + counts[IncidentState.ACKNOWLEDGED] == 1_199
+    assert counts[IncidentState.RESOLVED] == 1
+    acknowledged = (await store.get_incident("inc-7")).incident
+    # A signal updates the figures but leaves the state people gave it.
+    assert (acknowledged.state, acknowledged.signal_count) == (IncidentState.ACKNOWLEDGED, 5)
+    detail = await store.get_incident("inc-9")
+    assert (detail.incident.state, detail.incident.resolved_at) == (IncidentState.RESOLVED, 3_001.0)
+    assert [entry.kind for entry in detail.timeline] == ["opened", "updated", "resolved"]
+
+
 async def test_a_batch_that_fails_stores_none_of_its_changes(store: SqlStore) -> None:
     good = IncidentChange(IncidentChangeKind.OPENED, incident(id="inc-1"), 100.0, anomaly(100.0))
     # A label value that cannot be written as JSON: the second row fails on its way to the database.

@@ -30,3 +30,31 @@ async def test_sending_on_a_closed_channel_is_an_error() -> None:
     await channel.close()
     with pytest.raises(ChannelClosedError):
         await channel.send(1)
+
+
+async def test_bursts_take_everything_waiting_in_order_and_end_at_close() -> None:
+    channel: Channel[int] = Channel(capacity=3)
+    for item in (1, 2, 3):
+        await channel.send(item)
+    # A sender waiting on the full channel: its item comes in the next burst.
+    waiting = asyncio.create_task(channel.send(4))
+    await asyncio.sleep(0)
+    bursts = channel.bursts()
+    assert await anext(bursts) == [1, 2, 3]
+    await waiting
+    await channel.send(5)
+    await channel.close()
+    # What was sent before the close comes out; then the stream ends.
+    assert [burst async for burst in bursts] == [[4, 5]]
+
+
+async def test_bursts_wait_for_the_next_item_when_nothing_is_waiting() -> None:
+    channel: Channel[int] = Channel(capacity=2)
+    bursts = channel.bursts()
+    later = asyncio.create_task(anext(bursts))
+    await asyncio.sleep(0.01)
+    assert not later.done()
+    await channel.send(7)
+    assert await later == [7]
+    await channel.close()
+    assert [burst async for burst in bursts] == []
