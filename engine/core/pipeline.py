@@ -130,7 +130,12 @@ class Pipeline:
             # Everything waiting is taken at once and its changes stored in one transaction: when the store is
             # slower than detection (a burst of new incidents), the backlog costs one commit, not one per batch.
             async for burst in inbox.bursts():
-                outcomes = [(item, self._changes_of(item)) for item in burst]
+                outcomes = []
+                for item in burst:
+                    outcomes.append((item, self._changes_of(item)))
+                    if isinstance(item, _Detected) and self._acknowledger is not None:
+                        # Before the burst's next batch is taken: the stage's state is exactly as of this one's end.
+                        self._acknowledger.processed(item.batch)
                 # Stored before anything is handed on or acknowledged, so that nothing downstream acts on a
                 # change the store does not have, and no offset is committed past an unstored change.
                 await self._store.apply_changes([change for _, changes in outcomes for change in changes])

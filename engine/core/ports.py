@@ -27,8 +27,12 @@ class SampleSource(Protocol):
 
 
 class BatchAcknowledger(Protocol):
-    """Told, in batch order, when a batch's incident changes are stored and its events handed to the observers:
-    a source that must not forget input before then (Kafka offsets) commits its position here."""
+    """Told about each batch, in batch order, twice: when the incident stage has worked out the batch's changes (its
+    state is then exactly as of the batch's end, though the changes are not stored yet), and when those changes are
+    stored and its events handed to the observers: a source that must not forget input before then (Kafka offsets)
+    commits its position there."""
+
+    def processed(self, batch: Sequence[MetricSample]) -> None: ...
 
     async def acknowledge(self, batch: Sequence[MetricSample]) -> None: ...
 

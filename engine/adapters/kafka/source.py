@@ -15,10 +15,11 @@ of the partitions' series as of those offsets (detector, threshold cooldown, liv
 with the offsets in a ``CheckpointStore``; when a partition is assigned, its saved state is restored and consumption
 goes on from the saved position, before any of its records is processed; when it is revoked, its series are forgotten
 here after the final commit. Detection runs ahead of the incident stage, so a state is captured in two halves at the
-same batch boundary: detection's right after detection finished the batch (``detected``), the incident stage's when
-the batch is acknowledged. To keep the cost proportionate, a capture takes only the series touched since the last
-one, and happens at most every ``checkpoint_interval_s`` while detection is ahead (offsets then wait for it), or
-whenever the pipeline has caught up.
+same batch boundary: detection's right after detection finished the batch (``detected``), the incident stage's right
+after that stage worked out the batch's changes (``processed``), before it takes a later batch. To keep the cost
+proportionate, a capture takes only the series touched since the last one, and happens at most every
+``checkpoint_interval_s`` while detection is ahead (offsets then wait for it), or whenever the pipeline has caught
+up.
 """
 
 from __future__ import annotations
@@ -277,6 +278,15 @@ class KafkaSampleSource:
         self._dirty = set()
         self._captured_at = asyncio.get_running_loop().time()
 
+    def processed(self, batch: Sequence[MetricSample]) -> None:
+        """The incident stage has worked out ``batch`` and taken nothing newer: if detection's half of a checkpoint
+        was captured at the end of this batch, the incident stage's half of the same boundary is taken now."""
+        if self._checkpointing is None:
+            return
+        entry = next((e for e in self._in_flight if e.batch is batch), None)
+        if entry is not None and entry.detection is not None:
+            entry.states = self._checkpointing.states.capture(entry.detection)
+
     async def acknowledge(self, batch: Sequence[MetricSample]) -> None:
         """The pipeline is done with ``batch``: commit the offsets (and save the checkpoint) of every finished batch
         up to the newest checkpoint point before the first one still in flight."""
@@ -299,9 +309,6 @@ class KafkaSampleSource:
                 acknowledged.states = {}
             return
         states = self._checkpointing.states
-        if acknowledged is not None and acknowledged.detection is not None:
-            # The incident stage has just finished this batch: its half of the same boundary.
-            acknowledged.states = states.capture(acknowledged.detection)
         last = None
         for entry in self._in_flight:
             if not entry.done:

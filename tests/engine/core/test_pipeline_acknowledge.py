@@ -17,16 +17,24 @@ from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import IncidentStore
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, IncidentChange, MetricSample
+from engine.domain.events import ActionMode, Anomaly, Incident, IncidentChange, MetricSample
 from tests.engine.core.test_pipeline import HOT, AboveTen, ListSource, _batches
 
 
 class RecordingAcknowledger:
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlStore, incidents: IncidentManager | None = None) -> None:
         self._store = store
+        self._incidents = incidents
         self.acknowledged: list[Sequence[MetricSample]] = []
         # Incidents stored at each acknowledgement.
         self.stored: list[int] = []
+        # The hot series' incident state when the incident stage said it had worked out each batch: what a
+        # checkpoint of that batch's end would keep.
+        self.processed_states: list[tuple[Incident | None, tuple[Anomaly, ...]]] = []
+
+    def processed(self, batch: Sequence[MetricSample]) -> None:
+        if self._incidents is not None:
+            self.processed_states.append(self._incidents.series_state(HOT))
 
     async def acknowledge(self, batch: Sequence[MetricSample]) -> None:
         self.acknowledged.append(batch)
@@ -75,35 +83,48 @@ class SlowStore:
         await self._store.apply_changes(changes)
 
 
-def _pipeline(store: SqlStore, incident_store: IncidentStore, acknowledger: RecordingAcknowledger) -> Pipeline:
+def _pipeline(
+    store: SqlStore,
+    incident_store: IncidentStore,
+    incidents: IncidentManager,
+    acknowledger: RecordingAcknowledger,
+    channel_capacity: int,
+) -> Pipeline:
     return Pipeline(
         source=ListSource(_batches()),
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
-        incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
+        incidents=incidents,
         remediator=Remediator(
             Planner([], ActionMode.DRY_RUN), ActionExecutor(store, FakeClock(), backends={}), Policy(), RunHistory()
         ),
         store=incident_store,
         observer=RunSummary(),
-        channel_capacity=4,
+        channel_capacity=channel_capacity,
         acknowledger=acknowledger,
     )
 
 
 async def test_a_backlog_behind_a_slow_store_is_stored_in_fewer_writes_with_the_same_result() -> None:
     results = []
-    for slow in (False, True):
+    # The reference: channels of one item, so the incident stage takes one batch at a time, whatever the store does.
+    for slow, capacity in ((False, 1), (True, 4)):
         store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
         incident_store = SlowStore(store) if slow else store
-        acknowledger = RecordingAcknowledger(store)
-        await _pipeline(store, incident_store, acknowledger).run()
+        manager = IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600))
+        acknowledger = RecordingAcknowledger(store, manager)
+        await _pipeline(store, incident_store, manager, acknowledger, capacity).run()
         assert len(acknowledger.acknowledged) == len(_batches())
         incidents = await store.list_incidents()
         timelines = [[entry.kind for entry in (await store.get_incident(i.id)).timeline] for i in incidents]
-        results.append(([(i.state, i.signal_count, i.opened_at, i.resolved_at) for i in incidents], timelines))
+        stored = ([(i.state, i.signal_count, i.opened_at, i.resolved_at) for i in incidents], timelines)
+        # Each batch's checkpoint state is as of its own end, however many batches a write took at once.
+        results.append((stored, acknowledger.processed_states))
         if isinstance(incident_store, SlowStore):
             # 60 batches: while one write waits, the batches detected meanwhile queue up and go in the next.
             assert incident_store.writes < len(_batches()) / 2
         await store.close()
     assert results[0] == results[1]
-    assert results[0][0]  # the run opened an incident at all
+    (incidents_stored, _), processed_states = results[0]
+    assert incidents_stored  # the run opened an incident at all
+    assert len(processed_states) == len(_batches())
+    assert len(set(processed_states)) > 2  # and the hot series' state changed along the way
