@@ -90,14 +90,15 @@ async def produce(bootstrap: str, topic: str, series: int, points: int, per_mess
     await producer.start()
     try:
         keys = [SeriesKey.of("bench_latency_ms", {"pod": f"pod-{i}"}) for i in range(series)]
+        key_bytes = [series_key_bytes(key) for key in keys]
         for lo in range(0, points, per_message):
             hi = min(lo + per_message, points)
             timestamps = 1_700_000_000.0 + 60.0 * np.arange(lo, hi)
-            for key in keys:
+            for key, raw_key in zip(keys, key_bytes, strict=True):
                 values = 100.0 + rng.normal(0.0, 5.0, hi - lo)
                 message = encode_samples(key, list(zip(timestamps.tolist(), values.tolist(), strict=True)))
-                sent.append((series_key_bytes(key), message))
-                await producer.send(topic, message, key=sent[-1][0])
+                sent.append((raw_key, message))
+                await producer.send(topic, message, key=raw_key)
         await producer.flush()
     finally:
         await producer.stop()

@@ -263,7 +263,7 @@ class KafkaSampleSource:
         as of the end of this batch, the moment to capture detection's half of a checkpoint when one is due."""
         if self._checkpointing is None:
             return
-        entry = next((e for e in self._in_flight if e.batch is batch), None)
+        entry = self._in_flight_entry(batch)
         if entry is None:
             return
         self._detected_seq = entry.seq
@@ -271,6 +271,9 @@ class KafkaSampleSource:
             self._dirty |= keys
         if asyncio.get_running_loop().time() - self._captured_at >= self._config.checkpoint_interval_s:
             self._capture_detection(entry)
+
+    def _in_flight_entry(self, batch: Sequence[MetricSample]) -> _InFlight | None:
+        return next((entry for entry in self._in_flight if entry.batch is batch), None)
 
     def _capture_detection(self, entry: _InFlight) -> None:
         assert self._checkpointing is not None
@@ -283,7 +286,7 @@ class KafkaSampleSource:
         was captured at the end of this batch, the incident stage's half of the same boundary is taken now."""
         if self._checkpointing is None:
             return
-        entry = next((e for e in self._in_flight if e.batch is batch), None)
+        entry = self._in_flight_entry(batch)
         if entry is not None and entry.detection is not None:
             entry.states = self._checkpointing.states.capture(entry.detection)
 
