@@ -62,8 +62,5 @@ class InMemoryIncidentStore:
     def __init__(self) -> None:
         self.changes: list[IncidentChange] = []
 
-    async def apply_change(self, change: IncidentChange) -> None:
-        self.changes.append(change)
-
     async def apply_changes(self, changes: Sequence[IncidentChange]) -> None:
         self.changes.extend(changes)
