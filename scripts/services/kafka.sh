@@ -120,7 +120,11 @@ start() {
     kafka.Kafka "$RUN/server.properties" >"$RUN/stdout.log" 2>&1 &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 120); do
-    if ! running; then echo "kafka: broker exited; see $RUN/stdout.log and $RUN/server.log" >&2; exit 1; fi
+    if ! running; then
+      echo "kafka: broker exited; the last lines of $RUN/stdout.log and $RUN/server.log:" >&2
+      tail -n 20 "$RUN/stdout.log" "$RUN/server.log" >&2 2>/dev/null || true
+      exit 1
+    fi
     if answering; then echo "kafka: broker on 127.0.0.1:$PORT ready in $(( $(date +%s) - t0 )) s"; return 0; fi
     sleep 0.5
   done

@@ -77,7 +77,8 @@ wait_ready() {
     curl -fsS "$1" >/dev/null 2>&1 && return 0
     sleep 0.2
   done
-  echo "$2 did not become ready; see $DIR/$2.log" >&2
+  echo "$2 did not become ready; the last lines of $DIR/$2.log:" >&2
+  tail -n 20 "$DIR/$2.log" >&2 2>/dev/null || true
   exit 1
 }
 
