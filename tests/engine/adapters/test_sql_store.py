@@ -3,7 +3,7 @@ import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.exc import StatementError
@@ -11,18 +11,21 @@ from sqlalchemy.exc import StatementError
 from engine.adapters.store.sql_store import SqlStore
 from engine.core.checkpoints import PartitionCheckpoint, SeriesState
 from engine.core.detection import DetectorSlotState
+from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.errors import ConfigurationError, NotFoundError
 from engine.domain.events import (
     ActionMode,
     ActionRequest,
     ActionResult,
     ActionStatus,
+    Anomaly,
+    Incident,
     IncidentChange,
     IncidentChangeKind,
     IncidentState,
     SeriesKey,
 )
-from tests.engine.factories import anomaly, incident
+from tests.engine.factories import LATENCY, anomaly, incident
 
 
 @pytest.fixture
@@ -61,7 +64,7 @@ async def test_incident_changes_build_state_and_timeline(store: SqlStore) -> Non
 
 async def test_a_batch_of_changes_is_stored_together_in_order(store: SqlStore) -> None:
     first, second = incident(id="inc-1", opened_at=100.0), incident(id="inc-2", opened_at=101.0)
-    updated = replace(first, signal_count=2, peak_score=0.999, last_signal_at=110.0)
+    updated = replace(first, signal_count=3, peak_score=0.999, last_signal_at=110.0)
     await store.apply_changes(
         [
             IncidentChange(IncidentChangeKind.OPENED, first, 100.0, anomaly(100.0)),
@@ -72,7 +75,7 @@ async def test_a_batch_of_changes_is_stored_together_in_order(store: SqlStore) -
     )
     assert [i.id for i in await store.list_incidents()] == ["inc-2", "inc-1"]
     detail = await store.get_incident("inc-1")
-    assert (detail.incident.signal_count, detail.incident.peak_score) == (2, 0.999)
+    assert (detail.incident.signal_count, detail.incident.peak_score) == (3, 0.999)
     assert [entry.kind for entry in detail.timeline] == ["opened", "updated"]
     await store.apply_changes([])
     assert len(await store.list_incidents()) == 2
@@ -106,6 +109,106 @@ async def test_a_burst_larger_than_one_lookup_updates_every_incident_it_names(st
     detail = await store.get_incident("inc-9")
     assert (detail.incident.state, detail.incident.resolved_at) == (IncidentState.RESOLVED, 3_001.0)
     assert [entry.kind for entry in detail.timeline] == ["opened", "updated", "resolved"]
+
+
+async def test_changes_given_again_after_a_crash_are_not_stored_twice(store: SqlStore) -> None:
+    opened = incident()
+    second = replace(opened, signal_count=3, peak_score=0.995, last_signal_at=110.0)
+    third = replace(opened, signal_count=4, peak_score=0.999, last_signal_at=120.0)
+    resolved = replace(third, state=IncidentState.RESOLVED, resolved_at=1_100.0)
+    changes = [
+        IncidentChange(IncidentChangeKind.OPENED, opened, 100.0, anomaly(100.0)),
+        IncidentChange(IncidentChangeKind.UPDATED, second, 110.0, anomaly(110.0)),
+        IncidentChange(IncidentChangeKind.UPDATED, third, 120.0, anomaly(120.0)),
+    ]
+    await store.apply_changes(changes)
+    # The records after an earlier checkpoint, processed again: the same changes, then one that is new.
+    await store.apply_changes([*changes[1:], IncidentChange(IncidentChangeKind.RESOLVED, resolved, 1_100.0)])
+    # The resolution given again, from a checkpoint taken before it.
+    await store.apply_changes([IncidentChange(IncidentChangeKind.RESOLVED, resolved, 1_100.0)])
+    detail = await store.get_incident("inc-1")
+    assert [(entry.kind, entry.at) for entry in detail.timeline] == [
+        ("opened", 100.0),
+        ("updated", 110.0),
+        ("updated", 120.0),
+        ("resolved", 1_100.0),
+    ]
+    assert (detail.incident.signal_count, detail.incident.peak_score) == (4, 0.999)
+
+
+async def _run(manager: IncidentManager, store: SqlStore, signals: list[Anomaly]) -> None:
+    for signal in signals:
+        await store.apply_changes([*manager.advance(signal.timestamp), *manager.observe(signal)])
+
+
+async def _timelines(store: SqlStore) -> list[tuple[Incident, list[tuple[float, str, dict[str, Any]]]]]:
+    details = [await store.get_incident(i.id) for i in await store.list_incidents()]
+    return [(d.incident, [(e.at, e.kind, e.detail) for e in d.timeline]) for d in details]
+
+
+# The first owner checkpointed the series after ``checkpoint_at`` signals and stored every change up to
+# ``crash_at``: during the first incident's updates, across its resolution and the second one's opening, and
+# from a checkpoint that holds only a pending signal.
+@pytest.mark.parametrize(("checkpoint_at", "crash_at"), [(4, 9), (9, 14), (11, 15)])
+async def test_a_successor_replaying_from_a_checkpoint_leaves_the_timeline_of_one_uninterrupted_run(
+    database_url: str, tmp_path: Path, checkpoint_at: int, crash_at: int
+) -> None:
+    policy = IncidentPolicy(min_signals=2, resolve_after_s=50.0)
+    # Two episodes of one series: the first resolves on quiet time before the second opens another incident.
+    times = [*range(100, 130, 3), *range(300, 330, 3), 400]
+    signals = [anomaly(float(t), score=0.9 + t / 10_000) for t in times]
+    reference = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'reference.db'}")
+    store = await SqlStore.open(database_url)
+    try:
+        await _run(IncidentManager(policy), reference, signals)
+        first = IncidentManager(policy)
+        await _run(first, store, signals[:checkpoint_at])
+        incident, pending = first.series_state(LATENCY)
+        await _run(first, store, signals[checkpoint_at:crash_at])
+        successor = IncidentManager(policy)
+        successor.restore_series(LATENCY, incident, pending)
+        await _run(successor, store, signals[checkpoint_at:])
+        expected = await _timelines(reference)
+        assert [len(timeline) for _, timeline in expected] == [10, 10]
+        assert await _timelines(store) == expected
+    finally:
+        await reference.close()
+        await store.close()
+
+
+async def test_an_older_change_given_again_does_not_set_the_figures_back(store: SqlStore) -> None:
+    opened = incident()
+    newest = replace(opened, signal_count=5, peak_score=0.999, last_signal_at=150.0)
+    await store.apply_changes([IncidentChange(IncidentChangeKind.OPENED, opened, 100.0, anomaly(100.0))])
+    await store.apply_changes([IncidentChange(IncidentChangeKind.UPDATED, newest, 150.0, anomaly(150.0))])
+    await store.apply_changes([IncidentChange(IncidentChangeKind.OPENED, opened, 100.0, anomaly(100.0))])
+    detail = await store.get_incident("inc-1")
+    assert (detail.incident.signal_count, detail.incident.last_signal_at) == (5, 150.0)
+    assert [entry.kind for entry in detail.timeline] == ["opened", "updated"]
+
+
+async def test_an_engine_resolution_after_a_person_s_is_still_listed(store: SqlStore) -> None:
+    # Another process that still held the incident resolves it later: not a replay, so the timeline says so.
+    opened = incident()
+    await store.apply_changes([IncidentChange(IncidentChangeKind.OPENED, opened, 100.0, anomaly(100.0))])
+    await store.decide_incident(
+        "inc-1",
+        allowed_from=frozenset({IncidentState.OPEN}),
+        to=IncidentState.RESOLVED,
+        kind="resolved",
+        by="oncall",
+        comment="",
+        at=500.0,
+    )
+    resolved = replace(opened, state=IncidentState.RESOLVED, resolved_at=1_000.0)
+    await store.apply_changes([IncidentChange(IncidentChangeKind.RESOLVED, resolved, 1_000.0)])
+    detail = await store.get_incident("inc-1")
+    assert [(entry.kind, entry.at) for entry in detail.timeline] == [
+        ("opened", 100.0),
+        ("resolved", 500.0),
+        ("resolved", 1_000.0),
+    ]
+    assert detail.incident.resolved_at == 500.0
 
 
 async def test_a_batch_that_fails_stores_none_of_its_changes(store: SqlStore) -> None:
