@@ -46,12 +46,13 @@ start() {
   for attempt in $(seq 1 "$ATTEMPTS"); do
     if start_once; then return 0; fi
     show_log
-    stop
     echo "mlflow: attempt $attempt of $ATTEMPTS failed" >&2
   done
+  stop
   exit 1
 }
 
+# Stops whatever an earlier start (or a failed attempt) left, then starts one server.
 start_once() {
   stop
   local t0; t0=$(date +%s%N)
