@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -143,40 +144,34 @@ async def _wait_committed(bootstrap: str, topic: str, group: str, *, timeout_s: 
         await asyncio.sleep(0.5)
 
 
-async def _incidents(database_url: str) -> list[tuple[str, str, int]]:
+async def _rows(database_url: str, sql: str, **params: object) -> list[tuple[Any, ...]]:
+    """The rows of one query on the engine's database, read with a connection of the test's own."""
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as connection:
-            rows = await connection.execute(text("SELECT id, fingerprint, signal_count FROM incidents ORDER BY id"))
-            return [(str(i), str(f), int(n)) for i, f, n in rows]
+            return [tuple(row) for row in await connection.execute(text(sql), params)]
     finally:
         await engine.dispose()
+
+
+async def _incidents(database_url: str) -> list[tuple[str, str, int]]:
+    rows = await _rows(database_url, "SELECT id, fingerprint, signal_count FROM incidents ORDER BY id")
+    return [(str(i), str(f), int(n)) for i, f, n in rows]
 
 
 async def _signal_timeline(database_url: str) -> list[tuple[str, str, float]]:
     """The timeline rows that signals wrote (opened, updated), in order: each signal's row once."""
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                text(
-                    "SELECT incident_id, kind, at FROM incident_events WHERE kind IN ('opened', 'updated')"
-                    " ORDER BY incident_id, at, kind"
-                )
-            )
-            return [(str(i), str(k), float(a)) for i, k, a in rows]
-    finally:
-        await engine.dispose()
+    rows = await _rows(
+        database_url,
+        "SELECT incident_id, kind, at FROM incident_events WHERE kind IN ('opened', 'updated')"
+        " ORDER BY incident_id, at, kind",
+    )
+    return [(str(i), str(k), float(a)) for i, k, a in rows]
 
 
 async def _checkpointed_series(database_url: str, group: str) -> int:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            query = text("SELECT count(*) FROM series_checkpoints WHERE group_id = :group")
-            return int((await connection.execute(query, {"group": group})).scalar_one())
-    finally:
-        await engine.dispose()
+    rows = await _rows(database_url, "SELECT count(*) FROM series_checkpoints WHERE group_id = :group", group=group)
+    return int(rows[0][0])
 
 
 def _assert_same_incidents(
