@@ -4,20 +4,26 @@ All series share one vectorised batch detector; each series owns a slot. Scoring
 steps, as the detectors library prescribes. A series' learned state (its detector slot and its threshold cooldown)
 can be captured, restored into another process and forgotten, so that a partitioned source can hand series over
 between engine processes without losing what was learned.
+
+Each series costs a slot of memory for as long as the process serves it, so the number of series is bounded
+(``max_series``): past the bound, samples of a new series are refused (told to the refusal listeners, so that they
+are counted) while the series already kept go on. This is where per-series state is created, so the bound holds
+whatever the source; a source that can tell its sender (remote_write, Kafka's dead-letter topic) asks ``admit``
+first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from detectors import registry
 from detectors.base import BatchDetector, State
 from detectors.thresholds import ThresholdFilter
-from engine.domain.batches import SampleBatch
+from engine.domain.batches import IntArray, SampleBatch
 from engine.domain.events import Anomaly, MetricSample, SeriesKey, Severity
 
 
@@ -43,11 +49,27 @@ class DetectorSlotState:
     threshold: State
 
 
+# A reason given to refusal listeners: the series would have gone past ``max_series``.
+SERIES_LIMIT = "series_limit"
+
+
+class SeriesAdmission(Protocol):
+    """Where an entry point asks, before handing samples on, which new series may still be kept."""
+
+    def admit(self, series: Iterable[SeriesKey]) -> set[SeriesKey]:
+        """Keep room for each of ``series`` that is new and fits; return those refused."""
+
+
 class DetectionService:
     """Scores batches of samples of many series and reports the anomalous ones."""
 
-    def __init__(self, policy: DetectionPolicy, detector: BatchDetector, threshold: float) -> None:
+    def __init__(
+        self, policy: DetectionPolicy, detector: BatchDetector, threshold: float, *, max_series: int | None = None
+    ) -> None:
+        if max_series is not None and max_series < 0:
+            raise ValueError("max_series must not be negative")
         self._policy = policy
+        self._max_series = max_series
         self._threshold = threshold
         self._detector = detector
         self._filter = ThresholdFilter(threshold, cooldown_s=policy.cooldown_s)
@@ -57,13 +79,18 @@ class DetectionService:
         self._free: list[int] = []
         self._allocated = 0
         self._listeners: list[Callable[[Sequence[MetricSample]], None]] = []
+        self._refusal_listeners: list[Callable[[str, int], None]] = []
 
     @classmethod
-    def from_registry(cls, policy: DetectionPolicy, initial_capacity: int = 1024) -> DetectionService:
+    def from_registry(
+        cls, policy: DetectionPolicy, initial_capacity: int = 1024, *, max_series: int | None = None
+    ) -> DetectionService:
         """A service running the named detector family (UnknownDetectorError if there is none)."""
         kind = registry.get(policy.detector)
         threshold = kind.default_threshold if policy.threshold is None else policy.threshold
-        return cls(policy, kind.make_batch(initial_capacity, **dict(policy.params)), threshold)
+        # The first allocation need not be larger than the bound.
+        capacity = initial_capacity if max_series is None else max(1, min(initial_capacity, max_series))
+        return cls(policy, kind.make_batch(capacity, **dict(policy.params)), threshold, max_series=max_series)
 
     @property
     def threshold(self) -> float:
@@ -73,9 +100,32 @@ class DetectionService:
     def series_count(self) -> int:
         return len(self._slots)
 
+    @property
+    def max_series(self) -> int | None:
+        return self._max_series
+
+    def add_refusal_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener`` with a reason and a count whenever new series are refused (in ``admit``, ``process``
+        or ``restore``), once per batch, request or restore."""
+        self._refusal_listeners.append(listener)
+
+    def admit(self, series: Iterable[SeriesKey]) -> set[SeriesKey]:
+        """Make a slot for each of ``series`` that is new, while the bound allows; return those refused."""
+        refused = {key for key in series if self._slot(key) < 0}
+        self._refused(len(refused))
+        return refused
+
+    def _refused(self, count: int) -> None:
+        if count:
+            for listener in self._refusal_listeners:
+                listener(SERIES_LIMIT, count)
+
     def _slot(self, series: SeriesKey) -> int:
+        """The series' slot, made if it is new; -1 if it is new and there is no room for another series."""
         slot = self._slots.get(series)
         if slot is None:
+            if self._max_series is not None and len(self._slots) >= self._max_series:
+                return -1
             if self._free:
                 slot = self._free.pop()
             else:
@@ -103,11 +153,17 @@ class DetectionService:
         return states
 
     def restore(self, states: Mapping[SeriesKey, DetectorSlotState]) -> None:
-        """Continue each series from a state ``capture`` gave (here or in another process)."""
+        """Continue each series from a state ``capture`` gave (here or in another process). The series bound holds
+        here too (a process taking over partitions must not grow past it): a state without room is dropped."""
+        refused = 0
         for key, state in states.items():
             slot = self._slot(key)
+            if slot < 0:
+                refused += 1
+                continue
             self._detector.restore_slot(slot, state.detector)
             self._filter.restore_slot(slot, state.threshold)
+        self._refused(refused)
 
     def forget(self, series: Iterable[SeriesKey]) -> None:
         """Drop what was learned about ``series`` (another process serves them now); their slots are reused."""
@@ -133,15 +189,25 @@ class DetectionService:
             run_slots = np.fromiter((self._slot(series) for series in samples.series), dtype=np.int64)
             slots = np.repeat(run_slots, samples.run_lengths)
             timestamps, values = samples.timestamps, samples.values
+            refused = {series for series, slot in zip(samples.series, run_slots.tolist(), strict=True) if slot < 0}
         else:
             slots = np.fromiter((self._slot(s.series) for s in samples), dtype=np.int64, count=len(samples))
             timestamps = np.fromiter((s.timestamp for s in samples), dtype=np.float64, count=len(samples))
             values = np.fromiter((s.value for s in samples), dtype=np.float64, count=len(samples))
+            refused = {s.series for s, slot in zip(samples, slots.tolist(), strict=True) if slot < 0}
+        rows: IntArray | None = None
+        if refused:
+            # Samples of series without room are left out; ``rows`` maps what is scored back to ``samples``.
+            self._refused(len(refused))
+            rows = np.flatnonzero(slots >= 0)
+            slots, timestamps, values = slots[rows], timestamps[rows], values[rows]
+            if not len(rows):
+                return []
         scores = self._detector.update_batch(slots, timestamps, values)
         fired = self._filter.apply(slots, timestamps, scores)
         anomalies: list[Anomaly] = []
         for index in np.flatnonzero(fired):
-            sample = samples[int(index)]
+            sample = samples[int(index if rows is None else rows[index])]
             score = float(scores[index])
             severity = Severity.CRITICAL if score >= self._policy.critical_score else Severity.WARNING
             anomalies.append(
