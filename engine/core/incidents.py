@@ -27,6 +27,7 @@ from engine.domain.events import (
     IncidentState,
     SeriesKey,
 )
+from engine.domain.limits import clip_text
 
 ALERT_PREFIX = "alert:"
 # Resolved alerts remembered so that a late duplicate of their firing notification does not reopen them.
@@ -40,6 +41,8 @@ class IncidentPolicy:
     open_window_s: float = 600.0
     # An open incident whose signal has been quiet this long is resolved.
     resolve_after_s: float = 900.0
+    # Titles come from outside (alert summaries, series labels) and are listed on every page: longer ones are clipped.
+    max_title_length: int = 512
 
 
 def fingerprint_of(anomaly: Anomaly) -> str:
@@ -100,7 +103,7 @@ class IncidentManager:
         opened = Incident(
             id=incident_id(fingerprint, first.timestamp),
             fingerprint=fingerprint,
-            title=f"Anomalous {anomaly.series.name} on {anomaly.series}",
+            title=clip_text(f"Anomalous {anomaly.series.name} on {anomaly.series}", self._policy.max_title_length),
             series=anomaly.series,
             severity=max(a.severity for a in pending),
             state=IncidentState.OPEN,
@@ -135,7 +138,9 @@ class IncidentManager:
         opened = Incident(
             id=incident_id(fingerprint, alert.starts_at),
             fingerprint=fingerprint,
-            title=dict(alert.annotations).get("summary") or f"Alert {alert.name} firing",
+            title=clip_text(
+                dict(alert.annotations).get("summary") or f"Alert {alert.name} firing", self._policy.max_title_length
+            ),
             series=SeriesKey.of("ALERTS", {**dict(alert.labels), "alertname": alert.name}),
             severity=alert.severity,
             state=IncidentState.OPEN,

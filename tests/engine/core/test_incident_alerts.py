@@ -4,6 +4,7 @@ from dataclasses import replace
 
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.events import Alert, AlertStatus, IncidentChangeKind, IncidentState, SeriesKey, Severity
+from engine.domain.limits import CLIPPED_MARKER
 
 POLICY = IncidentPolicy(min_signals=3, open_window_s=600, resolve_after_s=60)
 FIRING = Alert(
@@ -70,3 +71,12 @@ def test_quiet_time_does_not_resolve_an_alert_incident() -> None:
 
 def test_resolved_without_a_firing_seen_is_ignored() -> None:
     assert IncidentManager(POLICY).observe_alert(RESOLVED) == []
+
+
+def test_a_huge_summary_becomes_a_clipped_title() -> None:
+    manager = IncidentManager(replace(POLICY, max_title_length=100))
+    huge = replace(FIRING, annotations=(("summary", "s" * 50_000_000),))
+    [change] = manager.observe_alert(huge)
+    assert len(change.incident.title) == 100
+    assert change.incident.title.startswith("s" * 80)
+    assert change.incident.title.endswith(CLIPPED_MARKER)

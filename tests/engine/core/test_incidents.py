@@ -1,5 +1,6 @@
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.events import IncidentChangeKind, IncidentState, SeriesKey, Severity
+from engine.domain.limits import CLIPPED_MARKER
 from tests.engine.factories import anomaly
 
 POLICY = IncidentPolicy(min_signals=2, open_window_s=600, resolve_after_s=900)
@@ -65,3 +66,12 @@ def test_incident_ids_are_deterministic_across_replays() -> None:
         return manager.observe(anomaly(60))[0].incident.id
 
     assert run() == run()
+
+
+def test_the_title_of_a_series_with_long_labels_is_clipped() -> None:
+    manager = IncidentManager(IncidentPolicy(min_signals=1))
+    series = SeriesKey.of("latency_seconds", {f"label_{n}": "v" * 1024 for n in range(64)})
+    [change] = manager.observe(anomaly(0, series=series))
+    assert len(change.incident.title) == IncidentPolicy().max_title_length
+    assert change.incident.title.startswith("Anomalous latency_seconds on latency_seconds{label_0=")
+    assert change.incident.title.endswith(CLIPPED_MARKER)
