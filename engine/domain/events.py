@@ -15,8 +15,21 @@ from typing import Any
 
 Labels = tuple[tuple[str, str], ...]
 
-_SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+# Prometheus' naming rules and its text exposition format, the form SREs recognise: name{a="1",b="2"}. Label values
+# escape backslash, double quote and line feed (\\ \" \n), and nothing else, so that the text of a key is exact.
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Blanks (spaces and tabs) are allowed around the parts, as Prometheus' parser allows them.
+_HEAD = re.compile(r"[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)[ \t]*")
+# One label and what ends it (a comma or the closing brace); the value is a run of plain characters and escapes
+# (an unrolled loop: linear time on any input). A raw line feed is not allowed inside a value.
+_LABEL = re.compile(
+    r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\\n]*(?:\\.[^"\\\n]*)*)"[ \t]*([,}])[ \t]*',
+    re.DOTALL,
+)
+_CLOSE = re.compile(r"[ \t]*\}[ \t]*")
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_UNESCAPED = {"\\": "\\", '"': '"', "n": "\n"}
 
 
 def freeze_labels(labels: Mapping[str, str]) -> Labels:
@@ -37,32 +50,99 @@ class SeriesKey:
 
     @classmethod
     def parse(cls, text: str) -> SeriesKey:
-        """``name{a="1",b="2"}`` (the form ``str`` gives) as a key; ValueError naming what is wrong."""
-        found = _SELECTOR.match(text)
-        if found is None:
-            raise ValueError(f'invalid series {text!r}; expected name{{label="value",...}}')
-        name, body = found.groups()
+        """``name{a="1",b="2"}`` (the form ``str`` gives, Prometheus' text format) as a key; SeriesKeyError (a
+        ValueError) saying what is wrong and where."""
+        head = _HEAD.match(text)
+        if head is None:
+            raise SeriesKeyError(text, 0, SeriesKeyProblem.METRIC_NAME)
+        name = head.group(1)
+        position = head.end()
+        if position == len(text):
+            return cls(name)
+        if text[position] != "{":
+            raise SeriesKeyError(text, position, SeriesKeyProblem.TRAILING_TEXT)
+        position += 1
         labels: dict[str, str] = {}
-        body = (body or "").strip()
-        position = 0
-        while position < len(body):
-            label = _LABEL.match(body, position)
+        # Prometheus allows an empty label set and a comma after the last label.
+        close = _CLOSE.match(text, position)
+        while close is None:
+            label = _LABEL.match(text, position)
             if label is None:
-                raise ValueError(f"invalid labels in {text!r} near {body[position:]!r}")
-            labels[label.group(1)] = label.group(2).replace('\\"', '"')
+                raise SeriesKeyError(text, position, SeriesKeyProblem.LABEL)
+            key, value, end = label.groups()
+            if key in labels:
+                raise SeriesKeyError(text, label.start(1), SeriesKeyProblem.DUPLICATE_LABEL)
+            labels[key] = _unescape(value, text, label.start(2)) if "\\" in value else value
             position = label.end()
-        return cls.of(name, labels)
+            if end == "}":
+                break
+            close = _CLOSE.match(text, position)
+        if close is not None:
+            position = close.end()
+        if position != len(text):
+            raise SeriesKeyError(text, position, SeriesKeyProblem.TRAILING_TEXT)
+        return cls(name, tuple(sorted(labels.items())))
 
     @property
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
 
     def __str__(self) -> str:
-        # The Prometheus exposition form, which SREs recognise: name{a="1",b="2"}.
         if not self.labels:
             return self.name
-        inner = ",".join(f'{k}="{v}"' for k, v in self.labels)
+        inner = ",".join([f'{k}="{v}"' for k, v in self.labels])
+        # Most values need no escape: checking the joined text once is cheaper than checking every value. Two
+        # quotes per label means no value holds one.
+        if "\\" in inner or "\n" in inner or inner.count('"') != 2 * len(self.labels):
+            inner = ",".join([f'{k}="{_escape(v)}"' for k, v in self.labels])
         return f"{self.name}{{{inner}}}"
+
+
+class SeriesKeyProblem(enum.StrEnum):
+    """What is wrong with a series key's text."""
+
+    METRIC_NAME = "expected a metric name, [a-zA-Z_:][a-zA-Z0-9_:]*"
+    LABEL = 'expected label="value" (name [a-zA-Z_][a-zA-Z0-9_]*, no raw line feed) and then "," or "}"'
+    ESCAPE = r"invalid escape: a value may only hold \\, \" and \n"
+    DUPLICATE_LABEL = "a label given twice"
+    TRAILING_TEXT = "unexpected text after the name or the label set"
+
+
+class SeriesKeyError(ValueError):
+    """A series key's text that is not ``name{label="value",...}``: the ``problem`` and the ``position`` (an index
+    into ``text``) where it is."""
+
+    def __init__(self, text: str, position: int, problem: SeriesKeyProblem) -> None:
+        super().__init__(f"invalid series {text!r} at character {position}: {problem}")
+        self.text = text
+        self.position = position
+        self.problem = problem
+
+
+def is_metric_name(text: str) -> bool:
+    """Whether ``text`` is a metric name by Prometheus' rules."""
+    return _METRIC_NAME.fullmatch(text) is not None
+
+
+def is_label_name(text: str) -> bool:
+    """Whether ``text`` is a label name by Prometheus' rules."""
+    return _LABEL_NAME.fullmatch(text) is not None
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _unescape(value: str, text: str, start: int) -> str:
+    """A label value as written between the quotes (``start`` is its index in ``text``), its escapes undone."""
+
+    def unescaped(escape: re.Match[str]) -> str:
+        char = _UNESCAPED.get(escape.group(1))
+        if char is None:
+            raise SeriesKeyError(text, start + escape.start(), SeriesKeyProblem.ESCAPE)
+        return char
+
+    return _ESCAPE.sub(unescaped, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +316,8 @@ class ActionStatus(enum.StrEnum):
     AWAITING_APPROVAL = "awaiting-approval"
     RUNNING = "running"
     VERIFYING = "verifying"
+    # A verification failed and its step is being undone.
+    UNDOING = "undoing"
     DRY_RUN = "dry-run"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

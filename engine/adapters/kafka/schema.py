@@ -6,15 +6,15 @@ A message carries samples of one series, in one of three shapes (the README docu
     {"name": "latency_seconds", "labels": {...}, "samples": [[1700000000.0, 0.25], [1700000060.0, 0.31]]}
     {"samples": [{"name": ..., "labels": ..., "timestamp": ..., "value": ...}, ...]}
 
-The message key is the series key as ``str(SeriesKey)`` gives it (``latency_seconds{service="api"}``), so one
-series always lands on one partition and keeps its order; a key that names another series is rejected. Anything
-that does not decode or validate raises ``InvalidMessageError`` with a reason, and goes to the dead-letter topic.
+The message key is the series key as ``str(SeriesKey)`` gives it (``latency_seconds{service="api"}``, Prometheus'
+text form, whose label values escape backslashes, double quotes and line feeds), so one series always lands on one
+partition and keeps its order; a key that names another series is rejected. Anything that does not decode or
+validate raises ``InvalidMessageError`` with a reason, and goes to the dead-letter topic.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,10 +22,8 @@ import numpy as np
 import orjson
 
 from engine.domain.batches import FloatArray, SampleBatch
-from engine.domain.events import MetricSample, SeriesKey, freeze_labels
+from engine.domain.events import MetricSample, SeriesKey, freeze_labels, is_label_name, is_metric_name
 
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # A bound on one message, so that one huge message cannot take the engine's memory.
 MAX_SAMPLES_PER_MESSAGE = 100_000
 
@@ -179,13 +177,13 @@ def _check_size(points: list[Any]) -> None:
 
 def _series(item: Mapping[str, Any]) -> SeriesKey:
     name = item.get("name")
-    if not isinstance(name, str) or not _METRIC_NAME.match(name):
+    if not isinstance(name, str) or not is_metric_name(name):
         raise InvalidMessageError("schema", f"invalid metric name {name!r}")
     labels = item.get("labels", {})
     if not isinstance(labels, dict):
         raise InvalidMessageError("schema", "'labels' must be an object of strings")
     for label, text in labels.items():
-        if not _LABEL_NAME.match(label) or not isinstance(text, str):
+        if not is_label_name(label) or not isinstance(text, str):
             raise InvalidMessageError("schema", f"invalid label {label!r}={text!r}; values must be strings")
     return SeriesKey(name, freeze_labels(labels))
 

@@ -53,6 +53,9 @@ def test_a_message_without_key_is_accepted() -> None:
         (None, "malformed", "tombstone"),
         (b"[1, 2]", "schema", "JSON object"),
         (_json({"name": "1bad", "timestamp": 1, "value": 1}), "schema", "metric name"),
+        # A name is checked whole: a line feed after it does not pass for the end of the name.
+        (_json({"name": "up\n", "timestamp": 1, "value": 1}), "schema", "metric name"),
+        (_json({"name": "up", "labels": {"a\n": "x"}, "timestamp": 1, "value": 1}), "schema", "label"),
         (_json({"name": "up", "labels": {"a": 1}, "timestamp": 1, "value": 1}), "schema", "label"),
         (_json({"name": "up", "labels": {"bad-name": "x"}, "timestamp": 1, "value": 1}), "schema", "label"),
         (_json({"name": "up", "labels": ["a"], "timestamp": 1, "value": 1}), "schema", "labels"),
@@ -98,6 +101,19 @@ def test_oversized_messages_are_rejected() -> None:
 def test_the_key_is_the_series_text() -> None:
     assert series_key_bytes(API) == b'latency_seconds{region="eu",service="api"}'
     assert SeriesKey.parse(series_key_bytes(API).decode()) == API
+
+
+def test_the_key_escapes_label_values_as_prometheus_does() -> None:
+    odd = SeriesKey.of("latency_seconds", {"path": 'C:\\x "y"', "note": "two\nlines", "set": '{a="1"}'})
+    key = series_key_bytes(odd)
+    assert key == b'latency_seconds{note="two\\nlines",path="C:\\\\x \\"y\\"",set="{a=\\"1\\"}"}'
+    assert SeriesKey.parse(key.decode()) == odd
+    assert decode_samples(encode_samples(odd, [(1.0, 2.0)]), key) == [MetricSample(odd, 1.0, 2.0)]
+    # The same text left unescaped names no series (or another one): rejected, not taken for this series.
+    raw = b'latency_seconds{note="two\nlines",path="C:\\x "y"",set="{a="1"}"}'
+    with pytest.raises(InvalidMessageError) as raised:
+        decode_samples(encode_samples(odd, [(1.0, 2.0)]), raw)
+    assert raised.value.kind == "key"
 
 
 def test_columns_hold_what_the_messages_carry_in_order() -> None:

@@ -8,7 +8,7 @@ from engine.adapters.yaml_documents import InvalidDocumentError, load_model
 from engine.core.playbooks.guards import Policy
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.testing import PlaybookTest, PlaybookTestFile, expand_values, run_test
-from engine.domain.events import IncidentChangeKind, SeriesKey, Severity
+from engine.domain.events import IncidentChangeKind, SeriesKey, SeriesKeyError, SeriesKeyProblem, Severity
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED_TESTS = sorted((REPO / "playbooks" / "tests").glob("*.yaml"))
@@ -30,8 +30,9 @@ def test_bad_values_are_rejected(bad: str) -> None:
 def test_series_selectors() -> None:
     assert SeriesKey.parse('up{job="api", env="prod"}') == SeriesKey.of("up", {"job": "api", "env": "prod"})
     assert SeriesKey.parse("up") == SeriesKey.of("up")
-    with pytest.raises(ValueError, match="invalid labels"):
+    with pytest.raises(SeriesKeyError) as raised:
         SeriesKey.parse("up{job=api}")
+    assert raised.value.problem is SeriesKeyProblem.LABEL
 
 
 @pytest.mark.parametrize("path", SHIPPED_TESTS, ids=lambda p: p.name)
