@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateError
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+from engine.core.playbooks.sandbox import SANDBOX, bounded_evaluation
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -123,24 +124,30 @@ Matcher = Annotated[
     WithJsonSchema({"type": "string", "pattern": r'^\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*".*"\s*$'}),
 ]
 
-# Conditions see only the values the caller passes in; the sandbox refuses attribute tricks and mutation.
-_CONDITIONS = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
 
 class ConditionError(ValueError):
-    """A condition that does not compile, or fails to evaluate for a given incident."""
+    """A condition that does not compile, or fails to evaluate for a given incident (including one that goes past
+    a limit of the sandbox, see ``engine.core.playbooks.sandbox``)."""
 
 
+# Conditions see only the values the caller passes in; the bounded sandbox refuses attribute tricks, mutation
+# and anything that would take the engine's memory or time.
 @lru_cache(maxsize=512)
 def compile_condition(text: str) -> Callable[..., Any]:
     try:
-        return _CONDITIONS.compile_expression(text, undefined_to_none=False)
+        return SANDBOX.compile_condition(text)
     except TemplateError as exc:
-        raise ConditionError(f"invalid condition {text!r}: {exc}") from exc
+        raise ConditionError(f"invalid condition {_quoted(text)}: {exc}") from exc
 
 
 def evaluate_condition(text: str, context: Mapping[str, Any]) -> bool:
+    condition = compile_condition(text)
     try:
-        return bool(compile_condition(text)(**context))
+        with bounded_evaluation():
+            return bool(condition(**context))
     except TemplateError as exc:
-        raise ConditionError(f"condition {text!r} failed: {exc}") from exc
+        raise ConditionError(f"condition {_quoted(text)} failed: {exc}") from exc
+
+
+def _quoted(text: str, limit: int = 200) -> str:
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}..."

@@ -1,4 +1,9 @@
-"""Sandboxed rendering of step parameters: templates can read incident fields and nothing else."""
+"""Sandboxed rendering of step parameters: templates can read incident fields and nothing else.
+
+Rendering is bounded (see ``engine.core.playbooks.sandbox``): each rendered value holds at most
+``MAX_VALUE_CHARS`` characters and all values of one step together at most ``MAX_RENDER_CHARS``, and a step's
+rendering may take ``MAX_EVAL_SECONDS``. Any failure is a ``jinja2.TemplateError``.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,61 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import Template
 
-# A sandbox that cannot mutate its inputs or call unsafe attributes; undefined names are errors, not blanks.
-_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+from engine.core.playbooks.sandbox import MAX_VALUE_CHARS, SANDBOX, SandboxLimitError, bounded_evaluation
+
+MAX_RENDER_CHARS = 65_536
 
 
 @lru_cache(maxsize=1024)
 def compile_template(text: str) -> Template:
-    return _ENVIRONMENT.from_string(text)
+    """The compiled template; TemplateSyntaxError if it does not compile or breaks the sandbox's rules."""
+    return SANDBOX.compile_checked(text)
+
+
+def is_template(value: str) -> bool:
+    """Whether a parameter string is rendered (it may hold ``{{ }}`` or ``{% %}``) rather than taken as it is."""
+    return "{" in value
 
 
 def render_params(params: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
     """Render every string (also inside lists and dicts) of ``params`` with ``context``."""
-    return {key: _render(value, context) for key, value in params.items()}
+    budget = _Budget()
+    with bounded_evaluation():
+        return {key: _render(value, context, budget) for key, value in params.items()}
 
 
-def _render(value: Any, context: Mapping[str, Any]) -> Any:
+class _Budget:
+    """Characters all values of one rendering may still produce."""
+
+    def __init__(self) -> None:
+        self.left = MAX_RENDER_CHARS
+
+    def spend(self, chars: int) -> None:
+        self.left -= chars
+        if self.left < 0:
+            raise SandboxLimitError(f"the rendered parameters are longer than the limit of {MAX_RENDER_CHARS}")
+
+
+def _render(value: Any, context: Mapping[str, Any], budget: _Budget) -> Any:
     if isinstance(value, str):
-        return compile_template(value).render(context) if "{" in value else value
+        return _render_text(value, context, budget) if is_template(value) else value
     if isinstance(value, list):
-        return [_render(item, context) for item in value]
+        return [_render(item, context, budget) for item in value]
     if isinstance(value, dict):
-        return {key: _render(item, context) for key, item in value.items()}
+        return {key: _render(item, context, budget) for key, item in value.items()}
     return value
+
+
+def _render_text(text: str, context: Mapping[str, Any], budget: _Budget) -> str:
+    # Streamed piece by piece, so output over the limit stops the template instead of being built first.
+    parts: list[str] = []
+    length = 0
+    for part in compile_template(text).generate(context):
+        length += len(part)
+        if length > MAX_VALUE_CHARS:
+            raise SandboxLimitError(f"a rendered value is longer than the limit of {MAX_VALUE_CHARS} characters")
+        budget.spend(len(part))
+        parts.append(part)
+    return "".join(parts)
