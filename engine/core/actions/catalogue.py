@@ -39,9 +39,10 @@ class ActionParams(BaseModel):
 class ScaleDeploymentParams(ActionParams):
     namespace: str = Field(min_length=1)
     deployment: str = Field(min_length=1)
-    replicas: int | None = Field(default=None, ge=0, description="absolute target")
+    # Scaling to zero takes a service down: that is never a remediation the engine makes on its own.
+    replicas: int | None = Field(default=None, ge=1, description="absolute target, within the bounds")
     step: int | None = Field(default=None, description="relative change, e.g. 2 or -1")
-    min_replicas: int = Field(default=1, ge=0)
+    min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=20, ge=1)
 
     @model_validator(mode="after")
@@ -50,6 +51,8 @@ class ScaleDeploymentParams(ActionParams):
             raise ValueError("give exactly one of 'replicas' or 'step'")
         if self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas must not exceed max_replicas")
+        if self.replicas is not None and not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(f"replicas {self.replicas} is outside the bounds {self.min_replicas}..{self.max_replicas}")
         return self
 
     def describe(self) -> str:

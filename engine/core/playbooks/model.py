@@ -7,15 +7,16 @@ use ``{{ incident.* }}`` templates, rendered in a sandbox when the step runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from jinja2 import TemplateSyntaxError
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
 from engine.core.actions.catalogue import CATALOGUE, UnknownActionError, params_model
 from engine.core.playbooks.expressions import Duration, Matcher, compile_condition
-from engine.core.playbooks.guards import Guards
-from engine.core.playbooks.templating import compile_template
+from engine.core.playbooks.guards import Allow, Guards
+from engine.core.playbooks.templating import compile_template, is_template
 from engine.core.playbooks.verification import Verify
 from engine.domain.events import ActionMode, Incident, Severity
 
@@ -86,13 +87,52 @@ class Step(_Strict):
                 f"unknown parameter(s) {', '.join(unknown)} for action {self.action!r}; "
                 f"allowed: {', '.join(sorted(allowed))}"
             )
-        for value in self.params.values():
-            if isinstance(value, str):
+        for value in _strings(self.params):
+            if is_template(value):
                 try:
                     compile_template(value)
                 except TemplateSyntaxError as exc:
-                    raise ValueError(f"bad template {value!r}: {exc.message}") from exc
+                    shown = value if len(value) <= 200 else f"{value[:200]}..."
+                    raise ValueError(f"bad template {shown!r}: {exc.message}") from exc
+        problems = _literal_problems(self.action, self.params)
+        if problems:
+            raise ValueError(f"invalid parameters for {self.action}: {'; '.join(problems)}")
         return self
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def _literal_problems(action: str, params: dict[str, Any]) -> list[str]:
+    """What the action's parameter model finds wrong with the parameters written literally (``replicas: 0``):
+    known at load time, whatever the incident. Templated parameters are checked once rendered."""
+    templated = {key for key, value in params.items() if any(is_template(s) for s in _strings(value))}
+    try:
+        params_model(action).model_validate(
+            {key: _PLACEHOLDER if key in templated else value for key, value in params.items()}
+        )
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A model-wide rule (bounds that compare two fields) runs only when every field parsed; one that ran
+        # over a placeholder says nothing, so only errors about literal fields count.
+        return [
+            f"{'.'.join(str(part) for part in error['loc']) or 'parameters'}: {error['msg']}"
+            for error in errors
+            if (error["loc"] and error["loc"][0] not in templated) or (not error["loc"] and not templated)
+        ]
+    return []
+
+
+# Stands in for a templated parameter when the literal ones are checked; its own errors are ignored.
+_PLACEHOLDER = "rendered-later"
 
 
 class Playbook(_Strict):
@@ -126,6 +166,26 @@ class Playbook(_Strict):
 
     def matching_trigger(self, incident: Incident) -> Trigger | None:
         return next((trigger for trigger in self.triggers if trigger.matches(incident)), None)
+
+    def refused_namespaces(self, policy_allow: Allow | None) -> list[tuple[tuple[str | int, ...], str]]:
+        """Steps whose namespace is written literally and is outside an allowlist (the policy's, the playbook's
+        or the step's own): they could never run, so they are errors at load time. (location, reason) each."""
+        refused: list[tuple[tuple[str | int, ...], str]] = []
+        for index, step in enumerate(self.steps):
+            namespace = step.params.get("namespace")
+            if not isinstance(namespace, str) or is_template(namespace):
+                continue
+            step_allow = self.guards.overridden_by(step.guards).allow
+            for allow, scope in ((policy_allow, "policy"), (step_allow, "playbook")):
+                if allow is not None and allow.namespaces and namespace not in allow.namespaces:
+                    refused.append(
+                        (
+                            ("steps", index, "params", "namespace"),
+                            f"namespace {namespace!r} is not in the {scope} allowlist {allow.namespaces}",
+                        )
+                    )
+                    break
+        return refused
 
 
 def playbook_json_schema() -> dict[str, Any]:
