@@ -83,6 +83,42 @@ class Settings(BaseSettings):
     kafka_max_batch: int = Field(
         default=10000, ge=1, description="most Kafka records consumed into one detection batch"
     )
+    kafka_max_message_bytes: int = Field(
+        default=1048576,
+        ge=1024,
+        description="largest Kafka sample message (value and key) taken; a larger one goes to the dead-letter topic",
+    )
+    max_series: int = Field(
+        default=100000,
+        ge=1,
+        description="most series one engine process keeps state for; samples of new series past it are refused "
+        "(remote_write answers 400, Kafka dead-letters them) and counted in aiops_series_refused_total",
+    )
+    max_labels_per_series: int = Field(
+        default=64, ge=1, description="most labels a series or an alert may have (more: refused)"
+    )
+    max_label_name_length: int = Field(default=256, ge=1, description="longest label name taken (longer: refused)")
+    max_label_value_length: int = Field(
+        default=1024, ge=1, description="longest label value (and metric name) taken, in characters (longer: refused)"
+    )
+    max_title_length: int = Field(
+        default=512, ge=16, description="incident titles longer than this many characters are stored clipped"
+    )
+    max_annotation_length: int = Field(
+        default=4096, ge=16, description="alert annotations longer than this many characters are stored clipped"
+    )
+    alert_max_body_bytes: int = Field(
+        default=10485760, ge=1024, description="largest Alertmanager notification body taken (larger: 413)"
+    )
+    remote_write_max_body_bytes: int = Field(
+        default=8388608, ge=1024, description="largest remote_write body taken, compressed (larger: 413)"
+    )
+    remote_write_max_decoded_bytes: int = Field(
+        default=33554432,
+        ge=1024,
+        description="largest remote_write body taken once decompressed, read from its snappy header before "
+        "decompressing (larger: 413)",
+    )
     prometheus_url: str = Field(
         default="", description="Prometheus that `aiops watch` polls with the PromQL queries of AIOPS_PROMQL_QUERIES"
     )
