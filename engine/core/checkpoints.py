@@ -4,7 +4,8 @@ A series' state is what detection learned about it (its detector slot and thresh
 incident stage keeps about it (its live incident and the signals still waiting to open one). A source that owns
 series by partition (Kafka) captures this state at batch boundaries, keeps it in a ``CheckpointStore`` with the
 partition position it corresponds to, restores it when a partition is assigned to this process, and forgets it
-when the partition moves away. Documents are plain JSON-compatible values, so any store can keep them.
+when the partition moves away. Documents are plain JSON-compatible values, so any store can keep them; each names
+its series (metric name and labels as they are), so a store gives back exactly the key it was given.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ class SeriesState:
     incident: Incident | None = None
     pending: tuple[Anomaly, ...] = ()
 
-    def document(self) -> dict[str, Any]:
+    def document(self, series: SeriesKey) -> dict[str, Any]:
+        """This state of ``series`` as a document that names the series."""
         return {
             "format": _FORMAT,
+            "series": {"name": series.name, "labels": series.label_map},
             "detector": self.detection.detector,
             "threshold": self.detection.threshold,
             "incident": None if self.incident is None else _incident_document(self.incident),
@@ -49,6 +52,14 @@ class SeriesState:
             None if incident is None else _incident_of(series, incident),
             tuple(_anomaly_of(series, a) for a in document["pending"]),
         )
+
+
+def document_series(document: Mapping[str, Any]) -> SeriesKey | None:
+    """The series a state document names; None for a document written before documents named their series."""
+    series = document.get("series")
+    if series is None:
+        return None
+    return SeriesKey.of(series["name"], series["labels"])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -51,7 +53,7 @@ from engine.adapters.store.tables import (
     SeriesCheckpointRow,
     SignalSilenceRow,
 )
-from engine.core.checkpoints import PartitionCheckpoint, SeriesState
+from engine.core.checkpoints import PartitionCheckpoint, SeriesState, document_series
 from engine.core.silences import SignalSilence
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
 from engine.domain.events import (
@@ -67,6 +69,11 @@ from engine.domain.events import (
     Severity,
 )
 from engine.domain.views import ActionRecord, IncidentDetail, TimelineEntry
+
+log = logging.getLogger(__name__)
+
+# The width of series_checkpoints.series (tables.SeriesCheckpointRow).
+_SERIES_KEY_LENGTH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,9 +426,9 @@ class SqlStore:
                     "group_id": group,
                     "topic": c.topic,
                     "partition": c.partition,
-                    "series": str(series),
+                    "series": _series_row_key(series),
                     "next_offset": c.offset,
-                    "state": _state_text(state.document()),
+                    "state": _state_text(state.document(series)),
                 }
                 for c in current
                 for series, state in c.states.items()
@@ -461,9 +468,15 @@ class SqlStore:
                 .where(tuple_(SeriesCheckpointRow.topic, SeriesCheckpointRow.partition).in_(keys))
             )
             states: dict[tuple[str, int], dict[SeriesKey, SeriesState]] = defaultdict(dict)
-            for topic, partition, text, document in rows:
-                series = SeriesKey.parse(text)
-                state = SeriesState.from_document(series, json.loads(document))
+            for topic, partition, text, state_text in rows:
+                document = json.loads(state_text)
+                series = document_series(document)
+                if series is None:
+                    series = _unnamed_series(text)
+                    # A row that names its series (saved since) is the newer state of the same series.
+                    if series is None or series in states[topic, partition]:
+                        continue
+                state = SeriesState.from_document(series, document)
                 if state is not None:
                     states[topic, partition][series] = state
         return [
@@ -790,6 +803,29 @@ def _request(row: ActionRow) -> ActionRequest:
         requested_at=row.requested_at,
         explanation=dict(row.explanation or {}),
     )
+
+
+def _series_row_key(series: SeriesKey) -> str:
+    """A series' key among its partition's checkpoint rows: its text, which differs for every series, unless that
+    does not fit the column or holds a NUL (which PostgreSQL's text refuses); then a digest of the text, which no
+    series' text equals (no metric name starts with "#"). The state document names the series either way."""
+    text = str(series)
+    if len(text) <= _SERIES_KEY_LENGTH and "\x00" not in text:
+        return text
+    return "#sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unnamed_series(text: str) -> SeriesKey | None:
+    """The series of a checkpoint row saved before state documents named their series, from the row's text; None
+    (and a warning: the series starts afresh) where that text cannot be trusted. Label values were not escaped
+    then, so a text with a backslash may read as another series than it was saved for."""
+    if "\\" not in text:
+        try:
+            return SeriesKey.parse(text)
+        except ValueError:
+            pass
+    log.warning("checkpointed state of series %r is left out: saved by an earlier version, its key is ambiguous", text)
+    return None
 
 
 def _state_text(document: dict[str, Any]) -> str:
