@@ -42,7 +42,16 @@ class IngestMetrics:
             "aiops_remote_write_samples_total", "Samples received through remote_write", registry=registry
         )
         self.remote_write_rejected = Counter(
-            "aiops_remote_write_rejected_total", "remote_write bodies that could not be decoded", registry=registry
+            "aiops_remote_write_rejected_total",
+            "remote_write bodies refused whole: undecodable or larger than their bound",
+            registry=registry,
+        )
+        self.series_refused = Counter(
+            "aiops_series_refused_total",
+            "Series whose samples were refused, by reason (series_limit: past AIOPS_MAX_SERIES, counted once per "
+            "request or batch carrying them; invalid_labels: remote_write series breaking the label rules)",
+            ["reason"],
+            registry=registry,
         )
 
 
@@ -88,6 +97,8 @@ class EngineMetrics:
             registry=registry,
         )
         self.ingest = IngestMetrics(registry)
+        # Exported as 0 from the start: an alert on its rate needs the series to exist.
+        self.ingest.series_refused.labels("series_limit")
         self.last_event_time = Gauge(
             "aiops_last_event_timestamp_seconds",
             "Event time of the newest processed sample",
@@ -118,6 +129,10 @@ class EngineMetrics:
         """Set the incidents-by-state gauge from a count of the store (states missing from ``counts``: 0)."""
         for state in IncidentState:
             self.incidents.labels(state.value).set(counts.get(state, 0))
+
+    def on_series_refused(self, reason: str, count: int) -> None:
+        """Detection refused ``count`` new series (a refusal listener of ``DetectionService``)."""
+        self.ingest.series_refused.labels(reason).inc(count)
 
     def on_action(self, result: ActionResult) -> None:
         self.actions.labels(result.request.action, result.request.mode.value, result.status.value).inc()

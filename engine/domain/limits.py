@@ -36,10 +36,11 @@ class LabelLimits:
 
 @dataclass(frozen=True)
 class LabelProblem:
-    """Why a label set was refused: ``kind`` is a short, bounded category, ``label`` the (clipped) label name."""
+    """Why a label set was refused: ``kind`` is a short, bounded category, ``label`` the (clipped) name of the label
+    at fault (None when the fault is the whole set's)."""
 
     kind: str
-    label: str
+    label: str | None
     message: str
 
 
@@ -60,7 +61,7 @@ def metric_name_problem(name: str, limits: LabelLimits) -> LabelProblem | None:
 def label_problem(labels: Iterable[tuple[str, str]], limits: LabelLimits, *, count: int) -> LabelProblem | None:
     """What is wrong with the first bad label of ``labels`` (``count`` of them), or None if all are valid."""
     if count > limits.max_labels:
-        return LabelProblem("too_many_labels", "", f"{count} labels, more than {limits.max_labels}")
+        return LabelProblem("too_many_labels", None, f"{count} labels, more than {limits.max_labels}")
     for name, value in labels:
         problem = _name_problem(name, limits) or _value_problem(name, value, limits)
         if problem is not None:

@@ -7,7 +7,7 @@ from engine.domain.limits import CLIPPED_MARKER, LabelLimits, clip_text, label_p
 LIMITS = LabelLimits(max_labels=3, max_name_length=10, max_value_length=8)
 
 
-def _problem(labels: dict[str, str]) -> tuple[str, str] | None:
+def _problem(labels: dict[str, str]) -> tuple[str, str | None] | None:
     problem = label_problem(labels.items(), LIMITS, count=len(labels))
     return None if problem is None else (problem.kind, problem.label)
 
@@ -26,11 +26,11 @@ def _problem(labels: dict[str, str]) -> tuple[str, str] | None:
         ({"job": "a\x00b"}, ("label_value", "job")),
         ({"job": "x" * 9}, ("value_too_long", "job")),
         ({"a" * 11: "x"}, ("name_too_long", "a" * 11)),
-        ({"a": "1", "b": "2", "c": "3", "d": "4"}, ("too_many_labels", "")),
+        ({"a": "1", "b": "2", "c": "3", "d": "4"}, ("too_many_labels", None)),
     ],
 )
 def test_labels_follow_prometheus_rules_and_the_bounds(
-    labels: dict[str, str], expected: tuple[str, str] | None
+    labels: dict[str, str], expected: tuple[str, str | None] | None
 ) -> None:
     assert _problem(labels) == expected
 
@@ -53,6 +53,7 @@ def test_a_huge_name_is_quoted_clipped_in_the_message() -> None:
     assert problem is not None
     assert problem.kind == "label_name"
     assert len(problem.message) < 200
+    assert problem.label is not None
     assert len(problem.label) <= 64
 
 

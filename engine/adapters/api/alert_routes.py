@@ -4,6 +4,10 @@ A notification is validated and recognised by the SHA-256 of its body: only a fi
 pipeline's alert feed, a redelivery (same bytes: Alertmanager's retries) is answered as a duplicate. The
 ``NotificationWriter`` remembers the digests and keeps them in the store (see there why it writes behind).
 The incident stage is idempotent too, for the same alert repeated in a later notification of its group.
+
+What a notification may hold is bounded: its body size (413 past ``IngestLimits.alert_max_body_bytes``), its
+alerts' labels (the engine's label rules, 422 naming the alert and label), its texts (no NUL: PostgreSQL text
+refuses it); annotations longer than ``IngestLimits.annotation_max_length`` are kept clipped.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import functools
 import hashlib
 import logging
 import re
+import sys
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -24,15 +30,24 @@ from msgspec import Meta
 from pydantic import BaseModel
 
 from engine.adapters.api.ingest_auth import IngestCredentials, ingest_guard
+from engine.adapters.api.ingest_limits import IngestLimits, read_body
 from engine.adapters.api.notification_writer import NotificationWriter
 from engine.adapters.store.sql_store import AlertNotification, SqlStore
 from engine.adapters.telemetry import IngestMetrics
 from engine.core.alert_feed import AlertFeed, AlertFeedClosedError
 from engine.domain.events import Alert, AlertStatus, Severity
+from engine.domain.limits import LabelLimits, LabelProblem, clip_text, label_problem
 
 log = logging.getLogger(__name__)
 
-_Labels = Annotated[dict[str, str], Meta(max_length=128)]
+# The label rules (checked after decoding, with the configured bounds) apply to labels; these outer bounds keep a
+# body from making millions of small objects before that check.
+_Labels = Annotated[dict[str, str], Meta(max_length=1024)]
+# Texts that are stored (PostgreSQL text refuses NUL), by their longest length.
+_NO_NUL = "^[^\x00]*$"
+_Text128 = Annotated[str, Meta(max_length=128, pattern=_NO_NUL)]
+_Text512 = Annotated[str, Meta(max_length=512, pattern=_NO_NUL)]
+_Text4096 = Annotated[str, Meta(max_length=4096, pattern=_NO_NUL)]
 
 
 class AlertIn(msgspec.Struct, frozen=True):
@@ -43,10 +58,10 @@ class AlertIn(msgspec.Struct, frozen=True):
     starts_at: datetime = msgspec.field(name="startsAt")
     annotations: _Labels = msgspec.field(default_factory=dict)
     ends_at: datetime | None = msgspec.field(default=None, name="endsAt")
-    generator_url: Annotated[str, Meta(max_length=4096)] = msgspec.field(default="", name="generatorURL")
-    fingerprint: Annotated[str, Meta(max_length=128)] = ""
+    generator_url: _Text4096 = msgspec.field(default="", name="generatorURL")
+    fingerprint: _Text128 = ""
 
-    def to_alert(self) -> Alert:
+    def to_alert(self, annotation_max_length: int) -> Alert:
         # Called for every alert of every notification: positional arguments, and sorted pairs as freeze_labels
         # makes them without its conversions (decoding already made them str).
         labels = tuple(sorted(self.labels.items()))
@@ -62,8 +77,21 @@ class AlertIn(msgspec.Struct, frozen=True):
             self.starts_at.timestamp(),
             ends_at,
             _severity_of(self.labels.get("severity", "")),
-            tuple(sorted(self.annotations.items())) if self.annotations else (),
+            tuple(sorted((name, clip_text(text, annotation_max_length)) for name, text in self.annotations.items()))
+            if self.annotations
+            else (),
         )
+
+    def problem(self, limits: LabelLimits) -> tuple[str, LabelProblem] | None:
+        """Which of ``labels`` or ``annotations`` breaks the label rules and how; annotation values may be longer
+        than a label value (they are clipped instead)."""
+        problem = label_problem(self.labels.items(), limits, count=len(self.labels))
+        if problem is not None:
+            return "labels", problem
+        problem = label_problem(
+            self.annotations.items(), replace(limits, max_value_length=sys.maxsize), count=len(self.annotations)
+        )
+        return None if problem is None else ("annotations", problem)
 
 
 @functools.lru_cache(maxsize=256)
@@ -78,15 +106,15 @@ class NotificationIn(msgspec.Struct, frozen=True):
     """A version-4 Alertmanager webhook notification."""
 
     version: Literal["4"]
-    group_key: Annotated[str, Meta(max_length=4096)] = msgspec.field(name="groupKey")
+    group_key: _Text4096 = msgspec.field(name="groupKey")
     status: Literal["firing", "resolved"]
-    receiver: Annotated[str, Meta(max_length=512)]
+    receiver: _Text512
     alerts: Annotated[list[AlertIn], Meta(max_length=10_000)]
     truncated_alerts: Annotated[int, Meta(ge=0)] = msgspec.field(default=0, name="truncatedAlerts")
     group_labels: _Labels = msgspec.field(default_factory=dict, name="groupLabels")
     common_labels: _Labels = msgspec.field(default_factory=dict, name="commonLabels")
     common_annotations: _Labels = msgspec.field(default_factory=dict, name="commonAnnotations")
-    external_url: Annotated[str, Meta(max_length=4096)] = msgspec.field(default="", name="externalURL")
+    external_url: _Text4096 = msgspec.field(default="", name="externalURL")
 
 
 _DECODER = msgspec.json.Decoder(NotificationIn)
@@ -101,10 +129,10 @@ def _notification_schema() -> dict[str, Any]:
     return {**definitions.pop("NotificationIn"), "$defs": definitions}
 
 
-def decode_notification(body: bytes) -> NotificationIn:
+def decode_notification(body: bytes, limits: LabelLimits) -> NotificationIn:
     """The notification in ``body``, or RequestValidationError (422) saying what is wrong and where."""
     try:
-        return _DECODER.decode(body)
+        notification = _DECODER.decode(body)
     except msgspec.ValidationError as exc:
         message, _, path = str(exc).rpartition(" - at `")
         if not message:
@@ -114,6 +142,13 @@ def decode_notification(body: bytes) -> NotificationIn:
         raise RequestValidationError([{"loc": ("body", *where), "msg": message, "type": "value_error"}]) from exc
     except msgspec.DecodeError as exc:
         raise RequestValidationError([{"loc": ("body",), "msg": str(exc), "type": "json_invalid"}]) from exc
+    for index, alert in enumerate(notification.alerts):
+        found = alert.problem(limits)
+        if found is not None:
+            part, problem = found
+            loc = ("body", "alerts", index, part, *(() if problem.label is None else (problem.label,)))
+            raise RequestValidationError([{"loc": loc, "msg": problem.message, "type": problem.kind}])
+    return notification
 
 
 class NotificationOut(BaseModel):
@@ -122,7 +157,13 @@ class NotificationOut(BaseModel):
 
 
 def add_alert_route(
-    router: APIRouter, *, store: SqlStore, feed: AlertFeed, credentials: IngestCredentials, metrics: IngestMetrics
+    router: APIRouter,
+    *,
+    store: SqlStore,
+    feed: AlertFeed,
+    credentials: IngestCredentials,
+    metrics: IngestMetrics,
+    limits: IngestLimits,
 ) -> None:
     """Add the receiver to ``router``: the app's own router, since matching through an included router costs
     every request a second pass, and this endpoint takes every notification."""
@@ -142,7 +183,8 @@ def add_alert_route(
         },
         responses={
             401: {"description": "missing or wrong credential"},
-            422: {"description": "not a version-4 Alertmanager notification"},
+            413: {"description": "body larger than its bound"},
+            422: {"description": "not a version-4 Alertmanager notification, or labels breaking the label rules"},
             503: {"description": "the pipeline is not running; Alertmanager retries"},
         },
     )
@@ -151,8 +193,8 @@ def add_alert_route(
         guard(request)
         # The raw body is parsed here rather than by FastAPI: validating JSON bytes directly is faster, and the
         # digest of exactly what Alertmanager sent is what recognises its retries.
-        body = await request.body()
-        notification = decode_notification(body)
+        body = await read_body(request, limits.alert_max_body_bytes, "Alertmanager notification")
+        notification = decode_notification(body, limits.labels)
         if feed.closed:
             # Checked before the notification is kept, so that Alertmanager's retry is not taken for a duplicate.
             raise HTTPException(503, "the engine's pipeline is not running")
@@ -172,7 +214,7 @@ def add_alert_route(
             log.warning(
                 "Alertmanager left out %d alerts of group %s", notification.truncated_alerts, notification.group_key
             )
-        alerts = [alert.to_alert() for alert in notification.alerts]
+        alerts = [alert.to_alert(limits.annotation_max_length) for alert in notification.alerts]
         try:
             await feed.submit(alerts)
         except AlertFeedClosedError as exc:

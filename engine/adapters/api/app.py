@@ -21,6 +21,7 @@ from engine.adapters.api.auth import Role, TokenBook, requirement
 from engine.adapters.api.cursors import BadCursorError, decode_cursor, encode_cursor
 from engine.adapters.api.incident_routes import incident_router
 from engine.adapters.api.ingest_auth import IngestCredentials
+from engine.adapters.api.ingest_limits import IngestLimits
 from engine.adapters.api.playbook_routes import playbook_router
 from engine.adapters.api.remote_write_routes import add_remote_write_route
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut, incident_page_json
@@ -32,6 +33,7 @@ from engine.adapters.telemetry import EngineMetrics
 from engine.adapters.web.pages import page_router
 from engine.core.actions.executor import StepDecider
 from engine.core.alert_feed import AlertFeed
+from engine.core.detection import SeriesAdmission
 from engine.core.incident_desk import IncidentDesk
 from engine.core.silences import SilenceDesk
 from engine.domain.errors import ConflictError, NotFoundError
@@ -54,6 +56,8 @@ def create_app(
     alerts: AlertFeed | None = None,
     silences: SilenceDesk | None = None,
     remote_write: PushedSource | None = None,
+    ingest_limits: IngestLimits | None = None,
+    series: SeriesAdmission | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="aiops-engine",
@@ -64,10 +68,14 @@ def create_app(
     # The ingest endpoints exist only once a credential for them is configured: never open by default. They come
     # first because routes are matched in order, and they take the machine traffic (every notification, every
     # remote_write batch) while people's requests are few.
+    limits = ingest_limits or IngestLimits()
     if ingest and alerts is not None:
-        add_alert_route(app.router, store=store, feed=alerts, credentials=ingest, metrics=metrics.ingest)
+        add_alert_route(app.router, store=store, feed=alerts, credentials=ingest, metrics=metrics.ingest, limits=limits)
     if ingest and remote_write is not None:
-        add_remote_write_route(app.router, sink=remote_write, credentials=ingest, metrics=metrics.ingest)
+        # ``series``: detection, which admits new series within the engine's bound.
+        add_remote_write_route(
+            app.router, sink=remote_write, credentials=ingest, metrics=metrics.ingest, limits=limits, series=series
+        )
     app.mount("/metrics", make_asgi_app(registry=metrics.registry))
     viewer = [Depends(requirement(tokens, Role.VIEWER))]
     if playbooks is not None:

@@ -1,27 +1,45 @@
 """The Prometheus remote_write receiver (``POST /api/v1/write``): every sample streamed to the detectors.
 
 Replies follow the remote_write contract: 204 when the samples were taken, 400 for a body that cannot be decoded
-(Prometheus drops a 4xx batch rather than retrying it forever), 401 for a wrong credential.
+(Prometheus drops a 4xx batch rather than retrying it forever), 401 for a wrong credential, 413 for a body larger
+than its bound, compressed or decompressed. Series that break the label rules (422) or that would go past the
+engine's series bound (400) are left out while the other series of the request are taken, as Mimir does: the reply
+says how many of each, and since Prometheus does not retry a 4xx, what was taken is not sent twice.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from engine.adapters.api.ingest_auth import IngestCredentials, ingest_guard
-from engine.adapters.prometheus.remote_write import RemoteWriteDecodeError, decode_write_request
+from engine.adapters.api.ingest_limits import IngestLimits, body_too_large, read_body
+from engine.adapters.prometheus.remote_write import (
+    RemoteWriteDecodeError,
+    RemoteWriteTooLargeError,
+    decode_write_request,
+)
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.telemetry import IngestMetrics
+from engine.core.detection import SERIES_LIMIT, SeriesAdmission
+from engine.domain.limits import LabelProblem
 
-# A remote_write batch is at most a few MiB (max_samples_per_send 2000 by default); refuse anything far larger.
-MAX_BODY_BYTES = 32 * 1024 * 1024
+INVALID_LABELS = "invalid_labels"
 
 
 def add_remote_write_route(
-    router: APIRouter, *, sink: PushedSource, credentials: IngestCredentials, metrics: IngestMetrics
+    router: APIRouter,
+    *,
+    sink: PushedSource,
+    credentials: IngestCredentials,
+    metrics: IngestMetrics,
+    limits: IngestLimits,
+    series: SeriesAdmission | None = None,
 ) -> None:
     """Add the receiver to ``router``: the app's own router, since matching through an included router costs
-    every request a second pass, and Prometheus sends every sample here."""
+    every request a second pass, and Prometheus sends every sample here. ``series`` (detection) admits new series
+    within the engine's bound."""
     guard = ingest_guard(credentials, metrics, "write")
 
     @router.post(
@@ -30,22 +48,55 @@ def add_remote_write_route(
         status_code=204,
         response_class=Response,
         responses={
-            400: {"description": "not a snappy-compressed WriteRequest"},
+            400: {"description": "not a snappy-compressed WriteRequest, or new series past the series bound"},
             401: {"description": "bad credential"},
+            413: {"description": "body larger than its bound, compressed or decompressed"},
+            422: {"description": "series whose name or labels break the label rules (left out)"},
         },
     )
     async def remote_write(request: Request) -> Response:
         """Prometheus remote_write (protocol 1.0): snappy-compressed protobuf WriteRequest."""
         guard(request)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            metrics.remote_write_rejected.inc()
-            raise HTTPException(413, "remote_write body too large")
         try:
-            samples = decode_write_request(body)
+            body = await read_body(request, limits.remote_write_max_body_bytes, "remote_write body")
+            decoded = decode_write_request(
+                body, max_decoded_bytes=limits.remote_write_max_decoded_bytes, labels=limits.labels
+            )
+        except RemoteWriteTooLargeError as exc:
+            metrics.remote_write_rejected.inc()
+            raise body_too_large("decompressed remote_write body", limits.remote_write_max_decoded_bytes) from exc
         except RemoteWriteDecodeError as exc:
             metrics.remote_write_rejected.inc()
             raise HTTPException(400, f"undecodable remote_write body: {exc}") from exc
+        except HTTPException:
+            metrics.remote_write_rejected.inc()
+            raise
+        samples = decoded.samples
+        # In the order sent, so that which series are refused does not depend on hashing.
+        refused = series.admit(dict.fromkeys(sample.series for sample in samples)) if series is not None else set()
+        if refused:
+            samples = [sample for sample in samples if sample.series not in refused]
         await sink.push(samples)
         metrics.remote_write_samples.inc(len(samples))
+        if decoded.refused:
+            metrics.series_refused.labels(INVALID_LABELS).inc(len(decoded.refused))
+            raise HTTPException(422, _refusal(INVALID_LABELS, len(samples), decoded.refused, len(refused)))
+        if refused:
+            raise HTTPException(400, _refusal(SERIES_LIMIT, len(samples), [], len(refused)))
         return Response(status_code=204)
+
+
+def _refusal(error: str, accepted: int, invalid: list[LabelProblem], limited: int) -> dict[str, Any]:
+    first = invalid[0] if invalid else None
+    message = (
+        f"{len(invalid)} series refused for their labels, first: {first.message}"
+        if first is not None
+        else f"{limited} new series refused: the engine keeps no more series (AIOPS_MAX_SERIES)"
+    )
+    return {
+        "error": error,
+        "message": message,
+        "accepted_samples": accepted,
+        "refused_series": {INVALID_LABELS: len(invalid), SERIES_LIMIT: limited},
+        "first_problem": None if first is None else {"kind": first.kind, "label": first.label},
+    }

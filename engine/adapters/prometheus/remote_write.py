@@ -5,6 +5,11 @@ small hand-written reader of the protobuf wire format rather than code generated
 protobuf runtime dependency and no generated file to keep in step, it skips every field it does not know
 (metadata, exemplars, native histograms) as the protobuf rules require, and a malformed body fails with one
 specific error instead of whatever a generated parser raises.
+
+A body is bounded twice: the length the snappy header announces is checked before anything is decompressed
+(``RemoteWriteTooLargeError``), and every series' name and labels are checked against the engine's label rules.
+A series that breaks them is left out and reported (``DecodedWrite.refused``) while the others go on, so that one
+bad exporter does not blind the engine to every series sent with it.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import cramjam
 
-from engine.domain.events import MetricSample, SeriesKey
+from engine.domain.events import MetricSample, SeriesKey, freeze_labels
+from engine.domain.limits import LabelLimits, LabelProblem, label_problem, metric_name_problem
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _DOUBLE = struct.Struct("<d")
@@ -23,6 +30,18 @@ _DOUBLE = struct.Struct("<d")
 
 class RemoteWriteDecodeError(ValueError):
     """The body is not snappy-compressed protobuf of a WriteRequest."""
+
+
+class RemoteWriteTooLargeError(RemoteWriteDecodeError):
+    """The body would decompress to more than the bound."""
+
+
+@dataclass(frozen=True)
+class DecodedWrite:
+    """The samples of a WriteRequest, and why each series left out was refused."""
+
+    samples: list[MetricSample] = field(default_factory=list)
+    refused: list[LabelProblem] = field(default_factory=list)
 
 
 def _varint(data: memoryview, pos: int) -> tuple[int, int]:
@@ -99,36 +118,55 @@ def _sample(data: memoryview) -> tuple[float, float]:
     return timestamp_ms / 1000.0, value
 
 
-def _series(data: memoryview) -> list[MetricSample]:
+def _series(data: memoryview, limits: LabelLimits, out: DecodedWrite) -> None:
     labels: dict[str, str] = {}
+    duplicate = ""
     points: list[tuple[float, float]] = []
     for number, wire, raw in _fields(data):
         if wire != _LEN or not isinstance(raw, memoryview):
             continue
         if number == 1:
             name, value = _label(raw)
+            if name in labels:
+                duplicate = name
             labels[name] = value
         elif number == 2:
             points.append(_sample(raw))
-    name = labels.pop("__name__", "")
-    if not name:
-        raise RemoteWriteDecodeError("a time series without __name__")
-    key = SeriesKey.of(name, labels)
+    metric = labels.pop("__name__", "")
+    problem = (
+        LabelProblem("duplicate_label", duplicate, f"label {duplicate!r} given twice")
+        if duplicate
+        else metric_name_problem(metric, limits) or label_problem(labels.items(), limits, count=len(labels))
+    )
+    if problem is not None:
+        out.refused.append(problem)
+        return
+    key = SeriesKey(metric, freeze_labels(labels))
     # Prometheus marks a series that disappeared with a special NaN (staleness marker): not an observation.
-    return [MetricSample(key, timestamp, value) for timestamp, value in points if not math.isnan(value)]
+    out.samples.extend(MetricSample(key, timestamp, value) for timestamp, value in points if not math.isnan(value))
 
 
-def decode_write_request(body: bytes) -> list[MetricSample]:
-    """The samples of a snappy-compressed WriteRequest, series by series in the order they were sent."""
+def decode_write_request(
+    body: bytes, *, max_decoded_bytes: int = 32 * 1024 * 1024, labels: LabelLimits | None = None
+) -> DecodedWrite:
+    """The samples of a snappy-compressed WriteRequest, series by series in the order they were sent, and the
+    problems of the series left out; RemoteWriteTooLargeError if the body expands past ``max_decoded_bytes``."""
+    try:
+        size = cramjam.snappy.decompress_raw_len(body)
+    except cramjam.DecompressionError as exc:
+        raise RemoteWriteDecodeError(f"not snappy block data: {exc}") from exc
+    if size > max_decoded_bytes:
+        raise RemoteWriteTooLargeError(f"body expands to {size} bytes, more than {max_decoded_bytes}")
     try:
         raw = bytes(cramjam.snappy.decompress_raw(body))
     except cramjam.DecompressionError as exc:
         raise RemoteWriteDecodeError(f"not snappy block data: {exc}") from exc
-    samples: list[MetricSample] = []
+    limits = labels or LabelLimits()
+    decoded = DecodedWrite()
     for number, wire, value in _fields(memoryview(raw)):
         if number == 1 and wire == _LEN and isinstance(value, memoryview):
-            samples.extend(_series(value))
-    return samples
+            _series(value, limits, decoded)
+    return decoded
 
 
 def encode_write_request(samples: list[MetricSample]) -> bytes:

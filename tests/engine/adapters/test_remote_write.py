@@ -7,11 +7,14 @@ import cramjam
 import pytest
 
 from engine.adapters.prometheus.remote_write import (
+    DecodedWrite,
     RemoteWriteDecodeError,
+    RemoteWriteTooLargeError,
     decode_write_request,
     encode_write_request,
 )
 from engine.domain.events import MetricSample, SeriesKey
+from engine.domain.limits import LabelLimits
 
 UP = SeriesKey.of("up", {"job": "node", "instance": "a:9100"})
 
@@ -26,7 +29,7 @@ def test_round_trip_keeps_names_labels_values_and_millisecond_timestamps() -> No
         MetricSample(UP, 1_700_000_000.123, 1.0),
         MetricSample(SeriesKey.of("temperature_celsius"), 1_700_000_001.0, -12.5),
     ]
-    assert decode_write_request(encode_write_request(samples)) == samples
+    assert decode_write_request(encode_write_request(samples)) == DecodedWrite(samples, [])
 
 
 def test_unknown_fields_are_skipped_and_staleness_markers_dropped() -> None:
@@ -37,7 +40,7 @@ def test_unknown_fields_are_skipped_and_staleness_markers_dropped() -> None:
     # Field 3 (exemplars) and a fixed32 field 9 in the TimeSeries, field 3 (metadata) in the WriteRequest.
     series = label + sample + good + _len_field(3, b"\x00") + bytes([9 << 3 | 5]) + b"\x00\x00\x00\x00"
     body = _len_field(1, series) + _len_field(3, b"\x08\x01")
-    decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(body)))
+    decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(body))).samples
     assert decoded == [MetricSample(SeriesKey.of("up"), 0.002, 3.0)]
     assert not any(math.isnan(s.value) for s in decoded)
 
@@ -49,9 +52,53 @@ def test_unknown_fields_are_skipped_and_staleness_markers_dropped() -> None:
         bytes(cramjam.snappy.compress_raw(b"\x0a\x05abc")),  # length beyond the end
         bytes(cramjam.snappy.compress_raw(b"\x0a\x02\x08")),  # truncated varint inside a series
         bytes(cramjam.snappy.compress_raw(b"\x0b")),  # wire type 3 (groups) is not used by remote_write
-        bytes(cramjam.snappy.compress_raw(_len_field(1, _len_field(1, _len_field(1, b"job"))))),  # no __name__
+        b"\xff\xff\xff\xff\xff\xff",  # a snappy header that is no length
     ],
 )
 def test_undecodable_bodies_raise_one_specific_error(body: bytes) -> None:
     with pytest.raises(RemoteWriteDecodeError):
         decode_write_request(body)
+
+
+def _label(name: bytes, value: bytes) -> bytes:
+    return _len_field(1, _len_field(1, name) + _len_field(2, value))
+
+
+def _sample(value: float) -> bytes:
+    return _len_field(2, bytes([0x09]) + struct.pack("<d", value) + bytes([0x10, 0x02]))
+
+
+@pytest.mark.parametrize(
+    ("labels", "kind", "label"),
+    [
+        (_label(b"job", b"node"), "metric_name", "__name__"),
+        (_label(b"__name__", b"up") + _label(b"job", b"a") + _label(b"job", b"b"), "duplicate_label", "job"),
+        (_label(b"__name__", b"up") + _label(b"", b"x"), "label_name", ""),
+        (_label(b"__name__", b"up") + _label(b"__address__", b"x"), "reserved_label", "__address__"),
+        (_label(b"__name__", b"up") + _label(b"job", b"a\x00b"), "label_value", "job"),
+        (_label(b"__name__", b"up{") + _label(b"job", b"a"), "metric_name", "__name__"),
+    ],
+)
+def test_a_series_breaking_the_label_rules_is_left_out_and_the_others_kept(
+    labels: bytes, kind: str, label: str
+) -> None:
+    good = _len_field(1, _label(b"__name__", b"up") + _sample(1.0))
+    body = good + _len_field(1, labels + _sample(2.0)) + good
+    decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(body)))
+    assert decoded.samples == [MetricSample(SeriesKey.of("up"), 0.002, 1.0)] * 2
+    assert [(problem.kind, problem.label) for problem in decoded.refused] == [(kind, label)]
+
+
+def test_label_bounds_are_the_ones_given() -> None:
+    series = SeriesKey.of("up", {"job": "j" * 20})
+    body = encode_write_request([MetricSample(series, 1.0, 1.0)])
+    assert decode_write_request(body).refused == []
+    refused = decode_write_request(body, labels=LabelLimits(max_value_length=10)).refused
+    assert [problem.kind for problem in refused] == ["value_too_long"]
+
+
+def test_a_body_expanding_past_the_bound_is_refused_before_decompressing() -> None:
+    body = encode_write_request([MetricSample(SeriesKey.of("up", {"blob": "b" * 5_000}), 1.0, 1.0)])
+    assert decode_write_request(body, max_decoded_bytes=6_000).refused[0].kind == "value_too_long"
+    with pytest.raises(RemoteWriteTooLargeError):
+        decode_write_request(body, max_decoded_bytes=4_000)
