@@ -94,7 +94,9 @@ def _series() -> dict[SeriesKey, Series]:
         shift = 0 if i % 4 == HANDOVER_SPIKE else 3 * (i // 4)
         spikes = tuple(p + shift for p in PATTERNS[i % 4])
         values[list(spikes)] += 80.0
-        out[SeriesKey.of("queue_latency_ms", {"shard": str(i)})] = Series(values, spikes, i // 4)
+        # Label values that the series' text must escape: its Kafka key and its checkpoint have to name it exactly.
+        labels = {"shard": str(i), "queue": f'jobs "{i}" at C:\\q\n{{a="{i}"}}'}
+        out[SeriesKey.of("queue_latency_ms", labels)] = Series(values, spikes, i // 4)
     return out
 
 
