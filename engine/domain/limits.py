@@ -12,12 +12,11 @@ keeps the start and says that the rest was cut.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+from engine.domain.events import is_label_name, is_metric_name
+
 RESERVED_PREFIX = "__"
 # What a clipped text ends with, so that a reader knows there was more.
 CLIPPED_MARKER = "…[truncated]"
@@ -53,7 +52,7 @@ def metric_name_problem(name: str, limits: LabelLimits) -> LabelProblem | None:
     """What is wrong with a metric name, or None."""
     if len(name) > limits.max_value_length:
         return LabelProblem("name_too_long", "__name__", f"metric name longer than {limits.max_value_length}")
-    if not METRIC_NAME.fullmatch(name):
+    if not is_metric_name(name):
         return LabelProblem("metric_name", "__name__", f"invalid metric name {quoted(name)}")
     return None
 
@@ -74,7 +73,7 @@ def _name_problem(name: str, limits: LabelLimits) -> LabelProblem | None:
         return LabelProblem(
             "name_too_long", clip_text(name, _QUOTED), f"label name longer than {limits.max_name_length}"
         )
-    if not LABEL_NAME.fullmatch(name):
+    if not is_label_name(name):
         return LabelProblem("label_name", clip_text(name, _QUOTED), f"invalid label name {quoted(name)}")
     if name.startswith(RESERVED_PREFIX):
         return LabelProblem("reserved_label", name, f"label name {quoted(name)} starts with the reserved '__'")

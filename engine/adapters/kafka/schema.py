@@ -10,22 +10,40 @@ The message key is the series key as ``str(SeriesKey)`` gives it (``latency_seco
 text form, whose label values escape backslashes, double quotes and line feeds), so one series always lands on one
 partition and keeps its order; a key that names another series is rejected. Anything that does not decode or
 validate raises ``InvalidMessageError`` with a reason, and goes to the dead-letter topic.
+
+A message is bounded (``MessageLimits``): its size (value and key, checked before parsing: kind ``too_large``), its
+number of samples, and its series' name and labels, which follow the engine's label rules (kind ``labels``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
 from engine.domain.batches import FloatArray, SampleBatch
-from engine.domain.events import MetricSample, SeriesKey, freeze_labels, is_label_name, is_metric_name
+from engine.domain.events import MetricSample, SeriesKey, freeze_labels
+from engine.domain.limits import LabelLimits, label_problem, metric_name_problem, quoted
 
 # A bound on one message, so that one huge message cannot take the engine's memory.
 MAX_SAMPLES_PER_MESSAGE = 100_000
+TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True)
+class MessageLimits:
+    """Bounds on one message: its size in bytes (value and key together) and its series' labels."""
+
+    # Kafka's own default for a message (message.max.bytes).
+    max_message_bytes: int = 1024 * 1024
+    labels: LabelLimits = field(default_factory=LabelLimits)
+
+
+_DEFAULT_LIMITS = MessageLimits()
 
 
 class InvalidMessageError(ValueError):
@@ -37,31 +55,38 @@ class InvalidMessageError(ValueError):
         self.reason = reason
 
 
-def decode_samples(value: bytes | None, key: bytes | None = None) -> list[MetricSample]:
+def decode_samples(
+    value: bytes | None, key: bytes | None = None, limits: MessageLimits = _DEFAULT_LIMITS
+) -> list[MetricSample]:
     """The samples one message carries, in message order; InvalidMessageError saying what is wrong."""
-    series, points = decode_run(value, key)
+    series, points = decode_run(value, key, limits)
     return [MetricSample(series, timestamp, point) for timestamp, point in points.tolist()]
 
 
-def decode_run(value: bytes | None, key: bytes | None = None) -> tuple[SeriesKey, FloatArray]:
+def decode_run(
+    value: bytes | None, key: bytes | None = None, limits: MessageLimits = _DEFAULT_LIMITS
+) -> tuple[SeriesKey, FloatArray]:
     """The one series a message carries and its points (rows of timestamp, value) in message order;
     InvalidMessageError saying what is wrong."""
     if value is None:
         raise InvalidMessageError("malformed", "empty message (tombstone)")
+    size = len(value) + (len(key) if key is not None else 0)
+    if size > limits.max_message_bytes:
+        raise InvalidMessageError(TOO_LARGE, f"message of {size} bytes, more than {limits.max_message_bytes}")
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise InvalidMessageError("malformed", f"not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidMessageError("schema", "a message must be a JSON object")
-    series, points = _run_of(document, value)
+    series, points = _run_of(document, value, limits.labels)
     if key is not None:
         try:
             text = key.decode()
         except UnicodeDecodeError as exc:
             raise InvalidMessageError("key", "the message key is not UTF-8") from exc
         if text != str(series):
-            raise InvalidMessageError("key", f"message key {text!r} is not the series key {str(series)!r}")
+            raise InvalidMessageError("key", f"message key {quoted(text)} is not the series key {quoted(str(series))}")
     return series, points
 
 
@@ -74,14 +99,18 @@ class SampleColumns:
         self._blocks: list[FloatArray] = []
         self._count = 0
 
-    def add(self, value: bytes | None, key: bytes | None = None) -> SeriesKey:
+    def add(self, value: bytes | None, key: bytes | None = None, limits: MessageLimits = _DEFAULT_LIMITS) -> SeriesKey:
         """Decode one message into the batch and return its series; InvalidMessageError (and nothing added)
         if it does not decode or validate."""
-        series, points = decode_run(value, key)
+        series, points = decode_run(value, key, limits)
+        self.append(series, points)
+        return series
+
+    def append(self, series: SeriesKey, points: FloatArray) -> None:
+        """Add the points of one message that ``decode_run`` decoded."""
         self._series.append(series)
         self._blocks.append(points)
         self._count += len(points)
-        return series
 
     def __len__(self) -> int:
         return self._count
@@ -104,10 +133,10 @@ def encode_samples(series: SeriesKey, points: Sequence[tuple[float, float]]) -> 
     return orjson.dumps({"name": series.name, "labels": series.label_map, "samples": points})
 
 
-def _run_of(document: dict[str, Any], raw: bytes) -> tuple[SeriesKey, FloatArray]:
+def _run_of(document: dict[str, Any], raw: bytes, limits: LabelLimits) -> tuple[SeriesKey, FloatArray]:
     points = document.get("samples")
     if "name" in document:
-        series = _series(document)
+        series = _series(document, limits)
         if points is None:
             return series, np.array([_point(document.get("timestamp"), document.get("value"))])
         if not isinstance(points, list):
@@ -122,7 +151,7 @@ def _run_of(document: dict[str, Any], raw: bytes) -> tuple[SeriesKey, FloatArray
     for item in points:
         if not isinstance(item, dict):
             raise InvalidMessageError("schema", "each item of 'samples' must be an object with name, timestamp, value")
-        series = _series(item)
+        series = _series(item, limits)
         if first is None:
             first = series
         elif series != first:
@@ -175,16 +204,19 @@ def _check_size(points: list[Any]) -> None:
         raise InvalidMessageError("schema", f"more than {MAX_SAMPLES_PER_MESSAGE} samples in one message")
 
 
-def _series(item: Mapping[str, Any]) -> SeriesKey:
+def _series(item: Mapping[str, Any], limits: LabelLimits) -> SeriesKey:
     name = item.get("name")
-    if not isinstance(name, str) or not is_metric_name(name):
-        raise InvalidMessageError("schema", f"invalid metric name {name!r}")
+    if not isinstance(name, str):
+        raise InvalidMessageError("schema", f"the metric name must be a string, got {type(name).__name__}")
     labels = item.get("labels", {})
     if not isinstance(labels, dict):
         raise InvalidMessageError("schema", "'labels' must be an object of strings")
     for label, text in labels.items():
-        if not is_label_name(label) or not isinstance(text, str):
-            raise InvalidMessageError("schema", f"invalid label {label!r}={text!r}; values must be strings")
+        if not isinstance(text, str):
+            raise InvalidMessageError("schema", f"the value of label {quoted(label)} must be a string")
+    problem = metric_name_problem(name, limits) or label_problem(labels.items(), limits, count=len(labels))
+    if problem is not None:
+        raise InvalidMessageError("labels", problem.message)
     return SeriesKey(name, freeze_labels(labels))
 
 

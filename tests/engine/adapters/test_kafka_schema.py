@@ -7,13 +7,16 @@ import pytest
 
 from engine.adapters.kafka.schema import (
     MAX_SAMPLES_PER_MESSAGE,
+    TOO_LARGE,
     InvalidMessageError,
+    MessageLimits,
     SampleColumns,
     decode_samples,
     encode_samples,
     series_key_bytes,
 )
 from engine.domain.events import MetricSample, SeriesKey
+from engine.domain.limits import LabelLimits
 
 API = SeriesKey.of("latency_seconds", {"service": "api", "region": "eu"})
 
@@ -52,12 +55,13 @@ def test_a_message_without_key_is_accepted() -> None:
         (b"{not json", "malformed", "not JSON"),
         (None, "malformed", "tombstone"),
         (b"[1, 2]", "schema", "JSON object"),
-        (_json({"name": "1bad", "timestamp": 1, "value": 1}), "schema", "metric name"),
+        (_json({"name": "1bad", "timestamp": 1, "value": 1}), "labels", "metric name"),
         # A name is checked whole: a line feed after it does not pass for the end of the name.
-        (_json({"name": "up\n", "timestamp": 1, "value": 1}), "schema", "metric name"),
-        (_json({"name": "up", "labels": {"a\n": "x"}, "timestamp": 1, "value": 1}), "schema", "label"),
+        (_json({"name": "up\n", "timestamp": 1, "value": 1}), "labels", "metric name"),
+        (_json({"name": "up", "labels": {"a\n": "x"}, "timestamp": 1, "value": 1}), "labels", "label"),
         (_json({"name": "up", "labels": {"a": 1}, "timestamp": 1, "value": 1}), "schema", "label"),
-        (_json({"name": "up", "labels": {"bad-name": "x"}, "timestamp": 1, "value": 1}), "schema", "label"),
+        (_json({"name": "up", "labels": {"bad-name": "x"}, "timestamp": 1, "value": 1}), "labels", "label"),
+        (_json({"name": 5, "timestamp": 1, "value": 1}), "schema", "metric name"),
         (_json({"name": "up", "labels": ["a"], "timestamp": 1, "value": 1}), "schema", "labels"),
         (_json({"name": "up", "timestamp": 1}), "schema", "value must be a number"),
         (_json({"name": "up", "timestamp": "now", "value": 1}), "schema", "timestamp must be a number"),
@@ -94,8 +98,9 @@ def test_a_key_that_is_not_utf8_is_rejected() -> None:
 
 def test_oversized_messages_are_rejected() -> None:
     points = [(float(i), 1.0) for i in range(MAX_SAMPLES_PER_MESSAGE + 1)]
-    with pytest.raises(InvalidMessageError, match="more than"):
-        decode_samples(encode_samples(API, points))
+    with pytest.raises(InvalidMessageError, match="samples in one message") as raised:
+        decode_samples(encode_samples(API, points), limits=MessageLimits(max_message_bytes=64 * 1024 * 1024))
+    assert raised.value.kind == "schema"
 
 
 def test_the_key_is_the_series_text() -> None:
@@ -147,3 +152,66 @@ def test_a_label_that_reads_true_does_not_make_numbers_suspect() -> None:
     columns = SampleColumns()
     columns.add(encode_samples(labeled, [(1.0, 1.0), (2.0, 0.0)]), series_key_bytes(labeled))
     assert [sample.value for sample in columns.batch()] == [1.0, 0.0]
+
+
+def _labelled(labels: dict[str, str], name: str = "up") -> bytes:
+    return _json({"name": name, "labels": labels, "timestamp": 1, "value": 1})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _labelled({"": "x"}),
+        _labelled({"__name__": "up"}),
+        _labelled({"__meta_pod": "p"}),
+        _labelled({"has space": "x"}),
+        _labelled({"nul\u0000": "x"}),
+        _labelled({"pod": "a\u0000b"}),
+        _labelled({"pod": "p" * 1025}),
+        _labelled({f"l{n}": "x" for n in range(65)}),
+        _labelled({}, name="u" * 1025),
+    ],
+)
+def test_labels_breaking_the_label_rules_are_rejected_as_labels(value: bytes) -> None:
+    with pytest.raises(InvalidMessageError) as raised:
+        decode_samples(value)
+    assert raised.value.kind == "labels"
+    assert len(raised.value.reason) < 200
+
+
+def test_label_bounds_are_the_ones_given() -> None:
+    value = _labelled({"pod": "p" * 20})
+    assert len(decode_samples(value)) == 1
+    with pytest.raises(InvalidMessageError) as raised:
+        decode_samples(value, limits=MessageLimits(labels=LabelLimits(max_value_length=10)))
+    assert raised.value.kind == "labels"
+
+
+def test_a_message_past_the_size_bound_is_rejected_before_it_is_parsed() -> None:
+    limits = MessageLimits(max_message_bytes=1000)
+    value = b"{" + b" " * 990 + b"}"  # not even a valid message: the size is checked first
+    with pytest.raises(InvalidMessageError) as raised:
+        decode_samples(value, b"k" * 10, limits)
+    assert raised.value.kind == TOO_LARGE
+    assert decode_samples(encode_samples(API, [(1.0, 2.0)]), series_key_bytes(API), limits)
+
+
+def test_a_200_mb_label_is_too_large_by_default() -> None:
+    value = _labelled({"pod": "p" * 200_000_000})
+    with pytest.raises(InvalidMessageError) as raised:
+        decode_samples(value)
+    assert raised.value.kind == TOO_LARGE
+
+
+def test_a_huge_wrong_key_makes_a_short_reason() -> None:
+    with pytest.raises(InvalidMessageError) as raised:
+        decode_samples(encode_samples(API, [(1.0, 2.0)]), b"k" * 100_000)
+    assert raised.value.kind == "key"
+    assert len(raised.value.reason) < 300
+
+
+def test_columns_take_the_limits_given() -> None:
+    columns = SampleColumns()
+    with pytest.raises(InvalidMessageError):
+        columns.add(encode_samples(API, [(1.0, 2.0)]), None, MessageLimits(max_message_bytes=10))
+    assert len(columns) == 0
