@@ -1,5 +1,6 @@
-"""Store-backed adapter tests run against each database the engine supports: SQLite always, PostgreSQL when
-AIOPS_TEST_POSTGRES_URL names a server (``make test`` starts one)."""
+"""Store-backed tests (the SQL store's adapter tests, the store ports' contract suites) run against each database
+the engine supports: SQLite always, PostgreSQL when AIOPS_TEST_POSTGRES_URL names a server (``make test`` starts
+one)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 Records are fetched in large batches and decoded into one batch of samples for the pipeline, so detection runs on
 its vectorised path. A record that does not decode or validate goes to the dead-letter topic with the reason and
 its original bytes, and consumption goes on. Partition order is kept, and the message key is the series key, so
-each series' samples arrive in order.
+each series' samples arrive in order. What is bounded goes the same way: a message past its size bound (sent on
+without its bytes, which the dead-letter topic may not take, but with its position to find it by), a series
+breaking the label rules, and a new series that detection has no room for (``series``, the engine's series bound).
 
 Offsets are committed by hand, in batch order, once the pipeline acknowledges a batch (its incident changes stored,
 its events published: ``acknowledge``, the pipeline's ``BatchAcknowledger``) and the ``before_commit`` hook (the
@@ -35,12 +37,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from engine.adapters.kafka.schema import InvalidMessageError, SampleColumns
+from engine.adapters.kafka.schema import TOO_LARGE, InvalidMessageError, MessageLimits, SampleColumns, decode_run
 from engine.core.checkpoints import CheckpointStore, PartitionCheckpoint, SeriesState, SeriesStates
-from engine.core.detection import DetectorSlotState
+from engine.core.detection import SERIES_LIMIT, DetectorSlotState, SeriesAdmission
+from engine.domain.batches import FloatArray
 from engine.domain.events import MetricSample, SeriesKey
+from engine.domain.limits import clip_text, quoted
 
 log = logging.getLogger(__name__)
+# A dead letter's reason is clipped to this many characters; its headers fit in this many bytes.
+_MAX_REASON = 1024
+_HEADER_ROOM = 16 * 1024
+_DEFAULT_REQUEST_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class KafkaSourceConfig:
     revoke_wait_s: float = 30.0
     # While detection is ahead of the incident stage, how often series state is captured (and offsets committed).
     checkpoint_interval_s: float = 1.0
+    limits: MessageLimits = field(default_factory=MessageLimits)
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,9 @@ class KafkaSampleSource:
         *,
         before_commit: Callable[[], Awaitable[None]] | None = None,
         checkpointing: Checkpointing | None = None,
+        series: SeriesAdmission | None = None,
     ) -> None:
+        """``series`` (detection) admits new series within the engine's bound; refused ones are dead-lettered."""
         if not config.topics:
             raise ValueError("at least one topic to consume is needed")
         if config.max_batch_records < 1:
@@ -141,6 +152,7 @@ class KafkaSampleSource:
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._checkpointing = checkpointing
+        self._series = series
         self._seq = 0
         # The newest batch detection has finished, and the series it touched since the last capture.
         self._detected_seq = -1
@@ -182,6 +194,8 @@ class KafkaSampleSource:
             bootstrap_servers=config.bootstrap_servers,
             client_id=f"{config.client_id}-dead-letters",
             enable_idempotence=True,
+            # Room for the largest message taken and the headers added to it (the producer's default is 1 MiB).
+            max_request_size=max(config.limits.max_message_bytes + _HEADER_ROOM, _DEFAULT_REQUEST_BYTES),
         )
         await dead_letters.start()
         try:
@@ -231,12 +245,22 @@ class KafkaSampleSource:
             series: dict[TopicPartition, set[SeriesKey]] = {}
             for partition, records in fetched.items():
                 owned = series.setdefault(partition, set())
+                decoded: list[tuple[ConsumerRecord[bytes, bytes], SeriesKey, FloatArray]] = []
                 for record in records:
                     try:
                         # One series a message (the decoder checks it).
-                        owned.add(columns.add(record.value, record.key))
+                        decoded.append((record, *decode_run(record.value, record.key, config.limits)))
                     except InvalidMessageError as fault:
                         await self._dead_letter(dead_letters, record, fault)
+                # In partition order, so that which series are refused does not depend on hashing.
+                refused = self._series.admit(dict.fromkeys(key for _, key, _ in decoded)) if self._series else set()
+                for record, key, points in decoded:
+                    if key in refused:
+                        reason = f"new series {quoted(str(key))}: the engine keeps no more series (AIOPS_MAX_SERIES)"
+                        await self._dead_letter(dead_letters, record, InvalidMessageError(SERIES_LIMIT, reason))
+                        continue
+                    columns.append(key, points)
+                    owned.add(key)
                 commits[partition] = records[-1].offset + 1
                 self._metrics.records.inc(len(records))
                 highwater = consumer.highwater(partition)
@@ -435,15 +459,18 @@ class KafkaSampleSource:
         log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, fault.reason)
         headers = [
             ("aiops-error-kind", fault.kind.encode()),
-            ("aiops-error", fault.reason.encode()),
+            ("aiops-error", clip_text(fault.reason, _MAX_REASON).encode()),
             ("aiops-source-topic", record.topic.encode()),
             ("aiops-source-partition", str(record.partition).encode()),
             ("aiops-source-offset", str(record.offset).encode()),
         ]
+        value, key = record.value, record.key
+        if fault.kind == TOO_LARGE:
+            # Too large to pass on (the dead-letter topic would likely refuse it too): the headers say where it is.
+            headers.append(("aiops-source-bytes", str(len(value or b"") + len(key or b"")).encode()))
+            value = key = None
         # The original bytes, untouched, so that the message can be inspected and replayed once fixed.
-        await producer.send_and_wait(
-            self._config.dead_letter_topic, value=record.value, key=record.key, headers=headers
-        )
+        await producer.send_and_wait(self._config.dead_letter_topic, value=value, key=key, headers=headers)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -9,9 +9,12 @@ import pytest
 from sqlalchemy.exc import StatementError
 
 from engine.adapters.store.sql_store import SqlStore
+from engine.core.actions.ledger import Lease
 from engine.core.checkpoints import PartitionCheckpoint, SeriesState
 from engine.core.detection import DetectorSlotState
 from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.core.playbooks.guards import Guards
+from engine.core.playbooks.steps import PlannedStep
 from engine.domain.errors import ConfigurationError, NotFoundError
 from engine.domain.events import (
     ActionMode,
@@ -26,6 +29,8 @@ from engine.domain.events import (
     SeriesKey,
 )
 from tests.engine.factories import LATENCY, anomaly, incident
+
+LEASE = Lease("replica-a", 65.0)
 
 
 @pytest.fixture
@@ -46,6 +51,10 @@ def _request(request_id: str = "act-1") -> ActionRequest:
         mode=ActionMode.DRY_RUN,
         requested_at=5.0,
     )
+
+
+def _step(request_id: str = "act-1") -> PlannedStep:
+    return PlannedStep(_request(request_id), Guards())
 
 
 async def test_incident_changes_build_state_and_timeline(store: SqlStore) -> None:
@@ -216,21 +225,37 @@ async def test_a_batch_that_fails_stores_none_of_its_changes(store: SqlStore) ->
     # A label value that cannot be written as JSON: the second row fails on its way to the database.
     unwritable = incident(id="inc-2", series=SeriesKey("latency", (("pod", cast(str, object())),)))
     with pytest.raises(StatementError):
-        await store.apply_changes([good, IncidentChange(IncidentChangeKind.OPENED, unwritable, 101.0)])
+        await store.apply_changes(
+            [good, IncidentChange(IncidentChangeKind.OPENED, unwritable, 101.0)], planned=[_step()]
+        )
     assert await store.list_incidents() == []
+    # The steps the changes called for are not stored either: they would run for an incident never recorded.
+    assert await store.ledger.status("act-1") is None
+
+
+async def test_changes_and_the_steps_they_call_for_are_stored_together(store: SqlStore) -> None:
+    opened = IncidentChange(IncidentChangeKind.OPENED, incident(id="inc-1"), 100.0, anomaly(100.0))
+    await store.apply_changes([opened], planned=[_step("act-1"), _step("act-2")])
+    assert [i.id for i in await store.list_incidents()] == ["inc-1"]
+    assert await store.ledger.status("act-1") is ActionStatus.PENDING
+    assert await store.ledger.status("act-2") is ActionStatus.PENDING
+    # The same batch again (replayed after a crash) stores neither the incident nor its steps twice.
+    await store.apply_changes([opened], planned=[_step("act-1")])
+    assert [record.id for record in await store.list_actions()] == ["act-1", "act-2"]
 
 
 async def test_claim_is_exactly_once_and_survives_reopening(database_url: str) -> None:
     url = database_url
     first = await SqlStore.open(url)
-    assert await first.claim(_request()) is True
-    assert await first.claim(_request()) is False
-    assert [(r.id, s) for r, s in await first.unfinished()] == [("act-1", ActionStatus.PENDING)]
-    await first.complete(ActionResult(_request(), ActionStatus.DRY_RUN, "would restart", 6.0))
+    assert await first.ledger.claim(_step(), LEASE) is True
+    assert await first.ledger.claim(_step(), LEASE) is False
+    assert await first.ledger.status("act-1") is ActionStatus.PENDING
+    await first.ledger.complete(ActionResult(_request(), ActionStatus.DRY_RUN, "would restart", 6.0))
     await first.close()
     reopened = await SqlStore.open(url)
-    assert await reopened.claim(_request()) is False
-    assert await reopened.unfinished() == []
+    assert await reopened.ledger.claim(_step(), LEASE) is False
+    # Nothing is left to carry out, even for the replica that held the lease.
+    assert await reopened.ledger.claim_due(lease=LEASE, now=7.0, limit=10, reclaim_own=True) == []
     [record] = await reopened.list_actions()
     assert (record.status, record.detail, record.finished_at) == ("dry-run", "would restart", 6.0)
     await reopened.close()
@@ -241,11 +266,6 @@ async def test_missing_incident_is_not_found(store: SqlStore) -> None:
         await store.get_incident("nope")
 
 
-async def test_dead_letters_keep_the_payload_and_reason(store: SqlStore) -> None:
-    await store.dead_letter(source="kafka", reason="not JSON", payload=b"\x00garbage", received_at=1.0)
-    assert await store.count_dead_letters() == 1
-
-
 async def test_unusable_database_url_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot"):
         await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
@@ -254,7 +274,7 @@ async def test_unusable_database_url_is_a_configuration_error(tmp_path: Path) ->
 async def test_two_stores_on_one_database_claim_a_request_once(database_url: str) -> None:
     # Two engine replicas, each with its own connection pool, racing for the same step.
     first, second = await SqlStore.open(database_url), await SqlStore.open(database_url)
-    outcomes = await asyncio.gather(*(store.claim(_request()) for store in (first, second, first, second)))
+    outcomes = await asyncio.gather(*(store.ledger.claim(_step(), LEASE) for store in (first, second, first, second)))
     assert sorted(outcomes) == [False, False, False, True]
     await first.close()
     await second.close()
