@@ -1,6 +1,11 @@
 """Loads the playbook directory: every ``*.yaml`` file holds one playbook, except ``_policy.yaml``, which holds
 the rules for all of them (global allowlist, blast-radius limits). The directory is validated as a whole, so one
 bad file rejects the set and the caller keeps whatever set it had before.
+
+A file may be a symbolic link (a Kubernetes ConfigMap mounts every file as one) only to a file inside the
+directory: a link elsewhere is refused, so that write access to the directory does not mean read access to the
+rest of the machine. A step whose namespace is written literally and is not in an allowlist is refused too: it
+could never run.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.adapters.yaml_documents import DocumentProblem, InvalidDocumentError, load_model
-from engine.core.playbooks.guards import Policy
+from engine.core.playbooks.guards import Allow, Policy
 from engine.core.playbooks.model import Playbook
 from engine.domain.errors import ConfigurationError
 
@@ -33,29 +38,43 @@ def load_playbook_set(directory: Path) -> PlaybookSet:
     """Playbooks and policy of ``directory``; InvalidDocumentError listing all problems if any file is invalid."""
     problems: list[DocumentProblem] = []
     policy = Policy()
+    policy_path = directory / POLICY_FILE
+    if policy_path.is_file() or policy_path.is_symlink():
+        try:
+            _check_inside(directory, policy_path)
+            policy = load_model(policy_path, Policy)
+        except InvalidDocumentError as exc:
+            problems.extend(exc.problems)
     try:
-        playbooks = load_playbooks(directory)
+        playbooks = load_playbooks(directory, policy.allow)
     except InvalidDocumentError as exc:
         problems.extend(exc.problems)
         playbooks = []
-    if (directory / POLICY_FILE).is_file():
-        try:
-            policy = load_model(directory / POLICY_FILE, Policy)
-        except InvalidDocumentError as exc:
-            problems.extend(exc.problems)
     if problems:
         raise InvalidDocumentError(problems)
     return PlaybookSet(tuple(playbooks), policy)
 
 
-def load_playbooks(directory: Path) -> list[Playbook]:
-    """Every playbook in ``directory``; InvalidDocumentError listing all problems if any file is invalid."""
+def _check_inside(directory: Path, path: Path) -> None:
+    """InvalidDocumentError unless ``path`` is, once every link is followed, a file inside ``directory``."""
+    target = path.resolve()
+    if not target.is_relative_to(directory.resolve()):
+        raise InvalidDocumentError(
+            [DocumentProblem(path, None, "", f"links to {target}, outside the playbook directory; not read")]
+        )
+
+
+def load_playbooks(directory: Path, policy_allow: Allow | None = None) -> list[Playbook]:
+    """Every playbook in ``directory``; InvalidDocumentError listing all problems if any file is invalid.
+
+    ``policy_allow``: the global allowlist, against which literal namespaces are checked."""
     problems: list[DocumentProblem] = []
     playbooks: list[Playbook] = []
     seen: dict[str, Path] = {}
     for path in playbook_files(directory):
         try:
-            playbook = load_model(path, Playbook)
+            _check_inside(directory, path)
+            playbook = load_model(path, Playbook, check=lambda loaded: loaded.refused_namespaces(policy_allow))
         except InvalidDocumentError as exc:
             problems.extend(exc.problems)
             continue

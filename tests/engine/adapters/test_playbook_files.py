@@ -117,3 +117,40 @@ def test_an_invalid_policy_rejects_the_whole_set(tmp_path: Path) -> None:
         load_playbook_set(tmp_path)
     [problem] = info.value.problems
     assert (problem.path.name, problem.line, problem.field) == ("_policy.yaml", 2, "blast_radius.0")
+
+
+def test_a_link_to_a_file_outside_the_directory_is_refused(tmp_path: Path) -> None:
+    directory, outside = tmp_path / "playbooks", tmp_path / "secret.yaml"
+    directory.mkdir()
+    outside.write_text(VALID)
+    (directory / "stolen.yaml").symlink_to(outside)
+    with pytest.raises(InvalidDocumentError) as info:
+        load_playbook_set(directory)
+    [problem] = info.value.problems
+    assert (problem.path.name, problem.field) == ("stolen.yaml", "")
+
+
+def test_a_link_inside_the_directory_is_read_as_configmaps_mount_files(tmp_path: Path) -> None:
+    (tmp_path / "..data").mkdir()
+    (tmp_path / "..data" / "restart.yaml").write_text(VALID)
+    (tmp_path / "restart.yaml").symlink_to(tmp_path / "..data" / "restart.yaml")
+    assert [p.name for p in load_playbook_set(tmp_path).playbooks] == ["restart-on-gpu"]
+
+
+def test_a_literal_namespace_outside_the_policy_allowlist_is_a_load_error(tmp_path: Path) -> None:
+    (tmp_path / "_policy.yaml").write_text("allow:\n  namespaces: [serving]\n")
+    (tmp_path / "system.yaml").write_text(VALID.replace("namespace: serving", "namespace: kube-system"))
+    with pytest.raises(InvalidDocumentError) as info:
+        load_playbook_set(tmp_path)
+    [problem] = info.value.problems
+    assert (problem.path.name, problem.line, problem.field) == ("system.yaml", 7, "steps.0.params.namespace")
+
+
+def test_an_alias_bomb_in_a_playbook_rejects_the_set(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(VALID)
+    bomb = ["name: bomb", "x0: &x0 [a, a, a, a, a, a, a, a, a]"]
+    bomb += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, 10)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(bomb) + "\n")
+    with pytest.raises(InvalidDocumentError) as info:
+        load_playbook_set(tmp_path)
+    assert [problem.path.name for problem in info.value.problems] == ["bomb.yaml"]
