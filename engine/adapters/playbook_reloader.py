@@ -4,10 +4,14 @@ The directory is polled (a signature of names, sizes and modification times), wh
 and with a Kubernetes ConfigMap, whose updates swap a symlink rather than write files. A changed directory is
 validated as a whole: if any file is invalid nothing changes and the problems are kept for the log, the metrics
 and the API; otherwise the new set replaces the old one in one assignment.
+
+Parsing and validating run in a worker thread (``watch`` and ``reload_in_thread``), so that a large or hostile
+file delays only the reload, never the event loop that ingests samples and serves the API.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,20 +70,34 @@ class PlaybookReloader:
 
     def reload_if_changed(self) -> bool:
         """Reload when the directory changed; True if a new set was applied."""
+        return self._changed() and self.reload()
+
+    def reload(self) -> bool:
+        """Validate the directory now, on this thread; True if a new set was applied."""
+        return self._apply(self._load())
+
+    async def reload_in_thread(self) -> bool:
+        """``reload`` with the parsing and validation in a worker thread; the new set is applied on the loop."""
+        return self._apply(await asyncio.to_thread(self._load))
+
+    def _changed(self) -> bool:
         signature = directory_signature(self._directory)
         if signature == self._signature:
             return False
         self._signature = signature
-        return self.reload()
+        return True
 
-    def reload(self) -> bool:
+    def _load(self) -> PlaybookSet | tuple[DocumentProblem, ...]:
         try:
-            loaded = load_playbook_set(self._directory)
+            return load_playbook_set(self._directory)
         except InvalidDocumentError as exc:
-            self._reject(exc.problems)
-            return False
+            return exc.problems
         except ConfigurationError as exc:
-            self._reject((DocumentProblem(self._directory, None, "", str(exc)),))
+            return (DocumentProblem(self._directory, None, "", str(exc)),)
+
+    def _apply(self, loaded: PlaybookSet | tuple[DocumentProblem, ...]) -> bool:
+        if isinstance(loaded, tuple):
+            self._reject(loaded)
             return False
         self._remediator.replace(loaded.playbooks, loaded.policy)
         self.status = ReloadStatus(self._clock.now(), tuple(p.name for p in loaded.playbooks))
@@ -99,4 +117,5 @@ class PlaybookReloader:
         """Poll forever (until cancelled)."""
         while True:
             await self._clock.sleep(interval_s)
-            self.reload_if_changed()
+            if self._changed():
+                await self.reload_in_thread()

@@ -1,12 +1,15 @@
 import shutil
+import threading
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
+from engine.adapters import playbook_reloader
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import Role
-from engine.adapters.playbook_files import load_playbook_set
+from engine.adapters.playbook_files import PlaybookSet, load_playbook_set
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
@@ -83,3 +86,26 @@ async def test_the_api_shows_the_active_set_and_the_rejection(tmp_path: Path) ->
         assert reloaded["playbooks"] == shown["playbooks"]
         assert reloaded["problems"][0]["file"].endswith("bad.yaml")
     await store.close()
+
+
+async def test_a_hostile_file_is_parsed_off_the_loop_and_keeps_the_previous_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, remediator, reloader, registry = _setup(tmp_path)
+    before = remediator.planner.playbooks
+    bomb = ["name: bomb", "x0: &x0 [a, a, a, a, a, a, a, a, a]"]
+    bomb += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, 8)]
+    (directory / "bomb.yaml").write_text("\n".join(bomb) + "\n")
+    threads: list[int] = []
+
+    def recording(path: Path) -> PlaybookSet:
+        threads.append(threading.get_ident())
+        return load_playbook_set(path)
+
+    monkeypatch.setattr(playbook_reloader, "load_playbook_set", recording)
+    assert await reloader.reload_in_thread() is False
+    assert threads
+    assert threads[0] != threading.get_ident()
+    assert remediator.planner.playbooks == before
+    assert [problem.path.name for problem in reloader.status.problems] == ["bomb.yaml"]
+    assert registry.get_sample_value("aiops_playbook_reloads_total", {"result": "rejected"}) == 1
