@@ -20,6 +20,7 @@ from detectors.registry import UnknownDetectorError
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import TokenBook
 from engine.adapters.api.ingest_auth import IngestCredentials
+from engine.adapters.api.ingest_limits import IngestLimits
 from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.scenario_files import load_scenario
@@ -44,6 +45,7 @@ from engine.core.silences import SilenceBook, SilenceDesk
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionResult, Incident, IncidentState
+from engine.domain.limits import LabelLimits
 from engine.domain.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class EngineBase:
             executor=self.remediator,
             desk=self.desk,
             silences=self.silences,
+            ingest_limits=ingest_limits(self.settings),
             **self._api_extras(),
         )
 
@@ -215,10 +218,28 @@ def _prepare_database_dir(url: str) -> None:
             raise ConfigurationError(f"cannot create the directory for {parsed.database}: {exc}") from exc
 
 
+def label_limits(settings: Settings) -> LabelLimits:
+    return LabelLimits(
+        max_labels=settings.max_labels_per_series,
+        max_name_length=settings.max_label_name_length,
+        max_value_length=settings.max_label_value_length,
+    )
+
+
+def ingest_limits(settings: Settings) -> IngestLimits:
+    return IngestLimits(
+        alert_max_body_bytes=settings.alert_max_body_bytes,
+        remote_write_max_body_bytes=settings.remote_write_max_body_bytes,
+        remote_write_max_decoded_bytes=settings.remote_write_max_decoded_bytes,
+        annotation_max_length=settings.max_annotation_length,
+        labels=label_limits(settings),
+    )
+
+
 def detection_service(settings: Settings) -> DetectionService:
     policy = DetectionPolicy(detector=settings.detector, threshold=settings.detector_threshold)
     try:
-        return DetectionService.from_registry(policy)
+        return DetectionService.from_registry(policy, max_series=settings.max_series)
     except UnknownDetectorError as exc:
         raise ConfigurationError(f"AIOPS_DETECTOR: {exc}") from exc
 
@@ -288,6 +309,7 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
     _prepare_database_dir(settings.database_url)
     store = await SqlStore.open(settings.database_url)
     metrics = EngineMetrics(CollectorRegistry())
+    detection.add_refusal_listener(metrics.on_series_refused)
     backends = open_action_backends(settings, clock)
     executor = ActionExecutor(store, clock, backends.by_action, retry_policy(settings))
     remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
@@ -296,6 +318,7 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
             min_signals=settings.incident_min_signals,
             open_window_s=settings.incident_open_window_s,
             resolve_after_s=settings.incident_resolve_after_s,
+            max_title_length=settings.max_title_length,
         )
     )
     silence_book = SilenceBook(clock, await store.active_silences(at=clock.now()))

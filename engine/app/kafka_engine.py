@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.adapters.api.ingest_auth import IngestCredentials
+from engine.adapters.kafka.schema import MessageLimits
 from engine.adapters.kafka.sink import KafkaEventPublisher, KafkaTopics
 from engine.adapters.kafka.source import Checkpointing, KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
-from engine.app.bootstrap import EngineBase, open_shared_parts
+from engine.app.bootstrap import EngineBase, label_limits, open_shared_parts
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.alert_feed import AlertFeed
@@ -70,6 +71,7 @@ def kafka_source_config(settings: Settings, *, idle_stop_s: float | None = None)
         dead_letter_topic=settings.kafka_dead_letter_topic,
         max_batch_records=settings.kafka_max_batch,
         idle_stop_s=idle_stop_s,
+        limits=MessageLimits(settings.kafka_max_message_bytes, label_limits(settings)),
     )
 
 
@@ -96,6 +98,7 @@ async def open_kafka_engine(
         KafkaSourceMetrics(parts.metrics.registry),
         before_commit=publisher.flush,
         checkpointing=Checkpointing(parts.store, SeriesStates(parts.detection, parts.incidents)),
+        series=parts.detection,
     )
     parts.detection.add_batch_listener(source.detected)
     alerts = AlertFeed()

@@ -18,6 +18,7 @@ from engine.app.bootstrap import EngineBase, open_shared_parts
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.alert_feed import AlertFeed
+from engine.core.detection import SeriesAdmission
 from engine.core.ports import PipelineObserver, SampleSource
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
@@ -53,9 +54,11 @@ class PrometheusEngine(EngineBase):
     remote_write: PushedSource | None
     alerts: AlertFeed
     ingest: IngestCredentials | None
+    # Detection, which admits remote_write's new series within the engine's series bound.
+    series: SeriesAdmission | None = None
 
     def _api_extras(self) -> dict[str, Any]:
-        return {"ingest": self.ingest, "alerts": self.alerts, "remote_write": self.remote_write}
+        return {"ingest": self.ingest, "alerts": self.alerts, "remote_write": self.remote_write, "series": self.series}
 
     def status(self) -> dict[str, Any]:
         promql = None if self.promql is None else {"state": self.promql.state.value, "failures": self.promql.failures}
@@ -108,4 +111,5 @@ async def open_prometheus_engine(
         remote_write=remote_write,
         alerts=alerts,
         ingest=ingest,
+        series=parts.detection,
     )
