@@ -1,4 +1,7 @@
-"""Each guard, through the same path the pipeline uses: planner -> guards -> executor -> ledger."""
+"""Each guard, through the same path the pipeline uses: planner -> ledger -> admission (guards) -> executor.
+
+Guards count the runs the action ledger holds, so replicas sharing a ledger (or a restarted one) see each other's
+runs, however long ago they were within a guard's window."""
 
 from __future__ import annotations
 
@@ -7,14 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine.core.actions.executor import ActionExecutor
-from engine.core.memory import InMemoryLedger as MemoryLedger
-from engine.core.playbooks.guards import Policy, RunHistory
+from engine.core.memory import InMemoryLedger
+from engine.core.playbooks.guards import Policy
 from engine.core.playbooks.model import Playbook
-from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
-from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, ActionStatus, IncidentChange, IncidentChangeKind, SeriesKey
+from engine.domain.events import ActionResult, ActionStatus, IncidentChange, IncidentChangeKind, SeriesKey
+from tests.engine.core.remediating import handle, remediator
 from tests.engine.factories import LATENCY, incident
 
 HOUR = 3600.0
@@ -34,17 +35,32 @@ def _playbook(name: str = "scale", action: str = "scale_deployment", **extra: An
     )
 
 
-def _remediator(*playbooks: Playbook, policy: Policy | None = None, ledger: MemoryLedger | None = None) -> Remediator:
-    executor = ActionExecutor(ledger or MemoryLedger(), FakeClock(), backends={})
-    return Remediator(Planner(playbooks, ActionMode.DRY_RUN), executor, policy or Policy(), RunHistory())
+class _Replica:
+    """A remediator on a ledger that may be shared with other replicas."""
+
+    def __init__(
+        self, *playbooks: Playbook, policy: Policy | None = None, ledger: InMemoryLedger | None = None, owner: str = "a"
+    ) -> None:
+        self.ledger = ledger or InMemoryLedger()
+        self.remediator: Remediator = remediator(self.ledger, playbooks, policy=policy, owner=f"replica-{owner}")
+
+    async def handle(self, change: IncidentChange) -> list[ActionResult]:
+        return await handle(self.remediator, self.ledger, change)
 
 
-async def _open(remediator: Remediator, at: float, *, model: str = "fraud", namespace: str = "serving") -> list[str]:
+def _remediator(*playbooks: Playbook, policy: Policy | None = None, ledger: InMemoryLedger | None = None) -> _Replica:
+    return _Replica(*playbooks, policy=policy, ledger=ledger)
+
+
+def _opened(at: float, *, model: str = "fraud", namespace: str = "serving") -> IncidentChange:
     series = SeriesKey.of(LATENCY.name, {"model": model, "namespace": namespace})
-    change = IncidentChange(
-        IncidentChangeKind.OPENED, incident(series=series, id=f"inc-{at}-{model}", opened_at=at), at
-    )
-    return [f"{r.status.value}: {r.detail}" for r in await remediator.handle(change)]
+    return IncidentChange(IncidentChangeKind.OPENED, incident(series=series, id=f"inc-{at}-{model}", opened_at=at), at)
+
+
+async def _open(replica: _Replica, at: float, *, model: str = "fraud", namespace: str = "serving") -> list[str]:
+    return [
+        f"{r.status.value}: {r.detail}" for r in await replica.handle(_opened(at, model=model, namespace=namespace))
+    ]
 
 
 async def test_cooldown_skips_a_second_run_on_the_same_target_only() -> None:
@@ -136,18 +152,48 @@ async def test_blast_radius_limits_distinct_targets_per_namespace() -> None:
     assert (await _open(remediator, 4, model="c", namespace="batch"))[0].startswith("dry-run")
 
 
-async def test_a_skipped_step_is_claimed_so_a_replay_does_not_run_it_later() -> None:
-    ledger = MemoryLedger()
-    remediator = _remediator(_playbook(guards={"cooldown": "1h"}), ledger=ledger)
-    await _open(remediator, 0)
-    [skipped] = await _open(remediator, 60)
-    assert skipped.startswith("skipped")
+async def test_a_skipped_step_is_stored_so_a_replay_does_not_run_it_later() -> None:
+    ledger = InMemoryLedger()
+    replica = _remediator(_playbook(guards={"cooldown": "1h"}), ledger=ledger)
+    await _open(replica, 0)
+    [skipped] = await replica.handle(_opened(60))
+    assert skipped.status is ActionStatus.SKIPPED
     # The same incident change again (a replay after a restart), after the cooldown has passed in event time.
-    series = SeriesKey.of(LATENCY.name, {"model": "fraud", "namespace": "serving"})
-    replayed = IncidentChange(IncidentChangeKind.OPENED, incident(series=series, id="inc-60-fraud", opened_at=60), 60)
-    restarted = _remediator(_playbook(guards={"cooldown": "1h"}), ledger=ledger)  # empty history, same ledger
-    [again] = await restarted.handle(replayed)
-    assert again.status is ActionStatus.DUPLICATE
+    restarted = _remediator(_playbook(guards={"cooldown": "1h"}), ledger=ledger)  # a new process, same ledger
+    assert await restarted.handle(_opened(60)) == []
+    assert await ledger.status(skipped.request.id) is ActionStatus.SKIPPED
+
+
+async def test_a_cooldown_counts_the_runs_of_another_replica_on_the_same_ledger() -> None:
+    ledger = InMemoryLedger()
+    first = _Replica(_playbook(guards={"cooldown": "30m"}), ledger=ledger, owner="a")
+    second = _Replica(_playbook(guards={"cooldown": "30m"}), ledger=ledger, owner="b")
+    [ran] = await first.handle(_opened(0))
+    assert ran.status is ActionStatus.DRY_RUN
+    [skipped] = await second.handle(_opened(10 * 60))
+    assert (skipped.status, skipped.effects["guard"]) == (ActionStatus.SKIPPED, "cooldown")
+    # Only this target: the other replica still acts on another one.
+    [other] = await second.handle(_opened(10 * 60, model="ranker"))
+    assert other.status is ActionStatus.DRY_RUN
+
+
+async def test_a_restarted_replica_still_counts_the_runs_made_before_the_restart() -> None:
+    ledger = InMemoryLedger()
+    await _Replica(_playbook(guards={"cooldown": "30m"}), ledger=ledger).handle(_opened(0))
+    restarted = _Replica(_playbook(guards={"cooldown": "30m"}), ledger=ledger)  # same name, nothing in memory
+    [skipped] = await restarted.handle(_opened(60))
+    assert (skipped.status, skipped.effects["guard"]) == (ActionStatus.SKIPPED, "cooldown")
+
+
+async def test_a_budget_window_longer_than_a_week_counts_runs_from_its_start() -> None:
+    playbook = _playbook(guards={"budget": {"runs": 1, "window": "30d"}})
+    ledger = InMemoryLedger()
+    [ran] = await _Replica(playbook, ledger=ledger, owner="a").handle(_opened(0))
+    assert ran.status is ActionStatus.DRY_RUN
+    [spent] = await _Replica(playbook, ledger=ledger, owner="b").handle(_opened(20 * 86400.0))
+    assert (spent.status, spent.effects["guard"], spent.effects["escalated"]) == (ActionStatus.SKIPPED, "budget", True)
+    [again] = await _Replica(playbook, ledger=ledger, owner="b").handle(_opened(30 * 86400.0 + 1))
+    assert again.status is ActionStatus.DRY_RUN
 
 
 @pytest.mark.parametrize(
