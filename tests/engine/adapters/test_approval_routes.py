@@ -32,7 +32,7 @@ def _waiting(request_id: str) -> ActionRequest:
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     store = await SqlStore.open(database_url)
-    executor = ActionExecutor(store, FakeClock(1000.0), {})
+    executor = ActionExecutor(store.ledger, FakeClock(1000.0), {}, owner="test")
     for request_id in ("act-a", "act-b"):
         await executor.execute(_waiting(request_id))
     app = create_app(

@@ -15,7 +15,6 @@ from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.core.actions.executor import ActionExecutor
 from engine.core.memory import InMemoryLedger as MemoryLedger
-from engine.core.playbooks.guards import RunHistory
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import FakeClock
@@ -29,11 +28,12 @@ def _setup(tmp_path: Path) -> tuple[Path, Remediator, PlaybookReloader, Collecto
     directory = tmp_path / "playbooks"
     shutil.copytree(REPO / "playbooks", directory)
     loaded = load_playbook_set(directory)
+    ledger = MemoryLedger()
     remediator = Remediator(
         Planner(loaded.playbooks, ActionMode.DRY_RUN),
-        ActionExecutor(MemoryLedger(), FakeClock(), {}),
+        ActionExecutor(ledger, FakeClock(), {}, owner="test"),
+        ledger,
         loaded.policy,
-        RunHistory(),
     )
     registry = CollectorRegistry()
     reloader = PlaybookReloader(directory, remediator, FakeClock(), registry, current=loaded)
