@@ -1,4 +1,6 @@
-"""Verify and undo, through the remediator as the pipeline drives it: observe samples, handle changes, settle."""
+"""Verify and undo, through the remediator as the pipeline drives it: observe samples, store and run the steps a
+change calls for, settle. A step is undone only on evidence: a verification that cannot be judged (no samples, or
+samples seen only from part-way through the window) leaves the step to a person."""
 
 from __future__ import annotations
 
@@ -6,14 +8,21 @@ from typing import Any
 
 import pytest
 
-from engine.core.actions.executor import ActionExecutor
-from engine.core.memory import InMemoryLedger as MemoryLedger
-from engine.core.playbooks.guards import Policy, RunHistory
+from engine.core.actions.catalogue import ActionParams
+from engine.core.memory import InMemoryLedger
 from engine.core.playbooks.model import Playbook
-from engine.core.playbooks.planner import Planner
-from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, ActionStatus, IncidentChange, IncidentChangeKind, MetricSample, SeriesKey
+from engine.domain.events import (
+    ActionMode,
+    ActionRequest,
+    ActionResult,
+    ActionStatus,
+    IncidentChange,
+    IncidentChangeKind,
+    MetricSample,
+    SeriesKey,
+)
+from tests.engine.core.remediating import handle, remediator
 from tests.engine.factories import LATENCY, incident
 
 OTHER = SeriesKey.of(LATENCY.name, {"model": "ranker", "namespace": "serving"})
@@ -32,17 +41,51 @@ def _playbook(verify: dict[str, Any], *, action: str = "scale_deployment", undo:
     )
 
 
-async def _run(playbook: Playbook, points: list[tuple[SeriesKey, float, float]], until: float) -> list[str]:
-    ledger = MemoryLedger()
-    remediator = Remediator(
-        Planner([playbook], ActionMode.DRY_RUN), ActionExecutor(ledger, FakeClock(), {}), Policy(), RunHistory()
-    )
+class RecordingBackend:
+    """A live backend that records what it changed and what it undid."""
+
+    def __init__(self) -> None:
+        self.executed: list[str] = []
+        self.undone: list[str] = []
+
+    async def execute(self, params: ActionParams, request: ActionRequest) -> str:
+        self.executed.append(request.id)
+        return "scaled"
+
+    async def undo(self, params: ActionParams, request: ActionRequest) -> str:
+        self.undone.append(request.id)
+        return "scaled back"
+
+    async def applied(self, params: ActionParams, request: ActionRequest) -> bool:
+        return request.id in self.executed
+
+
+OPENED = IncidentChange(IncidentChangeKind.OPENED, incident(opened_at=0.0), 0.0)
+
+
+async def _settled(
+    playbook: Playbook,
+    points: list[tuple[SeriesKey, float, float]],
+    until: float,
+    *,
+    mode: ActionMode = ActionMode.DRY_RUN,
+    backend: RecordingBackend | None = None,
+) -> list[ActionResult]:
+    ledger = InMemoryLedger()
+    backends = {} if backend is None else {"scale_deployment": backend}
+    steps = remediator(ledger, [playbook], mode=mode, backends=backends)
     # Samples can reach the remediator before the action is decided: the pipeline's detection stage runs ahead.
-    remediator.observe([MetricSample(series, at, value) for series, at, value in points])
-    [started] = await remediator.handle(IncidentChange(IncidentChangeKind.OPENED, incident(opened_at=0.0), 0.0))
+    steps.observe([MetricSample(series, at, value) for series, at, value in points])
+    [started] = await handle(steps, ledger, OPENED)
     assert started.status is ActionStatus.VERIFYING
-    results = await remediator.settle(until)
-    return [f"{r.status.value}: {r.detail}" for r in results]
+    results = await steps.settle(until)
+    for result in results:
+        assert await ledger.status(result.request.id) is result.status
+    return results
+
+
+async def _run(playbook: Playbook, points: list[tuple[SeriesKey, float, float]], until: float) -> list[str]:
+    return [f"{r.status.value}: {r.detail}" for r in await _settled(playbook, points, until)]
 
 
 VERIFY = {"condition": "value < 0.2", "within": "10m"}
@@ -56,7 +99,7 @@ async def test_recovery_within_the_window_completes_the_step() -> None:
 
 
 async def test_no_recovery_undoes_the_step_and_escalates() -> None:
-    points = [(LATENCY, at, 0.5) for at in range(60, 660, 60)]
+    points = [(LATENCY, at, 0.5) for at in range(0, 660, 60)]
     [undone] = await _run(_playbook(VERIFY), points, until=601.0)
     assert undone.startswith("undone: not verified: value < 0.2 never held within 600s")
     assert "would scale deployment serving/fraud back to its previous replica count" in undone
@@ -68,24 +111,26 @@ async def test_undecided_until_the_window_has_passed() -> None:
 
 
 async def test_other_series_do_not_count() -> None:
-    [failed] = await _run(_playbook(VERIFY), [(OTHER, 60.0, 0.01), (LATENCY, 60.0, 0.5)], until=700.0)
+    [failed] = await _run(
+        _playbook(VERIFY), [(OTHER, 60.0, 0.01), (LATENCY, 0.0, 0.5), (LATENCY, 60.0, 0.5)], until=700.0
+    )
     assert failed.startswith("undone: not verified")
 
 
-@pytest.mark.parametrize(("policy", "status"), [("fail", "undone"), ("pass", "dry-run")])
+@pytest.mark.parametrize(("policy", "status"), [("fail", "failed"), ("pass", "dry-run")])
 async def test_missing_data_follows_the_declared_policy(policy: str, status: str) -> None:
     [outcome] = await _run(_playbook(VERIFY | {"missing_data": policy}), [], until=601.0)
     assert outcome.startswith(f"{status}: no data within 600s (missing_data: {policy})")
 
 
 async def test_a_step_that_cannot_be_undone_fails_and_escalates() -> None:
-    [failed] = await _run(_playbook(VERIFY, action="rollout_restart"), [(LATENCY, 60.0, 0.9)], until=601.0)
+    [failed] = await _run(_playbook(VERIFY, action="rollout_restart"), [(LATENCY, 0.0, 0.9)], until=601.0)
     assert failed.startswith("failed: not verified")
     assert failed.endswith("not undone; escalated to a human")
 
 
 async def test_undo_can_be_turned_off() -> None:
-    [failed] = await _run(_playbook(VERIFY, undo=False), [(LATENCY, 60.0, 0.9)], until=601.0)
+    [failed] = await _run(_playbook(VERIFY, undo=False), [(LATENCY, 0.0, 0.9)], until=601.0)
     assert failed.startswith("failed: not verified")
 
 
@@ -109,33 +154,62 @@ async def test_a_step_that_waits_for_approval_is_verified_from_the_moment_it_ran
     late_value: float, outcome: str
 ) -> None:
     clock = FakeClock(0.0)
-    remediator = Remediator(
-        Planner([_approved_playbook()], ActionMode.DRY_RUN),
-        ActionExecutor(MemoryLedger(), clock, {}),
-        Policy(),
-        RunHistory(),
-    )
-    [waiting] = await remediator.handle(IncidentChange(IncidentChangeKind.OPENED, incident(opened_at=0.0), 0.0))
+    ledger = InMemoryLedger()
+    steps = remediator(ledger, [_approved_playbook()], clock=clock)
+    [waiting] = await handle(steps, ledger, OPENED)
     assert waiting.status is ActionStatus.AWAITING_APPROVAL
     # Recovery before the approval does not count: the verification window opens when the step runs.
-    remediator.observe([MetricSample(LATENCY, 60.0, 0.1), MetricSample(LATENCY, 1500.0, 0.5)])
-    assert await remediator.settle(1500.0) == []
+    steps.observe([MetricSample(LATENCY, 60.0, 0.1), MetricSample(LATENCY, 1500.0, 0.5)])
+    assert await steps.settle(1500.0) == []
     clock.advance(1500.0)
-    approved = await remediator.decide(waiting.request.id, approve=True, by="alice")
+    approved = await steps.decide(waiting.request.id, approve=True, by="alice")
     assert approved.status is ActionStatus.VERIFYING
-    remediator.observe([MetricSample(LATENCY, 1560.0, 0.5), MetricSample(LATENCY, 1800.0, late_value)])
-    [settled] = await remediator.settle(2101.0)
+    steps.observe([MetricSample(LATENCY, 1560.0, 0.5), MetricSample(LATENCY, 1800.0, late_value)])
+    [settled] = await steps.settle(2101.0)
     assert f"{settled.status.value}: {settled.detail}".startswith(outcome)
 
 
 async def test_a_rejected_step_is_not_verified() -> None:
-    remediator = Remediator(
-        Planner([_approved_playbook()], ActionMode.DRY_RUN),
-        ActionExecutor(MemoryLedger(), FakeClock(), {}),
-        Policy(),
-        RunHistory(),
-    )
-    [waiting] = await remediator.handle(IncidentChange(IncidentChangeKind.OPENED, incident(opened_at=0.0), 0.0))
-    rejected = await remediator.decide(waiting.request.id, approve=False, by="alice")
+    ledger = InMemoryLedger()
+    steps = remediator(ledger, [_approved_playbook()])
+    [waiting] = await handle(steps, ledger, OPENED)
+    rejected = await steps.decide(waiting.request.id, approve=False, by="alice")
     assert rejected.status is ActionStatus.REJECTED
-    assert await remediator.settle(10_000.0) == []
+    assert await steps.settle(10_000.0) == []
+
+
+async def test_a_live_step_that_did_not_recover_is_undone_by_its_backend() -> None:
+    backend = RecordingBackend()
+    points = [(LATENCY, at, 0.5) for at in range(0, 660, 60)]
+    [undone] = await _settled(_playbook(VERIFY), points, 601.0, mode=ActionMode.LIVE, backend=backend)
+    assert undone.status is ActionStatus.UNDONE
+    assert backend.undone == backend.executed == [undone.request.id]
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [],
+        [(LATENCY, -60.0, 0.5)],  # the series was seen, but not within the window
+        [(OTHER, 60.0, 0.5)],  # only another series of the same metric
+    ],
+    ids=["no-samples", "none-in-the-window", "other-series-only"],
+)
+async def test_a_verification_without_samples_in_its_window_is_not_undone(
+    points: list[tuple[SeriesKey, float, float]],
+) -> None:
+    backend = RecordingBackend()
+    [failed] = await _settled(_playbook(VERIFY), points, 601.0, mode=ActionMode.LIVE, backend=backend)
+    assert failed.status is ActionStatus.FAILED
+    assert failed.detail.endswith("not undone; escalated to a human")
+    assert backend.executed == [failed.request.id]
+    assert backend.undone == []
+
+
+async def test_samples_seen_only_from_part_way_through_the_window_cannot_fail_a_step() -> None:
+    backend = RecordingBackend()
+    points = [(LATENCY, at, 0.5) for at in range(120, 660, 60)]
+    [failed] = await _settled(_playbook(VERIFY), points, 601.0, mode=ActionMode.LIVE, backend=backend)
+    assert failed.status is ActionStatus.FAILED
+    assert failed.detail.startswith("cannot judge")
+    assert backend.undone == []
