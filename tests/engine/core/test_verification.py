@@ -4,6 +4,7 @@ samples seen only from part-way through the window) leaves the step to a person.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -65,7 +66,7 @@ OPENED = IncidentChange(IncidentChangeKind.OPENED, incident(opened_at=0.0), 0.0)
 
 async def _settled(
     playbook: Playbook,
-    points: list[tuple[SeriesKey, float, float]],
+    points: Sequence[tuple[SeriesKey, float, float]],
     until: float,
     *,
     mode: ActionMode = ActionMode.DRY_RUN,
@@ -84,7 +85,7 @@ async def _settled(
     return results
 
 
-async def _run(playbook: Playbook, points: list[tuple[SeriesKey, float, float]], until: float) -> list[str]:
+async def _run(playbook: Playbook, points: Sequence[tuple[SeriesKey, float, float]], until: float) -> list[str]:
     return [f"{r.status.value}: {r.detail}" for r in await _settled(playbook, points, until)]
 
 
