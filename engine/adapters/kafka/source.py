@@ -466,9 +466,10 @@ class KafkaSampleSource:
         ]
         value, key = record.value, record.key
         if fault.kind == TOO_LARGE:
-            # Too large to pass on (the dead-letter topic would likely refuse it too): the headers say where it is.
+            # Too large to pass on (the dead-letter topic would likely refuse it too), and a record needs a key or a
+            # value: an empty value, with headers that say where the original is.
             headers.append(("aiops-source-bytes", str(len(value or b"") + len(key or b"")).encode()))
-            value = key = None
+            value, key = b"", None
         # The original bytes, untouched, so that the message can be inspected and replayed once fixed.
         await producer.send_and_wait(self._config.dead_letter_topic, value=value, key=key, headers=headers)
 
