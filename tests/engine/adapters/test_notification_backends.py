@@ -36,9 +36,12 @@ from engine.core.actions.catalogue import (
 )
 from engine.core.actions.executor import ActionBackend, ActionExecutor, RetryPolicy
 from engine.core.memory import InMemoryLedger
+from engine.core.playbooks.guards import Guards
+from engine.core.playbooks.steps import PlannedStep
+from engine.core.playbooks.verification import PendingVerification, Verify
 from engine.domain.clock import FakeClock
 from engine.domain.errors import ConfigurationError, PermanentError, TemporaryError
-from engine.domain.events import ActionMode, ActionRequest, ActionStatus
+from engine.domain.events import ActionMode, ActionRequest, ActionStatus, SeriesKey
 from tests.support.engine_process import free_port
 
 TOKEN = "glsa_test-service-account-token"
@@ -234,7 +237,7 @@ async def test_the_executor_retries_a_503_with_the_same_idempotency_key(
     hook = serve(lambda _: (next(answers), None))
     params = WebhookNotifyParams(url=f"{hook.url}/hook", message="m")
     backends: dict[str, ActionBackend] = {"webhook_notify": notifier}
-    executor = ActionExecutor(InMemoryLedger(), FakeClock(NOW), backends, retry=NO_WAIT)
+    executor = ActionExecutor(InMemoryLedger(), FakeClock(NOW), backends, retry=NO_WAIT, owner="test")
 
     result = await executor.execute(request_for("webhook_notify", params))
 
@@ -463,9 +466,16 @@ async def test_a_failed_verification_undoes_the_annotation_through_the_executor(
 ) -> None:
     params = GrafanaAnnotateParams(text="scaled up")
     backends: dict[str, ActionBackend] = {"grafana_annotate": annotator}
-    executor = ActionExecutor(InMemoryLedger(), FakeClock(NOW), backends, retry=NO_WAIT)
+    ledger = InMemoryLedger()
+    executor = ActionExecutor(ledger, FakeClock(NOW), backends, retry=NO_WAIT, owner="test")
     request = request_for("grafana_annotate", params)
-    assert (await executor.execute(request, verify=True)).status is ActionStatus.VERIFYING
+    verify = Verify(condition="value < 0.5", within=300)
+    verification = PendingVerification(request, verify, SeriesKey.of("latency_p99", {}), {}, started_at=NOW)
+    await ledger.plan([PlannedStep(request, Guards(), verification)], at=NOW)
+    [claimed] = await executor.claim_due(1)
+    result = await executor.run_claimed(claimed)
+    assert result is not None
+    assert result.status is ActionStatus.VERIFYING
     assert len(grafana[0].annotations) == 1
 
     result = await executor.finish_verification(request, passed=False, reason="p99 still high", undo=True)
