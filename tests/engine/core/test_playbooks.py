@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.core.playbooks.model import Playbook
-from engine.core.playbooks.planner import Planner, PlanningError, effective_mode, request_id
+from engine.core.playbooks.planner import Planner, effective_mode, request_id
 from engine.domain.events import ActionMode, IncidentChange, IncidentChangeKind, SeriesKey, Severity
 from tests.engine.factories import LATENCY, incident
 
@@ -94,10 +94,47 @@ def test_conditions_are_evaluated_over_the_incident(condition: str, fires: bool)
     assert bool(Planner([playbook], ActionMode.DRY_RUN).plan(_opened())) is fires
 
 
-def test_a_condition_that_fails_at_run_time_is_a_planning_error() -> None:
+def test_a_condition_that_fails_at_run_time_yields_a_failed_step_saying_why() -> None:
     playbook = Playbook.model_validate(SCALE | {"conditions": ["incident.labels.team == 'x'"]})
-    with pytest.raises(PlanningError, match="has no attribute 'team'"):
-        Planner([playbook], ActionMode.DRY_RUN).plan(_opened())
+    [failed] = Planner([playbook], ActionMode.DRY_RUN).plan(_opened())
+    assert failed.failure is not None
+    assert failed.failure.startswith("not planned: ")
+    assert "has no attribute 'team'" in failed.failure
+    assert failed.request.id == request_id("inc-1", "latency-scale-out", 0)
+    assert (failed.request.playbook, failed.request.step, failed.request.action) == (
+        "latency-scale-out",
+        0,
+        "scale_deployment",
+    )
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"conditions": ["incident.labels.team == 'x'"]},
+        {
+            "steps": [
+                {
+                    "action": "scale_deployment",
+                    "params": {"namespace": "serving", "deployment": "{{ incident.labels.team.name }}", "step": 1},
+                }
+            ]
+        },
+    ],
+    ids=["condition", "template"],
+)
+def test_a_playbook_that_cannot_be_planned_does_not_stop_the_others(broken: dict[str, object]) -> None:
+    failing = Playbook.model_validate(SCALE | broken | {"name": "broken"})
+    planner = Planner([failing, Playbook.model_validate(SCALE)], ActionMode.DRY_RUN)
+    failed, planned = planner.plan(_opened())
+    assert failed.request.playbook == "broken"
+    assert failed.failure is not None
+    assert failed.failure.startswith("not planned: ")
+    assert planned.request.playbook == "latency-scale-out"
+    assert planned.failure is None
+    assert dict(planned.request.params) == {"namespace": "serving", "deployment": "fraud-detector", "step": 2}
+    # Each playbook fires once per incident, the failed one included.
+    assert planner.plan(IncidentChange(IncidentChangeKind.UPDATED, incident(), 160.0)) == []
 
 
 @pytest.mark.parametrize(
@@ -142,8 +179,9 @@ def test_invalid_playbooks_are_rejected_with_a_reason(change: dict[str, object],
     if fragment is None:
         # Compiles (the sandbox refuses it only when evaluated), so the planner must report it instead.
         playbook = Playbook.model_validate(SCALE | change)
-        with pytest.raises(PlanningError, match="unsafe"):
-            Planner([playbook], ActionMode.DRY_RUN).plan(_opened())
+        [failed] = Planner([playbook], ActionMode.DRY_RUN).plan(_opened())
+        assert failed.failure is not None
+        assert "unsafe" in failed.failure
         return
     with pytest.raises(ValidationError) as info:
         Playbook.model_validate(SCALE | change)
