@@ -57,7 +57,7 @@ async def _setup(store: SqlStore, policy: Escalation | None = POLICY) -> tuple[E
     clock = FakeClock(0.0)
     recorder = Recorder()
     recorder.clock = clock
-    executor = ActionExecutor(store, clock, {"webhook_notify": recorder})
+    executor = ActionExecutor(store.ledger, clock, {"webhook_notify": recorder}, owner="replica-a")
     await store.apply_change(IncidentChange(IncidentChangeKind.OPENED, incident(id="inc-1", opened_at=0.0), 0.0))
     return Escalator(store, executor, clock, lambda: policy, ActionMode.LIVE), recorder, clock
 
@@ -134,3 +134,14 @@ async def test_without_an_escalation_policy_nothing_happens(store: SqlStore) -> 
     escalator, recorder, clock = await _setup(store, policy=None)
     await _at(escalator, clock, 100 * MINUTE)
     assert recorder.sent == []
+
+
+async def test_replicas_sharing_the_ledger_send_each_notification_once(store: SqlStore) -> None:
+    escalator, recorder, clock = await _setup(store)
+    other_executor = ActionExecutor(store.ledger, clock, {"webhook_notify": recorder}, owner="replica-b")
+    other = Escalator(store, other_executor, clock, lambda: POLICY, ActionMode.LIVE)
+    for at in (30.0, 60.0, 10 * MINUTE + 1, 15 * MINUTE):
+        clock.advance(at - clock.now())
+        await escalator.tick()
+        await other.tick()
+    assert [(at, target) for at, target, _ in recorder.sent] == [(30.0, "primary"), (10 * MINUTE + 1, "secondary")]
