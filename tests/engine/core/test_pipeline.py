@@ -5,16 +5,13 @@ import numpy as np
 from detectors.base import BatchDetector, FloatArray, IntArray, State
 from engine.adapters.store.sql_store import SqlStore
 from engine.app.summary import RunSummary
-from engine.core.actions.executor import ActionExecutor
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
-from engine.core.playbooks.guards import Policy, RunHistory
 from engine.core.playbooks.model import Playbook
-from engine.core.playbooks.planner import Planner
-from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, ActionStatus, IncidentState, MetricSample, SeriesKey
+from engine.domain.events import ActionStatus, IncidentState, MetricSample, SeriesKey
+from tests.engine.core.remediating import remediator
 
 HOT = SeriesKey.of("gpu_memory_used_ratio", {"namespace": "serving", "deployment": "fraud"})
 CALM = SeriesKey.of("gpu_memory_used_ratio", {"namespace": "serving", "deployment": "ranker"})
@@ -85,9 +82,7 @@ async def test_pipeline_turns_an_episode_into_one_incident_one_action_and_a_reso
         source=ListSource(_batches()),
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
         incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
-        remediator=Remediator(
-            Planner([PLAYBOOK], ActionMode.DRY_RUN), ActionExecutor(store, clock, backends={}), Policy(), RunHistory()
-        ),
+        remediator=remediator(store.ledger, [PLAYBOOK], clock=clock),
         store=store,
         observer=summary,
         channel_capacity=2,

@@ -4,20 +4,18 @@ Kafka source commit offsets without losing input."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from engine.adapters.store.sql_store import SqlStore
 from engine.app.summary import RunSummary
-from engine.core.actions.executor import ActionExecutor
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
-from engine.core.playbooks.guards import Policy, RunHistory
-from engine.core.playbooks.planner import Planner
-from engine.core.playbooks.remediation import Remediator
+from engine.core.playbooks.steps import PlannedStep
 from engine.core.ports import IncidentStore
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, Anomaly, Incident, IncidentChange, MetricSample
+from engine.domain.events import Anomaly, Incident, IncidentChange, MetricSample
+from tests.engine.core.remediating import remediator
 from tests.engine.core.test_pipeline import HOT, AboveTen, ListSource, _batches
 
 
@@ -50,9 +48,7 @@ async def test_every_batch_is_acknowledged_in_order_after_its_changes_are_stored
         source=ListSource(batches),
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
         incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
-        remediator=Remediator(
-            Planner([], ActionMode.DRY_RUN), ActionExecutor(store, clock, backends={}), Policy(), RunHistory()
-        ),
+        remediator=remediator(store.ledger, [], clock=clock),
         store=store,
         observer=RunSummary(),
         channel_capacity=2,
@@ -77,10 +73,13 @@ class SlowStore:
         self._store = store
         self.writes = 0
 
-    async def apply_changes(self, changes: Sequence[IncidentChange]) -> None:
+    async def apply_changes(self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = ()) -> None:
         self.writes += 1
         await asyncio.sleep(0.01)
-        await self._store.apply_changes(changes)
+        await self._store.apply_changes(changes, planned)
+
+    async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
+        return await self._store.resolved_among(incident_ids)
 
 
 def _pipeline(
@@ -94,9 +93,7 @@ def _pipeline(
         source=ListSource(_batches()),
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
         incidents=incidents,
-        remediator=Remediator(
-            Planner([], ActionMode.DRY_RUN), ActionExecutor(store, FakeClock(), backends={}), Policy(), RunHistory()
-        ),
+        remediator=remediator(store.ledger, [], clock=FakeClock()),
         store=incident_store,
         observer=RunSummary(),
         channel_capacity=channel_capacity,

@@ -6,17 +6,14 @@ from dataclasses import replace
 
 from engine.adapters.store.sql_store import SqlStore
 from engine.app.summary import RunSummary
-from engine.core.actions.executor import ActionExecutor
 from engine.core.alert_feed import AlertFeed
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
-from engine.core.playbooks.guards import Policy, RunHistory
 from engine.core.playbooks.model import Playbook
-from engine.core.playbooks.planner import Planner
-from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, Alert, AlertStatus, IncidentState, MetricSample, SeriesKey
+from engine.domain.events import Alert, AlertStatus, IncidentState, MetricSample, SeriesKey
+from tests.engine.core.remediating import remediator
 from tests.engine.core.test_pipeline import AboveTen
 
 FIRING = Alert(
@@ -69,12 +66,7 @@ async def test_an_alert_opens_triggers_a_playbook_and_resolves_through_the_pipel
         source=source,
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
         incidents=IncidentManager(IncidentPolicy(min_signals=5)),
-        remediator=Remediator(
-            Planner([PLAYBOOK], ActionMode.DRY_RUN),
-            ActionExecutor(store, FakeClock(), backends={}),
-            Policy(),
-            RunHistory(),
-        ),
+        remediator=remediator(store.ledger, [PLAYBOOK], clock=FakeClock()),
         store=store,
         observer=summary,
         alerts=feed,

@@ -13,16 +13,13 @@ from detectors.base import FloatArray, IntArray
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.app.summary import RunSummary
-from engine.core.actions.executor import ActionExecutor
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
-from engine.core.playbooks.guards import Policy, RunHistory
-from engine.core.playbooks.planner import Planner
-from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import FanOutObserver
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, MetricSample
+from engine.domain.events import MetricSample
+from tests.engine.core.remediating import remediator
 from tests.engine.core.test_pipeline import CALM, HOT, AboveTen, ListSource
 
 DETECTOR_S = 0.02
@@ -57,9 +54,7 @@ async def test_every_batch_s_detection_is_timed_and_counted() -> None:
         source=ListSource(batches),
         detection=DetectionService(DetectionPolicy(detector="slow"), SlowAboveTen(1), threshold=0.5),
         incidents=IncidentManager(IncidentPolicy(min_signals=1, open_window_s=300, resolve_after_s=600)),
-        remediator=Remediator(
-            Planner([], ActionMode.DRY_RUN), ActionExecutor(store, FakeClock(), backends={}), Policy(), RunHistory()
-        ),
+        remediator=remediator(store.ledger, [], clock=FakeClock()),
         store=store,
         observer=FanOutObserver(timings, metrics),
     )

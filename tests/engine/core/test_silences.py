@@ -6,16 +6,13 @@ import pytest
 
 from engine.adapters.store.sql_store import SqlStore
 from engine.app.summary import RunSummary
-from engine.core.actions.executor import ActionExecutor
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
-from engine.core.playbooks.guards import Policy, RunHistory
-from engine.core.playbooks.planner import Planner
-from engine.core.playbooks.remediation import Remediator
 from engine.core.silences import SignalSilence, SilenceBook, SilenceDesk
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, MetricSample, SeriesKey
+from engine.domain.events import MetricSample, SeriesKey
+from tests.engine.core.remediating import remediator
 from tests.engine.core.test_pipeline import HOT, AboveTen, ListSource
 
 HOT_RANKER = SeriesKey.of("gpu_memory_used_ratio", {"namespace": "serving", "deployment": "ranker"})
@@ -58,9 +55,7 @@ async def test_silenced_signals_open_no_incident_and_others_still_do() -> None:
         source=ListSource(batches),
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
         incidents=IncidentManager(IncidentPolicy(min_signals=1, open_window_s=300, resolve_after_s=600)),
-        remediator=Remediator(
-            Planner([], ActionMode.DRY_RUN), ActionExecutor(store, clock, {}), Policy(), RunHistory()
-        ),
+        remediator=remediator(store.ledger, [], clock=clock),
         store=store,
         observer=summary,
         silences=book,
