@@ -25,7 +25,7 @@ async def page(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     store = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'page.db'}")
     await store.apply_change(IncidentChange(IncidentChangeKind.OPENED, incident(), 100.0, anomaly(100.0)))
     clock = FakeClock(1_800_000_000.0)
-    executor = ActionExecutor(store, clock, {})
+    executor = ActionExecutor(store.ledger, clock, {}, owner="test")
     await executor.execute(
         ActionRequest.create(
             id="act-1",
