@@ -119,6 +119,9 @@ class Settings(BaseSettings):
         description="largest remote_write body taken once decompressed, read from its snappy header before "
         "decompressing (larger: 413)",
     )
+    remote_write_max_samples: int = Field(
+        default=100000, ge=1, description="most samples one remote_write request may carry (more: 413)"
+    )
     prometheus_url: str = Field(
         default="", description="Prometheus that `aiops watch` polls with the PromQL queries of AIOPS_PROMQL_QUERIES"
     )

@@ -2,7 +2,7 @@
 
 A body is read chunk by chunk and refused (413) as soon as it passes its bound, or at once when its declared
 ``Content-Length`` does, so that a huge body never sits in memory whole. Refusals carry a structured ``detail``
-(``error``, ``limit_bytes``, ``message``) that a sender's logs show as it is.
+(``error``, ``limit``, ``message``) that a sender's logs show as it is.
 """
 
 from __future__ import annotations
@@ -26,16 +26,20 @@ class IngestLimits:
     remote_write_max_body_bytes: int = 8 * MIB
     # Read from the snappy header before decompressing: what the body claims to expand to.
     remote_write_max_decoded_bytes: int = 32 * MIB
+    # Fifty times Prometheus's max_samples_per_send default; each sample is an object until detection takes it.
+    remote_write_max_samples: int = 100_000
     # Alert annotations longer than this are stored clipped (with a marker), not refused.
     annotation_max_length: int = 4096
     labels: LabelLimits = field(default_factory=LabelLimits)
 
 
+def too_large(error: str, limit: int, message: str) -> HTTPException:
+    """413 with ``error`` (``body_too_large``, ``too_many_samples``) and the ``limit`` passed."""
+    return HTTPException(413, {"error": error, "limit": limit, "message": message})
+
+
 def body_too_large(what: str, limit: int) -> HTTPException:
-    return HTTPException(
-        413,
-        {"error": "body_too_large", "limit_bytes": limit, "message": f"{what} larger than {limit} bytes"},
-    )
+    return too_large("body_too_large", limit, f"{what} larger than {limit} bytes")
 
 
 async def read_body(request: Request, limit: int, what: str) -> bytes:

@@ -2,9 +2,10 @@
 
 Replies follow the remote_write contract: 204 when the samples were taken, 400 for a body that cannot be decoded
 (Prometheus drops a 4xx batch rather than retrying it forever), 401 for a wrong credential, 413 for a body larger
-than its bound, compressed or decompressed. Series that break the label rules (422) or that would go past the
-engine's series bound (400) are left out while the other series of the request are taken, as Mimir does: the reply
-says how many of each, and since Prometheus does not retry a 4xx, what was taken is not sent twice.
+than its bound, compressed or decompressed, or carrying too many samples. Series that break the label rules (422)
+or that would go past the engine's series bound (400) are left out while the other series of the request are
+taken, as Mimir does: the reply says how many of each, and since Prometheus does not retry a 4xx, what was taken is
+not sent twice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from engine.adapters.api.ingest_auth import IngestCredentials, ingest_guard
-from engine.adapters.api.ingest_limits import IngestLimits, body_too_large, read_body
+from engine.adapters.api.ingest_limits import IngestLimits, read_body, too_large
 from engine.adapters.prometheus.remote_write import (
     RemoteWriteDecodeError,
     RemoteWriteTooLargeError,
@@ -50,7 +51,7 @@ def add_remote_write_route(
         responses={
             400: {"description": "not a snappy-compressed WriteRequest, or new series past the series bound"},
             401: {"description": "bad credential"},
-            413: {"description": "body larger than its bound, compressed or decompressed"},
+            413: {"description": "body larger than its bound (compressed or decompressed), or too many samples"},
             422: {"description": "series whose name or labels break the label rules (left out)"},
         },
     )
@@ -60,11 +61,14 @@ def add_remote_write_route(
         try:
             body = await read_body(request, limits.remote_write_max_body_bytes, "remote_write body")
             decoded = decode_write_request(
-                body, max_decoded_bytes=limits.remote_write_max_decoded_bytes, labels=limits.labels
+                body,
+                max_decoded_bytes=limits.remote_write_max_decoded_bytes,
+                max_samples=limits.remote_write_max_samples,
+                labels=limits.labels,
             )
         except RemoteWriteTooLargeError as exc:
             metrics.remote_write_rejected.inc()
-            raise body_too_large("decompressed remote_write body", limits.remote_write_max_decoded_bytes) from exc
+            raise too_large(exc.error, exc.limit, f"remote_write {exc}") from exc
         except RemoteWriteDecodeError as exc:
             metrics.remote_write_rejected.inc()
             raise HTTPException(400, f"undecodable remote_write body: {exc}") from exc

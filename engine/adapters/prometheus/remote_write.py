@@ -6,8 +6,10 @@ protobuf runtime dependency and no generated file to keep in step, it skips ever
 (metadata, exemplars, native histograms) as the protobuf rules require, and a malformed body fails with one
 specific error instead of whatever a generated parser raises.
 
-A body is bounded twice: the length the snappy header announces is checked before anything is decompressed
-(``RemoteWriteTooLargeError``), and every series' name and labels are checked against the engine's label rules.
+A body is bounded: the length the snappy header announces is checked before anything is decompressed, and the
+samples it carries are counted as they are read (``RemoteWriteTooLargeError``: each sample becomes an object of
+about a hundred bytes, several times its size on the wire); every series' name and labels are checked against the
+engine's label rules.
 A series that breaks them is left out and reported (``DecodedWrite.refused``) while the others go on, so that one
 bad exporter does not blind the engine to every series sent with it.
 """
@@ -33,7 +35,13 @@ class RemoteWriteDecodeError(ValueError):
 
 
 class RemoteWriteTooLargeError(RemoteWriteDecodeError):
-    """The body would decompress to more than the bound."""
+    """The body would decompress to more bytes, or carries more samples, than its bounds; ``error`` says which
+    (``body_too_large``, ``too_many_samples``), ``limit`` is that bound."""
+
+    def __init__(self, error: str, limit: int, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ def _sample(data: memoryview) -> tuple[float, float]:
     return timestamp_ms / 1000.0, value
 
 
-def _series(data: memoryview, limits: LabelLimits, out: DecodedWrite) -> None:
+def _series(data: memoryview, limits: LabelLimits, out: DecodedWrite, max_samples: int) -> None:
     labels: dict[str, str] = {}
     duplicate = ""
     points: list[tuple[float, float]] = []
@@ -132,6 +140,8 @@ def _series(data: memoryview, limits: LabelLimits, out: DecodedWrite) -> None:
             labels[name] = value
         elif number == 2:
             points.append(_sample(raw))
+            if len(points) + len(out.samples) > max_samples:
+                raise RemoteWriteTooLargeError("too_many_samples", max_samples, f"more than {max_samples} samples")
     metric = labels.pop("__name__", "")
     problem = (
         LabelProblem("duplicate_label", duplicate, f"label {duplicate!r} given twice")
@@ -147,16 +157,22 @@ def _series(data: memoryview, limits: LabelLimits, out: DecodedWrite) -> None:
 
 
 def decode_write_request(
-    body: bytes, *, max_decoded_bytes: int = 32 * 1024 * 1024, labels: LabelLimits | None = None
+    body: bytes,
+    *,
+    max_decoded_bytes: int = 32 * 1024 * 1024,
+    max_samples: int = 100_000,
+    labels: LabelLimits | None = None,
 ) -> DecodedWrite:
     """The samples of a snappy-compressed WriteRequest, series by series in the order they were sent, and the
-    problems of the series left out; RemoteWriteTooLargeError if the body expands past ``max_decoded_bytes``."""
+    problems of the series left out; RemoteWriteTooLargeError if the body expands past ``max_decoded_bytes`` or
+    carries more than ``max_samples`` samples."""
     try:
         size = cramjam.snappy.decompress_raw_len(body)
     except cramjam.DecompressionError as exc:
         raise RemoteWriteDecodeError(f"not snappy block data: {exc}") from exc
     if size > max_decoded_bytes:
-        raise RemoteWriteTooLargeError(f"body expands to {size} bytes, more than {max_decoded_bytes}")
+        message = f"body expands to {size} bytes, more than {max_decoded_bytes}"
+        raise RemoteWriteTooLargeError("body_too_large", max_decoded_bytes, message)
     try:
         raw = bytes(cramjam.snappy.decompress_raw(body))
     except cramjam.DecompressionError as exc:
@@ -165,7 +181,7 @@ def decode_write_request(
     decoded = DecodedWrite()
     for number, wire, value in _fields(memoryview(raw)):
         if number == 1 and wire == _LEN and isinstance(value, memoryview):
-            _series(value, limits, decoded)
+            _series(value, limits, decoded, max_samples)
     return decoded
 
 

@@ -94,7 +94,7 @@ def _too_large(reply: httpx.Response, limit: int) -> None:
     assert reply.status_code == 413
     detail = reply.json()["detail"]
     assert detail["error"] == "body_too_large"
-    assert detail["limit_bytes"] == limit
+    assert detail["limit"] == limit
 
 
 # The webhook
@@ -259,3 +259,14 @@ async def test_a_flood_of_new_series_keeps_the_series_count_at_the_bound(ingest:
         assert reply.status_code == 400
     assert ingest.detection.series_count == MAX_SERIES
     assert ingest.counter("aiops_series_refused_total", {"reason": "series_limit"}) == 20_000 - MAX_SERIES
+
+
+async def test_a_request_with_more_samples_than_the_bound_is_refused_with_413(tmp_path: Path) -> None:
+    limits = IngestLimits(remote_write_max_samples=100)
+    async for ingest in _ingest(tmp_path, limits):
+        reply = await ingest.http.post("/api/v1/write", content=encode_write_request(_series(101)), headers=AUTH)
+        assert reply.status_code == 413
+        assert reply.json()["detail"]["error"] == "too_many_samples"
+        assert reply.json()["detail"]["limit"] == 100
+        assert await ingest.pushed() == []
+        assert ingest.detection.series_count == 0

@@ -102,3 +102,12 @@ def test_a_body_expanding_past_the_bound_is_refused_before_decompressing() -> No
     assert decode_write_request(body, max_decoded_bytes=6_000).refused[0].kind == "value_too_long"
     with pytest.raises(RemoteWriteTooLargeError):
         decode_write_request(body, max_decoded_bytes=4_000)
+
+
+def test_samples_are_counted_as_they_are_read() -> None:
+    series = SeriesKey.of("up")
+    body = encode_write_request([MetricSample(series, float(n), 1.0) for n in range(11)])
+    assert len(decode_write_request(body, max_samples=11).samples) == 11
+    with pytest.raises(RemoteWriteTooLargeError) as raised:
+        decode_write_request(body, max_samples=10)
+    assert (raised.value.error, raised.value.limit) == ("too_many_samples", 10)
