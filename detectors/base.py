@@ -11,6 +11,14 @@ Each detector family comes in two shapes that must give identical scores:
   series are updated by a few numpy operations. Families without a natural vectorised form use
   ``detectors.batching.PerSeriesBatch``, which keeps one ``Detector`` per slot.
 
+Values that are not finite are not scored and not learned: NaN is a missing point (Prometheus marks a series that
+went stale with one), and +Inf or -Inf (a ratio over zero, an overflowing counter) is no value a baseline can hold;
+one of them learned would turn a mean or variance into NaN or infinity and blind the detector to that series for
+good. Such a point scores 0.0 and leaves the state as it was, in both shapes; whoever feeds the detector counts
+these points if it wants to report them (the score of a point says how unusual a *number* is, and these carry
+none). Finite values so large that the arithmetic of an update overflows are scored 1.0 (nothing can be further
+from the baseline) and not learned either.
+
 State must survive restarts and Kafka rebalances, so both shapes can ``snapshot`` a series' state to a plain,
 JSON-serialisable dict and ``restore`` it, and a restored detector continues exactly where the original was.
 """
@@ -37,7 +45,7 @@ class Detector(abc.ABC):
     def update(self, timestamp: float, value: float) -> float:
         """Score ``value`` (observed at ``timestamp``, epoch seconds) in [0, 1], then learn it.
 
-        A NaN value is a missing point: it scores 0.0 and leaves the state unchanged.
+        A value that is not finite (NaN: a missing point; +Inf, -Inf) scores 0.0 and leaves the state unchanged.
         """
 
     @abc.abstractmethod
@@ -66,7 +74,7 @@ class BatchDetector(abc.ABC):
         """Score then learn each point; the result has one score per point, in input order.
 
         A slot may appear several times in one call: its points are taken in array order, so the scores are
-        exactly those that ``Detector.update`` would give point by point.
+        exactly those that ``Detector.update`` would give point by point (non-finite values included).
         """
 
     @abc.abstractmethod

@@ -53,7 +53,7 @@ class WindowDriftDetector(Detector):
         self._baseline: FloatArray | None = None
 
     def update(self, timestamp: float, value: float) -> float:
-        if math.isnan(value):
+        if not math.isfinite(value):
             return 0.0
         if self._skipped < self.warmup:
             self._skipped += 1

@@ -39,6 +39,14 @@ from sklearn.ensemble import IsolationForest
 from detectors.base import Detector, FloatArray, State
 from detectors.batching import PerSeriesBatch
 
+# Forests compare features in float32: larger magnitudes (or an infinite difference of two huge values) would
+# not fit, and a feature this large is already as isolated as a feature can be.
+FEATURE_LIMIT = 1e30
+
+
+def _bounded(feature: float) -> float:
+    return min(max(feature, -FEATURE_LIMIT), FEATURE_LIMIT)
+
 
 class IsolationForestStateError(ValueError):
     """Raised for a snapshot that does not fit this detector's parameters."""
@@ -139,7 +147,7 @@ class IsolationForestDetector(Detector):
         pending_rows: list[tuple[float, ...]] = []
         for i, raw in enumerate(values):
             value = float(raw)
-            if math.isnan(value):
+            if not math.isfinite(value):
                 continue
             self._values.append(value)
             if len(self._values) < self.window:
@@ -161,7 +169,12 @@ class IsolationForestDetector(Detector):
 
     def _row(self) -> tuple[float, ...]:
         *before, value = self._values
-        return (value - before[-1], value - math.fsum(before) / len(before))
+        try:
+            mean = math.fsum(before) / len(before)
+        except OverflowError:
+            # Values near the float limit: the sum overflows, the sum of the shares cannot.
+            mean = math.fsum(v / len(before) for v in before)
+        return (_bounded(value - before[-1]), _bounded(value - mean))
 
     def _due(self) -> bool:
         if self._forest is None:

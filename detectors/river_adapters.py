@@ -109,7 +109,7 @@ class HalfSpaceTreesDetector(Detector):
         return min(max(0.375 + 0.25 * (value - self._low) / (self._high - self._low), 0.0), 1.0)
 
     def update(self, timestamp: float, value: float) -> float:
-        if math.isnan(value):
+        if not math.isfinite(value):
             return 0.0
         features = {_FEATURE: self._scaled(value)}
         # river's HST methods carry no annotations.
@@ -139,7 +139,7 @@ class RiverDriftDetector(Detector):
         self._detector = make()
 
     def update(self, timestamp: float, value: float) -> float:
-        if math.isnan(value):
+        if not math.isfinite(value):
             return 0.0
         self._detector.update(value)
         return 1.0 if self._detector.drift_detected else 0.0

@@ -181,11 +181,26 @@ class SlotStore:
         cells = owners * self._buckets + kernel.bucket_of(timestamps) if table_names else None
         if cells is not None:
             state.update(zip(table_names, np.take(self.tables, cells, axis=0).T, strict=True))
-        scores, learned = kernel.step(state, timestamps, values)
-        self.fields[:, owners] = np.stack([learned[name] for name in names])
-        if cells is not None:
-            self.tables[cells] = np.stack([learned[name] for name in table_names], axis=1)
-        return scores
+        # A finite value far enough out can overflow a square or a sum: such results are handled below, so
+        # numpy need not warn about them.
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores, learned = kernel.step(state, timestamps, values)
+        new_fields = np.stack([learned[name] for name in names])
+        new_cells = np.stack([learned[name] for name in table_names], axis=1) if cells is not None else None
+        finite = np.isfinite(new_fields).all(axis=0)
+        if new_cells is not None:
+            finite &= np.isfinite(new_cells).all(axis=1)
+        if not finite.all():
+            # A state that overflowed would blind the series for good: those series keep the state they had,
+            # and the point, beyond anything the arithmetic can hold, scores as far out as a point can.
+            new_fields[:, ~finite] = block[:, ~finite]
+            if new_cells is not None and cells is not None:
+                new_cells[~finite] = self.tables[cells[~finite]]
+            scores = np.where(finite, scores, 1.0)
+        self.fields[:, owners] = new_fields
+        if new_cells is not None and cells is not None:
+            self.tables[cells] = new_cells
+        return np.where(np.isfinite(scores), scores, 1.0)
 
 
 class KernelBatch(BatchDetector):
@@ -228,8 +243,8 @@ class KernelBatch(BatchDetector):
             return scores
         if slots.min() < 0 or slots.max() >= self.capacity:
             raise IndexError(f"slots must lie in 0..{self.capacity - 1}")
-        # A missing point scores 0 and teaches nothing, so it is simply left out of the rounds.
-        missing = np.isnan(values)
+        # A missing or non-finite point scores 0 and teaches nothing, so it is simply left out of the rounds.
+        missing = ~np.isfinite(values)
         present = np.flatnonzero(~missing) if missing.any() else None
         if present is not None:
             slots, timestamps, values = slots[present], timestamps[present], values[present]
@@ -248,7 +263,7 @@ class KernelDetector(Detector):
         self._slot = np.zeros(1, dtype=np.int64)
 
     def update(self, timestamp: float, value: float) -> float:
-        if math.isnan(value):
+        if not math.isfinite(value):
             return 0.0
         return float(self._store.step(self._slot, np.array([timestamp]), np.array([value]))[0])
 

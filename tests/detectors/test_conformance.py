@@ -217,3 +217,65 @@ def test_ensure_capacity_keeps_existing_slots(name: str) -> None:
     )
     fresh = batch.update_batch(np.full(LENGTH, 2), timestamps, values)
     assert fresh.tolist() == run(one(name), timestamps, values)
+
+
+def _noise(rng: np.random.Generator, length: int) -> FloatArray:
+    return 10.0 + rng.normal(0.0, 0.5, length)
+
+
+NON_FINITE = [
+    pytest.param([math.nan], id="nan"),
+    pytest.param([math.inf], id="plus-inf"),
+    pytest.param([-math.inf], id="minus-inf"),
+    pytest.param([math.inf, -math.inf, math.nan, math.inf], id="mixed"),
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_non_finite_values_score_zero_and_leave_state_unchanged(name: str, bad: list[float]) -> None:
+    """NaN (a missing point, as Prometheus' staleness marker), +Inf and -Inf are not scored and not learned."""
+    timestamps, values = series(12)
+    clean = np.nan_to_num(values, nan=10.0)
+    detector = one(name)
+    run(detector, timestamps[:SPLIT], clean[:SPLIT])
+    before = detector.snapshot()
+    at = float(timestamps[SPLIT])
+    assert [detector.update(at, value) for value in bad] == [0.0] * len(bad)
+    assert detector.snapshot() == before
+    batch = registry.build_batch(name, 2, **params(name))
+    batch.update_batch(np.ones(SPLIT, dtype=np.int64), timestamps[:SPLIT], clean[:SPLIT])
+    got = batch.update_batch(np.ones(len(bad), dtype=np.int64), np.full(len(bad), at), np.array(bad))
+    assert got.tolist() == [0.0] * len(bad)
+    assert batch.snapshot_slot(1) == before
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_a_spike_after_non_finite_values_is_still_detected(name: str, bad: list[float]) -> None:
+    rng = np.random.default_rng(13)
+    head, tail = _noise(rng, SPLIT), _noise(rng, 60)
+    # A family that needs a window of drifted points (psi, ks) or a lasting shift (adwin, page_hinkley) sees the
+    # spike as a run of it: the last points are all spiked, 50 times the largest normal value.
+    run_of = {"psi": 30, "ks": 30, "adwin": 60, "page_hinkley": 60}.get(name, 1)
+    spiked = np.r_[head, bad, tail, np.full(run_of, 50.0 * np.abs(head).max())]
+    threshold = registry.get(name).default_threshold
+    timestamps = 1_700_000_000.0 + STEP * np.arange(len(spiked), dtype=np.float64)
+    detector = one(name)
+    scores = run(detector, timestamps, spiked)
+    assert all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores)
+    assert max(scores[-run_of:]) >= threshold
+    batch = registry.build_batch(name, 1, **params(name))
+    assert batch.update_batch(np.zeros(len(spiked), dtype=np.int64), timestamps, spiked).tolist() == scores
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("huge", [1e300, -1e300, 1.7e308, 1e39])
+def test_huge_finite_values_do_not_crash_or_poison_scores(name: str, huge: float) -> None:
+    rng = np.random.default_rng(14)
+    values = np.r_[_noise(rng, SPLIT), huge, huge, _noise(rng, 100)]
+    timestamps = 1_700_000_000.0 + STEP * np.arange(len(values), dtype=np.float64)
+    scores = run(one(name), timestamps, values)
+    assert all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores)
+    batch = registry.build_batch(name, 1, **params(name))
+    assert batch.update_batch(np.zeros(len(values), dtype=np.int64), timestamps, values).tolist() == scores
