@@ -100,10 +100,6 @@ class DetectionService:
     def series_count(self) -> int:
         return len(self._slots)
 
-    @property
-    def max_series(self) -> int | None:
-        return self._max_series
-
     def add_refusal_listener(self, listener: Callable[[str, int], None]) -> None:
         """Call ``listener`` with a reason and a count whenever new series are refused (in ``admit``, ``process``
         or ``restore``), once per batch, request or restore."""
