@@ -1,16 +1,25 @@
+"""The whole pipeline on an SQL store: an episode becomes one incident and its playbook's step; steps are stored
+before they run, a playbook that cannot be planned fails alone, and remediation workers keep slow actions off the
+ingest path."""
+
+from __future__ import annotations
+
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
+import pytest
 
 from detectors.base import BatchDetector, FloatArray, IntArray, State
 from engine.adapters.store.sql_store import SqlStore
 from engine.app.summary import RunSummary
+from engine.core.actions.catalogue import ActionParams
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
 from engine.core.playbooks.model import Playbook
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionStatus, IncidentState, MetricSample, SeriesKey
+from engine.domain.events import ActionMode, ActionRequest, ActionStatus, IncidentState, MetricSample, SeriesKey
 from tests.engine.core.remediating import remediator
 
 HOT = SeriesKey.of("gpu_memory_used_ratio", {"namespace": "serving", "deployment": "fraud"})
@@ -103,3 +112,141 @@ async def test_pipeline_turns_an_episode_into_one_incident_one_action_and_a_reso
     assert [entry.kind for entry in detail.timeline] == ["opened", "updated", "updated", "updated", "resolved"]
     assert [record.status for record in detail.actions] == ["dry-run"]
     await store.close()
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[SqlStore]:
+    opened = await SqlStore.open("sqlite+aiosqlite:///:memory:")
+    yield opened
+    await opened.close()
+
+
+async def test_a_playbook_that_cannot_be_planned_fails_alone_and_the_others_still_run(store: SqlStore) -> None:
+    broken = Playbook.model_validate(
+        PLAYBOOK.model_dump(by_alias=True) | {"name": "broken", "conditions": ["incident.labels.team == 'x'"]}
+    )
+    clock = FakeClock()
+    summary = RunSummary()
+    pipeline = Pipeline(
+        source=ListSource(_batches()),
+        detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
+        incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
+        remediator=remediator(store.ledger, [broken, PLAYBOOK], clock=clock),
+        store=store,
+        observer=summary,
+        workers=0,
+    )
+    await pipeline.run()
+
+    [incident] = await store.list_incidents()
+    assert incident.state is IncidentState.RESOLVED
+    records = {record.playbook: record for record in (await store.get_incident(incident.id)).actions}
+    assert records.keys() == {"broken", "restart"}
+    assert records["broken"].status == ActionStatus.FAILED.value
+    assert (records["broken"].detail or "").startswith("not planned: ")
+    assert records["restart"].status == ActionStatus.DRY_RUN.value
+    # Observers (metrics, the run summary) are told of the failure as of any other outcome.
+    assert [(a.request.playbook, a.status) for a in summary.actions] == [
+        ("broken", ActionStatus.FAILED),
+        ("restart", ActionStatus.DRY_RUN),
+    ]
+
+
+class GatedBackend:
+    """A live backend whose calls all wait until the test releases them: the slowest action there can be."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started: list[str] = []
+        self.finished: list[str] = []
+
+    async def execute(self, params: ActionParams, request: ActionRequest) -> str:
+        self.started.append(request.id)
+        await self.release.wait()
+        self.finished.append(request.id)
+        return "restarted"
+
+    async def undo(self, params: ActionParams, request: ActionRequest) -> str:
+        return "nothing to undo"
+
+    async def applied(self, params: ActionParams, request: ActionRequest) -> bool:
+        return request.id in self.finished
+
+
+class CountingAcknowledger:
+    def __init__(self, expected: int) -> None:
+        self.acknowledged = 0
+        self.expected = expected
+        self.all_acknowledged = asyncio.Event()
+
+    def processed(self, batch: Sequence[MetricSample]) -> None:
+        return
+
+    async def acknowledge(self, batch: Sequence[MetricSample]) -> None:
+        self.acknowledged += 1
+        if self.acknowledged == self.expected:
+            self.all_acknowledged.set()
+
+
+async def _until(condition: object, check: object) -> None:
+    for _ in range(500):
+        if callable(check) and check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {condition}")
+
+
+async def test_workers_keep_a_slow_action_off_the_ingest_path_and_finish_every_step_at_the_end(
+    store: SqlStore,
+) -> None:
+    # Three deployments misbehave at once: three steps on three targets, for two workers.
+    deployments = ("fraud", "ranker", "scorer")
+    batches = [
+        [
+            MetricSample(
+                SeriesKey.of("gpu_memory_used_ratio", {"namespace": "serving", "deployment": deployment}),
+                minute * 60.0,
+                100.0 if 20 <= minute < 25 else 1.0,
+            )
+            for deployment in deployments
+        ]
+        for minute in range(60)
+    ]
+    clock, summary = FakeClock(), RunSummary()
+    backend = GatedBackend()
+    acknowledger = CountingAcknowledger(len(batches))
+    pipeline = Pipeline(
+        source=ListSource(batches),
+        detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
+        incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
+        remediator=remediator(
+            store.ledger, [PLAYBOOK], clock=clock, backends={"rollout_restart": backend}, mode=ActionMode.LIVE
+        ),
+        store=store,
+        observer=summary,
+        channel_capacity=2,
+        acknowledger=acknowledger,
+        clock=clock,
+        workers=2,
+    )
+    running = asyncio.create_task(pipeline.run())
+    try:
+        # Every batch is taken in and acknowledged while the actions are still waiting on the backend.
+        await asyncio.wait_for(acknowledger.all_acknowledged.wait(), timeout=10)
+        await _until("both workers calling the backend", lambda: len(backend.started) == 2)
+        assert backend.finished == []
+        assert not running.done()
+        backend.release.set()
+        await asyncio.wait_for(running, timeout=10)
+    finally:
+        backend.release.set()
+        running.cancel()
+    assert len(backend.finished) == 3
+    assert sorted(a.request.params["deployment"] for a in summary.actions) == sorted(deployments)
+    assert {a.status for a in summary.actions} == {ActionStatus.SUCCEEDED}
+    incidents = await store.list_incidents()
+    assert len(incidents) == 3
+    for incident in incidents:
+        assert incident.state is IncidentState.RESOLVED
+        [record] = (await store.get_incident(incident.id)).actions
+        assert record.status == ActionStatus.SUCCEEDED.value
