@@ -82,15 +82,12 @@ class AlertIn(msgspec.Struct, frozen=True):
             else (),
         )
 
-    def problem(self, limits: LabelLimits) -> tuple[str, LabelProblem] | None:
-        """Which of ``labels`` or ``annotations`` breaks the label rules and how; annotation values may be longer
-        than a label value (they are clipped instead)."""
-        problem = label_problem(self.labels.items(), limits, count=len(self.labels))
+    def problem(self, labels: LabelLimits, annotations: LabelLimits) -> tuple[str, LabelProblem] | None:
+        """Which of ``labels`` or ``annotations`` breaks the label rules (with their bounds) and how."""
+        problem = label_problem(self.labels.items(), labels, count=len(self.labels))
         if problem is not None:
             return "labels", problem
-        problem = label_problem(
-            self.annotations.items(), replace(limits, max_value_length=sys.maxsize), count=len(self.annotations)
-        )
+        problem = label_problem(self.annotations.items(), annotations, count=len(self.annotations))
         return None if problem is None else ("annotations", problem)
 
 
@@ -142,8 +139,10 @@ def decode_notification(body: bytes, limits: LabelLimits) -> NotificationIn:
         raise RequestValidationError([{"loc": ("body", *where), "msg": message, "type": "value_error"}]) from exc
     except msgspec.DecodeError as exc:
         raise RequestValidationError([{"loc": ("body",), "msg": str(exc), "type": "json_invalid"}]) from exc
+    # Annotation values may be longer than a label value: they are clipped instead.
+    annotations = replace(limits, max_value_length=sys.maxsize)
     for index, alert in enumerate(notification.alerts):
-        found = alert.problem(limits)
+        found = alert.problem(limits, annotations)
         if found is not None:
             part, problem = found
             loc = ("body", "alerts", index, part, *(() if problem.label is None else (problem.label,)))
