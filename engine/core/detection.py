@@ -130,6 +130,9 @@ class DetectionService:
             self._slots[series] = slot
             if slot >= self._detector.capacity:
                 grown = max(2 * self._detector.capacity, slot + 1)
+                if self._max_series is not None:
+                    # Never room for more series than the bound.
+                    grown = min(grown, self._max_series)
                 self._detector.ensure_capacity(grown)
                 self._filter.ensure_capacity(grown)
         return slot

@@ -125,3 +125,11 @@ def test_without_a_bound_every_series_is_kept() -> None:
     service = DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(), 0.5)
     assert service.admit(_series(5_000)) == set()
     assert service.series_count == 5_000
+
+
+def test_the_detector_never_grows_past_the_bound() -> None:
+    detector = AboveTen()
+    service = DetectionService(DetectionPolicy(detector="above-ten"), detector, 0.5, max_series=100)
+    service.admit(_series(1_000))
+    assert service.series_count == 100
+    assert detector.capacity == 100
