@@ -1,0 +1,239 @@
+"""The contract of the incident store port (``engine.core.ports.IncidentStore``), checked against every
+implementation: the in-memory store, and the SQL store on SQLite and on PostgreSQL.
+
+The port writes; what each implementation holds is read through its own query side (the SQL store's incident
+detail, the in-memory store's list of changes) and, for the planned steps, through the action ledger it puts them
+in. The in-memory store keeps no decisions of people, so what only they cause is not part of this suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from engine.adapters.store.sql_store import SqlStore
+from engine.core.actions.ledger import ActionLedger
+from engine.core.memory import InMemoryStore
+from engine.core.playbooks.guards import Guards
+from engine.core.playbooks.steps import PlannedStep
+from engine.core.playbooks.verification import PendingVerification, Verify
+from engine.core.ports import IncidentStore
+from engine.domain.errors import NotFoundError
+from engine.domain.events import (
+    ActionMode,
+    ActionRequest,
+    ActionStatus,
+    Anomaly,
+    Incident,
+    IncidentChange,
+    IncidentChangeKind,
+    IncidentState,
+    SeriesKey,
+    Severity,
+)
+from tests.engine.factories import LATENCY, anomaly, incident
+from tests.support.databases import empty_database
+
+# An incident's timeline as the store holds it: each change's kind and time, in order.
+Timeline = list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class Held:
+    """One implementation of the port, with the readers of what it holds."""
+
+    store: IncidentStore
+    ledger: ActionLedger
+    timeline: Callable[[str], Awaitable[Timeline]]
+    incident: Callable[[str], Awaitable[Incident | None]]
+
+
+def _in_memory() -> Held:
+    store = InMemoryStore()
+
+    async def timeline(incident_id: str) -> Timeline:
+        return [(c.kind.value, c.at) for c in store.changes if c.incident.id == incident_id]
+
+    async def latest(incident_id: str) -> Incident | None:
+        return next((c.incident for c in reversed(store.changes) if c.incident.id == incident_id), None)
+
+    return Held(store, store, timeline, latest)
+
+
+def _sql(store: SqlStore) -> Held:
+    async def timeline(incident_id: str) -> Timeline:
+        try:
+            detail = await store.get_incident(incident_id)
+        except NotFoundError:
+            return []
+        return [(entry.kind, entry.at) for entry in detail.timeline]
+
+    async def kept(incident_id: str) -> Incident | None:
+        try:
+            return (await store.get_incident(incident_id)).incident
+        except NotFoundError:
+            return None
+
+    return Held(store, store.ledger, timeline, kept)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def held(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Held]:
+    if request.param == "memory":
+        yield _in_memory()
+        return
+    store = await SqlStore.open(await empty_database(request.param, tmp_path))
+    yield _sql(store)
+    await store.close()
+
+
+def _opened(incident_id: str, at: float, *, series: SeriesKey = LATENCY) -> IncidentChange:
+    opened = replace(incident(id=incident_id, series=series, opened_at=at), signal_count=1)
+    return IncidentChange(IncidentChangeKind.OPENED, opened, at, anomaly(at, series=series))
+
+
+def _updated(change: IncidentChange, at: float, *, score: float = 0.99) -> IncidentChange:
+    """The next signal of the incident ``change`` left behind."""
+    before = change.incident
+    signal = Anomaly(before.series, at, 7.5, score, "test", Severity.CRITICAL)
+    after = replace(
+        before,
+        signal_count=before.signal_count + 1,
+        last_signal_at=at,
+        peak_score=max(before.peak_score, score),
+        severity=Severity.CRITICAL,
+    )
+    return IncidentChange(IncidentChangeKind.UPDATED, after, at, signal)
+
+
+def _resolved(change: IncidentChange, at: float) -> IncidentChange:
+    after = replace(change.incident, state=IncidentState.RESOLVED, resolved_at=at)
+    return IncidentChange(IncidentChangeKind.RESOLVED, after, at)
+
+
+def _step(change: IncidentChange, index: int = 0, *, failure: str | None = None) -> PlannedStep:
+    request = ActionRequest.create(
+        id=f"{change.incident.id}:restart:{index}",
+        incident_id=change.incident.id,
+        playbook="restart",
+        step=index,
+        action="rollout_restart",
+        params={"namespace": "serving", "deployment": "fraud-detector"},
+        mode=ActionMode.DRY_RUN,
+        requested_at=change.at,
+        approval_timeout_s=600.0,
+        explanation={"incident": {"signals": change.incident.signal_count}},
+    )
+    verification = PendingVerification(
+        request, Verify(condition="value < 0.5", within=300), change.incident.series, {"threshold": 0.5}, change.at
+    )
+    return PlannedStep(request, Guards.model_validate({"cooldown": "10m"}), verification, failure)
+
+
+async def _statuses(ledger: ActionLedger, steps: Sequence[PlannedStep]) -> list[ActionStatus | None]:
+    return [await ledger.status(step.request.id) for step in steps]
+
+
+async def test_changes_of_one_call_are_stored_in_order(held: Held) -> None:
+    first, second = _opened("inc-1", 100.0), _opened("inc-2", 101.0)
+    first_again = _updated(first, 110.0)
+    await held.store.apply_changes([first, second, first_again, _updated(first_again, 120.0), _resolved(second, 130.0)])
+    assert await held.timeline("inc-1") == [("opened", 100.0), ("updated", 110.0), ("updated", 120.0)]
+    assert await held.timeline("inc-2") == [("opened", 101.0), ("resolved", 130.0)]
+    kept = await held.incident("inc-1")
+    assert kept is not None
+    # The last change's figures are the incident's.
+    assert (kept.signal_count, kept.last_signal_at, kept.severity) == (3, 120.0, Severity.CRITICAL)
+    resolved = await held.incident("inc-2")
+    assert resolved is not None
+    assert (resolved.state, resolved.resolved_at) == (IncidentState.RESOLVED, 130.0)
+
+
+async def test_calls_add_to_what_earlier_calls_stored(held: Held) -> None:
+    opened = _opened("inc-1", 100.0)
+    updated = _updated(opened, 110.0)
+    await held.store.apply_changes([opened])
+    await held.store.apply_changes([updated])
+    await held.store.apply_changes([])
+    await held.store.apply_changes([_resolved(updated, 200.0)])
+    assert await held.timeline("inc-1") == [("opened", 100.0), ("updated", 110.0), ("resolved", 200.0)]
+
+
+async def test_resolved_among_names_only_the_resolved_incidents_asked_about(held: Held) -> None:
+    changes = [_opened(f"inc-{i}", 100.0 + i) for i in range(4)]
+    await held.store.apply_changes([*changes, _resolved(changes[1], 200.0), _resolved(changes[3], 201.0)])
+    assert await held.store.resolved_among(["inc-0", "inc-1", "inc-2", "inc-3", "never-stored"]) == {"inc-1", "inc-3"}
+    # Only the incidents asked about, even when others are resolved.
+    assert await held.store.resolved_among(["inc-0", "inc-3"]) == {"inc-3"}
+    assert await held.store.resolved_among([]) == set()
+
+
+async def test_planned_steps_land_in_the_ledger_with_their_changes(held: Held) -> None:
+    opened = _opened("inc-1", 100.0)
+    updated = _updated(opened, 110.0)
+    steps = [_step(updated, 0), _step(updated, 1), _step(updated, 2, failure="not planned: no such deployment")]
+    await held.store.apply_changes([opened, updated], planned=steps)
+    for step in steps:
+        # As planned, with its guards and verification: any replica can carry it out from the ledger alone.
+        assert await held.ledger.load(step.request.id) == step
+    assert await _statuses(held.ledger, steps) == [ActionStatus.PENDING, ActionStatus.PENDING, ActionStatus.FAILED]
+    assert await held.timeline("inc-1") == [("opened", 100.0), ("updated", 110.0)]
+
+
+async def test_a_replayed_change_is_not_stored_twice_and_figures_never_go_back(held: Held) -> None:
+    # After a crash, the records after the last checkpoint are processed again and give the same changes.
+    opened = _opened("inc-1", 100.0)
+    updated = _updated(opened, 110.0)
+    later = _updated(updated, 120.0)
+    await held.store.apply_changes([opened, updated])
+    await held.store.apply_changes([later])
+    await held.store.apply_changes([opened, updated])
+    await held.store.apply_changes([updated, later])
+    assert await held.timeline("inc-1") == [("opened", 100.0), ("updated", 110.0), ("updated", 120.0)]
+    kept = await held.incident("inc-1")
+    assert kept is not None
+    assert (kept.signal_count, kept.last_signal_at) == (3, 120.0)
+
+
+async def test_a_replayed_resolution_is_not_stored_twice(held: Held) -> None:
+    opened = _opened("inc-1", 100.0)
+    resolution = _resolved(opened, 400.0)
+    await held.store.apply_changes([opened, resolution])
+    await held.store.apply_changes([opened, resolution])
+    assert await held.timeline("inc-1") == [("opened", 100.0), ("resolved", 400.0)]
+    assert await held.store.resolved_among(["inc-1"]) == {"inc-1"}
+
+
+async def test_a_replayed_step_keeps_what_the_ledger_made_of_it(held: Held) -> None:
+    opened = _opened("inc-1", 100.0)
+    step = _step(opened)
+    await held.store.apply_changes([opened], planned=[step])
+    assert await held.ledger.transition(
+        step.request.id, ActionStatus.PENDING, ActionStatus.SKIPPED, "", "engine", at=101.0
+    )
+    # Planned again from a replay (another replica, a restart), with what a changed playbook would give now.
+    replanned = replace(step, guards=Guards())
+    await held.store.apply_changes([opened], planned=[replanned])
+    assert await held.ledger.status(step.request.id) is ActionStatus.SKIPPED
+    assert await held.ledger.load(step.request.id) == step
+    assert await held.timeline("inc-1") == [("opened", 100.0)]
+
+
+async def test_a_call_stores_all_of_its_changes_and_steps_or_none(held: Held) -> None:
+    opened = _opened("inc-1", 100.0)
+    # A parameter no JSON document can hold: a store that writes documents refuses the step, and with it the call.
+    unstorable = _step(opened, 1)
+    unstorable = replace(unstorable, request=replace(unstorable.request, params={"deployment": object()}))
+    try:
+        await held.store.apply_changes([opened, _opened("inc-2", 101.0)], planned=[_step(opened, 0), unstorable])
+    except Exception:
+        assert await held.timeline("inc-1") == []
+        assert await held.timeline("inc-2") == []
+        assert await _statuses(held.ledger, [_step(opened, 0), unstorable]) == [None, None]
+        return
+    assert await held.timeline("inc-1") == [("opened", 100.0)]
+    assert await held.timeline("inc-2") == [("opened", 101.0)]
+    assert await _statuses(held.ledger, [_step(opened, 0), unstorable]) == [ActionStatus.PENDING] * 2
