@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from benchmarks.services import PrivateBroker, kafka_jars_fetched
 from engine.adapters.api.auth import Role
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
 from engine.app.kafka_engine import open_kafka_engine
@@ -394,41 +394,9 @@ async def test_a_killed_engine_s_partitions_are_taken_over_without_loss_or_dupli
     assert await _signal_timeline(shared) == await _signal_timeline(reference_db)
 
 
-def _kafka_jars_fetched() -> bool:
-    return shutil.which("java") is not None and any((REPO / ".kafka" / "libs").glob(".complete-*"))
-
-
-class _PrivateBroker:
-    """A broker of this test's own (scripts/services/kafka.sh on other ports and another directory): restarting the
-    broker the other tests share is out of the question."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.port = free_port()
-        self._env = os.environ | {
-            "AIOPS_KAFKA_PORT": str(self.port),
-            "AIOPS_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "AIOPS_KAFKA_RUN_DIR": str(run_dir),
-        }
-        self.bootstrap = f"127.0.0.1:{self.port}"
-
-    async def _script(self, command: str, **extra: str) -> None:
-        process = await asyncio.create_subprocess_exec(
-            "bash", str(REPO / "scripts/services/kafka.sh"), command, env=self._env | extra, cwd=REPO
-        )
-        assert await process.wait() == 0, f"kafka.sh {command} failed"
-
-    async def start(self, *, keep_data: bool = False) -> None:
-        await self._script("start", AIOPS_KAFKA_KEEP_DATA="1" if keep_data else "0")
-
-    async def stop(self) -> None:
-        await self._script("stop")
-
-
-@pytest.mark.skipif(
-    not _kafka_jars_fetched(), reason="the Kafka jars are not fetched (scripts/services/kafka.sh fetch)"
-)
+@pytest.mark.skipif(not kafka_jars_fetched(), reason="the Kafka jars are not fetched (scripts/services/kafka.sh fetch)")
 async def test_the_engine_reconnects_after_a_broker_restart_and_loses_nothing(tmp_path: Path) -> None:
-    broker = _PrivateBroker(tmp_path / "kafka")
+    broker = PrivateBroker(tmp_path / "kafka")
     await broker.start()
     try:
         topic = f"aiops-scaleout-{uuid.uuid4().hex[:10]}.samples"
