@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.pool import StaticPool
 
 from engine.adapters.store.migrate import upgrade_to_head
+from engine.adapters.store.resilience import DEFAULT_OUTAGE_LIMIT_S, Patience, patient, shown_url
 from engine.adapters.store.tables import (
     ActionRow,
     AlertNotificationRow,
@@ -88,18 +89,25 @@ class AlertNotification:
 
 
 POSTGRES_POOL_SIZE = 10
+# A PostgreSQL server that does not answer (frozen, or its network gone) surfaces as an error after this long
+# instead of holding the pipeline forever: opening a connection, and any one statement. Generous beside the
+# engine's statements, which take milliseconds; the wait for a concurrent migration's lock is the longest.
+POSTGRES_CONNECT_TIMEOUT_S = 5.0
+POSTGRES_STATEMENT_TIMEOUT_S = 10.0
 
 
 def _engine_for(url: str) -> AsyncEngine:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"cannot use database URL {url!r}: {exc}") from exc
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(f"cannot use database URL {shown_url(url)!r}: {exc}") from exc
     database = parsed.database or ""
     sqlite_file = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
     # Checked here rather than left to the driver, whose failure arrives from a background thread.
     if sqlite_file and not Path(database).parent.is_dir():
-        raise ConfigurationError(f"cannot open database {url!r}: directory {Path(database).parent} does not exist")
+        raise ConfigurationError(
+            f"cannot open database {shown_url(url)!r}: directory {Path(database).parent} does not exist"
+        )
     try:
         # orjson reads the JSON columns (labels, timeline details) in a fraction of the standard library's time.
         options: dict[str, Any] = {"json_deserializer": orjson.loads}
@@ -110,12 +118,19 @@ def _engine_for(url: str) -> AsyncEngine:
             # Enough kept-open connections for the API's concurrent requests beside the pipeline: past the pool's
             # size, each extra connection was opened (with its TLS probe) and closed again per request.
             options["pool_size"] = POSTGRES_POOL_SIZE
+            # A kept connection that the server closed meanwhile (a restart) is found out and replaced when taken
+            # from the pool, rather than failing the statement that would have used it.
+            options["pool_pre_ping"] = True
+            options["connect_args"] = {
+                "timeout": POSTGRES_CONNECT_TIMEOUT_S,
+                "command_timeout": POSTGRES_STATEMENT_TIMEOUT_S,
+            }
         engine = create_async_engine(url, **options)
         if sqlite_file:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     except (SQLAlchemyError, ValueError, ImportError) as exc:
-        raise ConfigurationError(f"cannot use database URL {url!r}: {exc}") from exc
+        raise ConfigurationError(f"cannot use database URL {shown_url(url)!r}: {exc}") from exc
 
 
 def _sqlite_pragmas(connection: Any, _: object) -> None:
@@ -177,8 +192,10 @@ _IDS_PER_QUERY = 500
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, patience: Patience | None = None) -> None:
         self._engine = engine
+        # How the pipeline's calls wait out an outage of the database (``resilience``).
+        self.patience = patience or Patience()
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._sessions: async_sessionmaker[AsyncSession] | _TakingTurns = sessions
         self._turn: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
@@ -212,15 +229,21 @@ class SqlStore:
             yield connection
 
     @classmethod
-    async def open(cls, url: str) -> SqlStore:
-        """Connect and migrate to the newest schema."""
+    async def open(cls, url: str, *, outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S) -> SqlStore:
+        """Connect and migrate to the newest schema, waiting up to ``outage_limit_s`` for a database that cannot
+        be reached yet (StoreUnavailableError past it; StoreRefusedError when it refuses the engine)."""
         engine = _engine_for(url)
+        patience = Patience(outage_limit_s)
         try:
-            await upgrade_to_head(engine)
+            await patience.call(lambda: upgrade_to_head(engine), "opening the store")
         except (SQLAlchemyError, OSError) as exc:
             await engine.dispose()
-            raise ConfigurationError(f"cannot open database {url!r}: {exc}") from exc
-        return cls(engine)
+            raise ConfigurationError(f"cannot open database {shown_url(url)!r}: {exc}") from exc
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine, patience)
+
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -230,9 +253,11 @@ class SqlStore:
     async def apply_change(self, change: IncidentChange) -> None:
         await self.apply_changes([change])
 
+    @patient("storing incident changes")
     async def apply_changes(self, changes: Sequence[IncidentChange]) -> None:
         """Store the incidents' new states and their timeline entries, all in one transaction: a burst of
-        anomalies (every series at once) commits once rather than once per incident."""
+        anomalies (every series at once) commits once rather than once per incident. While the database cannot
+        be reached, waits and tries again (changes it already holds are not stored twice)."""
         if not changes:
             return
         async with self._sessions.begin() as session:
@@ -392,6 +417,7 @@ class SqlStore:
 
     # -- partition checkpoints (CheckpointStore) --------------------------------------------------------------
 
+    @patient("saving checkpoints")
     async def save_checkpoints(self, group: str, checkpoints: Sequence[PartitionCheckpoint]) -> None:
         """Keep the partitions' positions and the given series states in one transaction; a checkpoint behind the
         position already kept (from a member that lost the partition meanwhile) is left out."""
@@ -443,6 +469,7 @@ class SqlStore:
                     rows,
                 )
 
+    @patient("loading checkpoints")
     async def load_checkpoints(self, group: str, partitions: Collection[tuple[str, int]]) -> list[PartitionCheckpoint]:
         """The kept position and series states of each of ``partitions`` that has a checkpoint."""
         if not partitions:
