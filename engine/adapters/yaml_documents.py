@@ -192,6 +192,6 @@ def load_model(path: Path, model: type[M], check: Callable[[M], Sequence[Finding
 def _message(error: Any) -> str:
     message = str(error["msg"])
     expected = error.get("ctx", {}).get("expected")
-    if expected and "expected" not in message.lower():
+    if expected and "expected" not in message.lower() and str(expected) not in message:
         message += f" (allowed: {expected})"
     return message

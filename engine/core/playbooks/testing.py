@@ -54,6 +54,7 @@ from engine.domain.clock import FakeClock
 from engine.domain.events import (
     ActionMode,
     ActionResult,
+    ActionStatus,
     Alert,
     AlertStatus,
     Anomaly,
@@ -66,6 +67,10 @@ from engine.domain.events import (
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _VALUES = re.compile(r"^(_|[-+]?\d*\.?\d+(?:e[-+]?\d+)?)(?:([-+]\d*\.?\d+(?:e[-+]?\d+)?)?x(\d+))?$")
+# Points of one input series, and notifications of one alert, a test may produce: far more than a test needs,
+# few enough that a typo (0.1x10000000000) is an error rather than an engine that runs out of memory.
+MAX_POINTS = 100_000
+_ALLOWED_STATUSES = ", ".join(status.value for status in ActionStatus)
 
 
 def expand_values(text: str) -> list[float]:
@@ -76,11 +81,14 @@ def expand_values(text: str) -> list[float]:
         if found is None:
             raise ValueError(f"invalid value {token!r}; use e.g. 0.1, 0.1x30, 1+1x3 or _")
         start, step, count = found.groups()
+        times = int(count) + 1 if count else 1
+        if len(values) + times > MAX_POINTS:
+            raise ValueError(f"a series may hold at most {MAX_POINTS} points")
         if start == "_":
-            values += [math.nan] * (int(count) + 1 if count else 1)
+            values += [math.nan] * times
             continue
         first, increment = float(start), float(step) if step else 0.0
-        values += [first + increment * i for i in range(int(count) + 1 if count else 1)]
+        values += [first + increment * i for i in range(times)]
     return values
 
 
@@ -151,6 +159,9 @@ class InputAlert(_Strict):
                 f"ends_at ({self.ends_at:g}s) must be after starts_at ({self.starts_at:g}s); both are durations "
                 "from the test's start, e.g. starts_at: 1m, ends_at: 5m; leave ends_at out for a still firing alert"
             )
+        sends = (self.ends_at - self.starts_at) / self.repeat if self.ends_at is not None and self.repeat else 0.0
+        if sends > MAX_POINTS:
+            raise ValueError(f"repeated every {self.repeat:g}s the alert sends more than {MAX_POINTS} notifications")
         return self
 
     @property
@@ -176,6 +187,8 @@ class InputAlert(_Strict):
         if self.repeat is not None:
             # A resolved alert is not repeated at its resolution; a still firing one is, up to the test's end.
             stop = ends_at if ends_at is not None else math.nextafter(end, math.inf)
+            if (stop - starts_at) / self.repeat > MAX_POINTS:
+                raise ValueError(f"an alert repeated every {self.repeat:g}s sends more than {MAX_POINTS} notifications")
             at = starts_at + self.repeat
             while at < stop:
                 sent.append((at, firing))
@@ -188,7 +201,7 @@ class InputAlert(_Strict):
 class Expectation(_Strict):
     playbook: str
     action: str | None = None
-    status: str
+    status: ActionStatus = Field(description=f"the step's final status: one of {_ALLOWED_STATUSES}")
     guard: str | None = Field(default=None, description="for skipped steps: the guard that stopped them")
 
 
@@ -251,11 +264,15 @@ class TestOutcome:
     expected: tuple[Expectation, ...]
     # What happened to incidents, in order: for reports and for tests of the harness itself.
     incident_changes: tuple[IncidentChange, ...] = ()
+    # Why the test could not run to its end (a template or condition that failed, say): it then fails.
+    error: str | None = None
 
     @property
     def passed(self) -> bool:
-        return len(self.observed) == len(self.expected) and all(
-            o.matches(e) for o, e in zip(self.observed, self.expected, strict=True)
+        return (
+            self.error is None
+            and len(self.observed) == len(self.expected)
+            and all(o.matches(e) for o, e in zip(self.observed, self.expected, strict=True))
         )
 
 
@@ -416,30 +433,38 @@ async def run_test(test: PlaybookTest, playbooks: Sequence[Playbook], policy: Po
             min_signals=test.min_signals, open_window_s=10 * test.interval, resolve_after_s=test.resolve_after
         )
     )
-    batches = _batches(test)
-    pipeline = Pipeline(
-        source=_Timeline(batches, _notifications(test, batches), feed, incidents),
-        detection=DetectionService(
-            DetectionPolicy(detector="test-condition"), _ConditionDetector(test.anomaly, 16), threshold=0.5
-        ),
-        incidents=incidents,
-        remediator=Remediator(
-            Planner(playbooks, ActionMode.DRY_RUN), ActionExecutor(InMemoryLedger(), clock, {}), policy, RunHistory()
-        ),
-        store=InMemoryIncidentStore(),
-        observer=recorder,
-        alerts=feed if test.alerts else None,
-    )
-    await pipeline.run()
+    error = None
+    try:
+        batches = _batches(test)
+        pipeline = Pipeline(
+            source=_Timeline(batches, _notifications(test, batches), feed, incidents),
+            detection=DetectionService(
+                DetectionPolicy(detector="test-condition"), _ConditionDetector(test.anomaly, 16), threshold=0.5
+            ),
+            incidents=incidents,
+            remediator=Remediator(
+                Planner(playbooks, ActionMode.DRY_RUN),
+                ActionExecutor(InMemoryLedger(), clock, {}),
+                policy,
+                RunHistory(),
+            ),
+            store=InMemoryIncidentStore(),
+            observer=recorder,
+            alerts=feed if test.alerts else None,
+        )
+        await pipeline.run()
+    except Exception as exc:  # Whatever the playbooks under test raise fails this test, not the whole run.
+        error = f"{type(exc).__name__}: {str(exc)[:500]}"
     observed = tuple(
         Observed(r.request.playbook, r.request.action, r.status.value, r.effects.get("guard"), r.detail)
         for r in recorder.results.values()
     )
-    return TestOutcome(test.name, observed, tuple(test.expect), tuple(recorder.changes))
+    return TestOutcome(test.name, observed, tuple(test.expect), tuple(recorder.changes), error)
 
 
 def describe_failure(outcome: TestOutcome) -> list[str]:
-    lines = [f"  expected {len(outcome.expected)} step(s):"]
+    lines = [f"  stopped by an error: {outcome.error}"] if outcome.error is not None else []
+    lines.append(f"  expected {len(outcome.expected)} step(s):")
     lines += [
         f"    {e.playbook} {e.action or '*'} -> {e.status}" + (f" [{e.guard}]" if e.guard else "")
         for e in outcome.expected
