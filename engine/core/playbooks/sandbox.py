@@ -10,7 +10,8 @@ template runs on the event loop. Here every value a template builds is checked a
 * the text of a template or condition is at most ``MAX_SOURCE_CHARS`` long, and templates hold expressions and
   ``{% if %}`` only: no loops, macros, assignments or includes, so the work a template does grows with its
   length, not with the numbers in it;
-* one evaluation (a condition, or all parameters of a step) may take ``MAX_EVAL_SECONDS``;
+* one evaluation (a condition, or all parameters of a step) may use ``MAX_EVAL_SECONDS`` of CPU time (CPU time of
+  the evaluating thread, so that a busy machine does not fail templates that are merely waiting for a core);
 * only a fixed set of filters and of string and mapping methods can be called.
 
 Whatever goes wrong inside a template (a limit, a division by zero, a type error, an overflow) surfaces as a
@@ -90,7 +91,7 @@ def _short(text: str, limit: int = 200) -> str:
 
 def _check_time() -> None:
     deadline = _deadline.get()
-    if deadline is not None and time.monotonic() > deadline:
+    if deadline is not None and time.thread_time() > deadline:
         raise SandboxLimitError(f"evaluation took longer than {MAX_EVAL_SECONDS:g}s")
 
 
@@ -259,7 +260,7 @@ def bounded_evaluation() -> Iterator[None]:
 
     Nested uses share the outermost deadline.
     """
-    token = _deadline.set(time.monotonic() + MAX_EVAL_SECONDS) if _deadline.get() is None else None
+    token = _deadline.set(time.thread_time() + MAX_EVAL_SECONDS) if _deadline.get() is None else None
     try:
         yield
     except TemplateError:
