@@ -25,6 +25,7 @@ from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.scenario_files import load_scenario
 from engine.adapters.sources.replay import ReplaySource
+from engine.adapters.store.resilience import shown_url, skipped_during_outage
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.app.action_backends import ActionBackends, open_action_backends, retry_policy
@@ -110,9 +111,11 @@ class EngineBase:
     async def _chores(self, clock: Clock, interval_s: float) -> None:
         while True:
             await clock.sleep(interval_s)
-            self._report(await self.executor.expire_overdue())
-            self._report(await self.escalator.tick())
-            await self.silences.refresh()
+            # Each chore is done again on the next round: a database away for now skips a round, not the engine.
+            with skipped_during_outage("housekeeping"):
+                self._report(await self.executor.expire_overdue())
+                self._report(await self.escalator.tick())
+                await self.silences.refresh()
 
     async def _recount_incidents(self, clock: Clock, interval_s: float) -> None:
         while True:
@@ -209,8 +212,8 @@ class RecountingDecisions:
 def _prepare_database_dir(url: str) -> None:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"invalid AIOPS_DATABASE_URL {url!r}: {exc}") from exc
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(f"invalid AIOPS_DATABASE_URL {shown_url(url)!r}: {exc}") from exc
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         try:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -308,7 +311,7 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
     playbooks = load_playbook_set(settings.playbook_dir)
     detection = detection_service(settings)
     _prepare_database_dir(settings.database_url)
-    store = await SqlStore.open(settings.database_url)
+    store = await SqlStore.open(settings.database_url, outage_limit_s=settings.store_outage_limit_s)
     metrics = EngineMetrics(CollectorRegistry())
     detection.add_refusal_listener(metrics.on_series_refused)
     backends = open_action_backends(settings, clock)

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///.aiops/engine.db",
         description="SQLAlchemy async URL of the store; the embedded default is a SQLite file",
     )
+    store_outage_limit_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long the engine waits for an unreachable store (ingestion paused, retrying) before it "
+        "exits with status 3",
+    )
     scenario_dir: Path = Field(default=BUNDLED_SCENARIO, description="replay scenario to run in embedded mode")
     playbook_dir: Path = Field(default=Path("playbooks"), description="directory of playbook YAML files")
     http_host: str = Field(default="127.0.0.1", description="address the HTTP API listens on")
