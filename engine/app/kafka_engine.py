@@ -33,7 +33,7 @@ class KafkaEngine(EngineBase):
     ingest: IngestCredentials | None = None
 
     def _api_extras(self) -> dict[str, Any]:
-        return {"ingest": self.ingest, "alerts": self.alerts}
+        return {"ingest": self.ingest, "alerts": self.alerts, "readiness": {"kafka": self.source.check_brokers}}
 
     async def run(self) -> None:
         """Consume until the source stops (``source.stop()``, its idle limit, or cancellation); then publish what

@@ -23,6 +23,7 @@ from engine.adapters.api.incident_routes import incident_router
 from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.api.ingest_limits import IngestLimits
 from engine.adapters.api.playbook_routes import playbook_router
+from engine.adapters.api.readiness import Readiness, ReadinessCheck
 from engine.adapters.api.remote_write_routes import add_remote_write_route
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut, incident_page_json
 from engine.adapters.api.silence_routes import silence_router
@@ -58,7 +59,9 @@ def create_app(
     remote_write: PushedSource | None = None,
     ingest_limits: IngestLimits | None = None,
     series: SeriesAdmission | None = None,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
+    """``readiness``: checks of servers the engine needs besides its store (the store is always checked)."""
     app = FastAPI(
         title="aiops-engine",
         summary="Anomaly detection and safe auto-remediation around ML serving",
@@ -94,11 +97,21 @@ def create_app(
         """The process is up."""
         return Health(status="ok")
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "the store cannot be reached"}})
-    async def readyz() -> Health:
-        """The engine can serve requests: its store answers."""
-        await store.ping()
-        return Health(status="ready")
+    ready = Readiness({"store": store.ping, **(readiness or {})})
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Health,
+        responses={503: {"description": "a server the engine needs (its store, its Kafka brokers) cannot be reached"}},
+    )
+    async def readyz() -> JSONResponse:
+        """The engine can do its work: its store, and the Kafka brokers of a Kafka-fed engine, answer within a
+        second. When not, 503 with each check's outcome (``ok``, ``timeout``, ``unreachable``)."""
+        outcomes = await ready.probe()
+        if all(outcome == "ok" for outcome in outcomes.values()):
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unready", "checks": outcomes}, status_code=503)
 
     @app.get("/api/v1/status", dependencies=viewer, tags=["engine"])
     async def engine_status() -> dict[str, Any]:

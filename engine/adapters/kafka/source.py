@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from engine.adapters.kafka.schema import TOO_LARGE, InvalidMessageError, MessageLimits, SampleColumns, decode_run
@@ -172,6 +172,14 @@ class KafkaSampleSource:
         if consumer is None:
             return []
         return sorted((tp.topic, tp.partition) for tp in consumer.assignment())
+
+    async def check_brokers(self) -> None:
+        """Raises KafkaError unless a broker answers a metadata request now: the readiness check of a Kafka-fed
+        engine. A consumer that is not running (not started yet, or stopped) has no broker to ask: not ready."""
+        consumer = self._consumer
+        if consumer is None:
+            raise KafkaConnectionError("the consumer is not running")
+        await consumer.topics()
 
     def stop(self) -> None:
         """End ``batches`` after the batch in hand (what a graceful shutdown calls)."""
