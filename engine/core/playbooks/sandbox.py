@@ -95,17 +95,30 @@ def _check_time() -> None:
         raise SandboxLimitError(f"evaluation took longer than {MAX_EVAL_SECONDS:g}s")
 
 
+def _weight(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
+    """Characters and items in ``value``, nested containers counted in full (each time they are referred to), up
+    to a little over ``limit``: ``[big] * 1000`` is as heavy as the thousand copies it turns into when joined."""
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, list | tuple | dict):
+        return 1
+    total = len(value)
+    for item in value.values() if isinstance(value, dict) else value:
+        if total > limit:
+            break
+        if isinstance(item, str | list | tuple | dict):
+            total += _weight(item, limit - total)
+    return total
+
+
 def checked(value: Any) -> Any:
     """``value`` unchanged if it is within the size limits; SandboxLimitError otherwise."""
-    if isinstance(value, str | list | tuple) and len(value) > MAX_VALUE_CHARS:
-        raise SandboxLimitError(f"a value of {len(value)} items is longer than the limit of {MAX_VALUE_CHARS}")
+    weight = _weight(value)
+    if weight > MAX_VALUE_CHARS:
+        raise SandboxLimitError(f"a value of more than {MAX_VALUE_CHARS} characters and items is over the limit")
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise SandboxLimitError(f"an integer of more than {MAX_INT_BITS} bits is over the limit")
     return value
-
-
-def _sized(value: Any) -> int:
-    return len(value) if isinstance(value, str | list | tuple) else 1
 
 
 def _check_printf(fmt: str) -> None:
@@ -126,7 +139,7 @@ def _power(base: Any, exponent: Any) -> Any:
 def _multiply(left: Any, right: Any) -> Any:
     for sequence, count in ((left, right), (right, left)):
         repeated = isinstance(sequence, str | list | tuple) and isinstance(count, int)
-        if repeated and _sized(sequence) * max(count, 0) > MAX_VALUE_CHARS:
+        if repeated and _weight(sequence) * max(count, 0) > MAX_VALUE_CHARS:
             raise SandboxLimitError(f"repeating a value {count} times would exceed {MAX_VALUE_CHARS} items")
     return operator.mul(left, right)
 
@@ -145,7 +158,11 @@ def _bounded_range(*args: int) -> range:
 
 
 def _join(value: Any, d: str = "") -> str:
-    items = [str(item) for item in value]
+    items = list(value)
+    size = len(str(d)) * max(len(items) - 1, 0) + _weight(items)
+    if size > MAX_VALUE_CHARS:
+        raise SandboxLimitError(f"joining would build {size} characters, over the limit of {MAX_VALUE_CHARS}")
+    items = [str(item) for item in items]
     size = len(str(d)) * max(len(items) - 1, 0) + sum(len(item) for item in items)
     if size > MAX_VALUE_CHARS:
         raise SandboxLimitError(f"joining would build {size} characters, over the limit of {MAX_VALUE_CHARS}")

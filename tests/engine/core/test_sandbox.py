@@ -27,6 +27,8 @@ EXPLODING = [
     pytest.param("'%.2f'|format(1) ~ '%999999999s'|format(1)", SandboxLimitError, id="format-filter-width"),
     pytest.param("('x' * 5000)|replace('x', 'yyyyy')", SandboxLimitError, id="replace-growth"),
     pytest.param("range(1000)|map('string')|join('x' * 5000)", SandboxLimitError, id="join-growth"),
+    pytest.param("[('x' * 9999)|list] * 1000", SandboxLimitError, id="nested-repetition"),
+    pytest.param("[('x' * 5000)|list, ('y' * 5000)|list]|sum(start=[])", SandboxLimitError, id="sum-of-lists"),
     pytest.param("2.0 ** 100000", SandboxEvaluationError, id="float-overflow"),
     pytest.param("1 / 0", SandboxEvaluationError, id="division-by-zero"),
     pytest.param("'a' + 1", SandboxEvaluationError, id="type-error"),
@@ -51,7 +53,7 @@ def test_rendered_output_is_capped_per_value_and_per_rendering() -> None:
     concatenated = "{{ 'x' * 9000 ~ 'y' * 9000 }}"
     with pytest.raises(SandboxLimitError):
         render_params({"message": concatenated}, CONTEXT)
-    just_under = "{{ 'x' * %d }}" % MAX_VALUE_CHARS
+    just_under = f"{{{{ 'x' * {MAX_VALUE_CHARS} }}}}"
     assert len(render_params({"message": just_under}, CONTEXT)["message"]) == MAX_VALUE_CHARS
     many = {"matchers": {f"m{i}": just_under for i in range(MAX_RENDER_CHARS // MAX_VALUE_CHARS + 1)}}
     with pytest.raises(SandboxLimitError):
