@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 DEFAULT_OUTAGE_LIMIT_S = 300.0
 # The longest pause between two attempts: a database that comes back is used again within this long.
 MAX_PAUSE_S = 5.0
+# Failures further apart than this are two outages, not one: the calls that saw the first gave up waiting (they
+# were cancelled) without seeing its end. Longer than a pause plus the slowest failing attempt (a timed-out
+# statement, then a timed-out connection).
+OUTAGE_GAP_S = 60.0
 
 
 class StoreUnavailableError(EngineError):
@@ -140,6 +144,7 @@ class Patience:
         self._clock = clock
         self._sleep = sleep
         self._outage_since: float | None = None
+        self._failed_at = 0.0
 
     @property
     def in_outage(self) -> bool:
@@ -177,9 +182,12 @@ class Patience:
         return result
 
     def _failed(self, what: str, state: RetryCallState) -> None:
-        if self._outage_since is not None:
+        now = self._clock()
+        ongoing = self._outage_since is not None and now - self._failed_at < OUTAGE_GAP_S
+        self._failed_at = now
+        if ongoing:
             return
-        self._outage_since = self._clock()
+        self._outage_since = now
         failure = state.outcome.exception() if state.outcome is not None else None
         log.warning(
             "the database is unreachable (%s): %s waits and retries for up to %gs",
