@@ -2,7 +2,8 @@
 unattended, with a machine-readable summary).
 
 Operator mistakes (bad settings, missing directories, a port in use) end with one line on stderr and exit
-status 2, never a traceback.
+status 2, a store that stays unreachable past AIOPS_STORE_OUTAGE_LIMIT_S with one line and exit status 3, never a
+traceback (``cli_common.operator_errors``).
 """
 
 from __future__ import annotations
@@ -94,11 +95,6 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
         async with asyncio.TaskGroup() as group:
             group.create_task(server.serve(), name="http")
             expiry = group.create_task(engine.housekeeping(clock), name="housekeeping")
-            watcher = (
-                group.create_task(engine.playbooks.watch(settings.playbook_reload_s), name="playbooks")
-                if settings.playbook_reload_s > 0
-                else None
-            )
             replay = group.create_task(engine.pipeline.run(), name="pipeline")
             stopping = group.create_task(stop.wait(), name="stop")
             with view.progress:
@@ -113,8 +109,6 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
                 console.print("\nstopped before the replay finished")
             stopping.cancel()
             expiry.cancel()
-            if watcher is not None:
-                watcher.cancel()
             server.stop()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
