@@ -22,7 +22,7 @@ from engine.adapters.actions.kubernetes_workloads import (
 from engine.core.actions.catalogue import parse_params
 from engine.core.actions.executor import ActionExecutor, RetryPolicy
 from engine.core.memory import InMemoryLedger
-from engine.core.playbooks.guards import Policy, RunHistory
+from engine.core.playbooks.guards import Policy
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
@@ -315,14 +315,16 @@ async def test_the_engine_refuses_a_namespace_outside_its_allowlist_before_calli
             ],
         }
     )
+    ledger = InMemoryLedger()
     executor = ActionExecutor(
-        InMemoryLedger(), SystemClock(), {"scale_deployment": Counting(engine_api, SystemClock())}
+        ledger, SystemClock(), {"scale_deployment": Counting(engine_api, SystemClock())}, owner="test"
     )
     policy = Policy.model_validate({"allow": {"namespaces": ["serving"]}})
-    remediator = Remediator(Planner([playbook], ActionMode.LIVE), executor, policy, RunHistory())
+    remediator = Remediator(Planner([playbook], ActionMode.LIVE), executor, ledger, policy)
     series = SeriesKey.of(LATENCY.name, {"model": "fraud-detector", "namespace": namespace})
     change = IncidentChange(IncidentChangeKind.OPENED, incident(series=series, id="inc-allow", opened_at=0.0), 0.0)
-    [result] = await remediator.handle(change)
+    await ledger.plan(remediator.plan(change), at=change.at)
+    [result] = await remediator.run_due(10)
     assert result.status is ActionStatus.SKIPPED
     assert "allow" in result.detail
     assert calls == []
@@ -364,6 +366,7 @@ async def test_a_concurrent_write_is_read_again_and_the_change_reapplied(
         SystemClock(),
         {"scale_deployment": Racing(engine_api, SystemClock())},
         RetryPolicy(attempts=3, first_backoff_s=0.05, max_backoff_s=0.1, timeout_s=10),
+        owner="test",
     )
     result = await executor.execute(
         _request("scale_deployment", namespace=namespace, deployment="fraud-detector", step=1)

@@ -24,11 +24,15 @@ from engine.adapters.actions.kubernetes_api import KubernetesApi
 from engine.adapters.actions.kubernetes_workloads import ScaleDeploymentBackend
 from engine.adapters.api.auth import Role
 from engine.adapters.store.sql_store import SqlStore
-from engine.core.actions.executor import ActionExecutor
+from engine.core.actions.executor import ActionBackend, ActionExecutor
+from engine.core.playbooks.guards import Policy
+from engine.core.playbooks.planner import Planner
+from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import SystemClock
-from engine.domain.events import ActionStatus
+from engine.domain.events import ActionMode, ActionStatus
 from tests.engine.adapters.tokens import bearer
 from tests.integration import kube
+from tests.support.crash_after_action import OWNER, REQUEST_ID
 from tests.support.engine_process import REPO, running_engine
 
 pytestmark = [
@@ -164,19 +168,26 @@ async def test_a_kill_between_the_api_call_and_the_record_does_not_repeat_the_ac
 
     store = await SqlStore.open(database)
     api = KubernetesApi.connect(kubeconfig)
+    clock = SystemClock()
+    backends: dict[str, ActionBackend] = {"scale_deployment": ScaleDeploymentBackend(api, clock)}
     try:
-        [(request, status)] = await store.unfinished()
-        assert status is ActionStatus.RUNNING  # ... and its outcome was never recorded
-        executor = ActionExecutor(
-            store, SystemClock(), {"scale_deployment": ScaleDeploymentBackend(api, SystemClock())}
-        )
-        [recovered] = await executor.recover()
+        assert await store.ledger.status(REQUEST_ID) is ActionStatus.RUNNING  # ... and its outcome was never recorded
+        # Another replica leaves the step alone while the crashed one's lease lasts.
+        other = ActionExecutor(store.ledger, clock, backends, owner="another-replica")
+        assert await other.claim_due(10) == []
+        # The crashed replica, restarted under the same name, takes its own step over at once.
+        executor = ActionExecutor(store.ledger, clock, backends, owner=OWNER)
+        remediator = Remediator(Planner([], ActionMode.LIVE), executor, store.ledger, Policy())
+        [recovered] = await remediator.recover()
+        assert recovered.request.id == REQUEST_ID
         assert recovered.status is ActionStatus.SUCCEEDED
         assert "found in place after a restart" in recovered.detail
-        assert (await executor.execute(request)).status is ActionStatus.DUPLICATE
+        assert await store.ledger.status(REQUEST_ID) is ActionStatus.SUCCEEDED
+        assert (await executor.execute(recovered.request)).status is ActionStatus.DUPLICATE
+        assert await remediator.recover() == []
     finally:
         api.close()
         await store.close()
     assert _replicas(admin) == 4  # not 6: the step was not done twice
     annotations = client.AppsV1Api(admin).read_namespaced_deployment(DEPLOYMENT, NAMESPACE).metadata.annotations
-    assert [c.key for c in changes(annotations)] == [request.id]
+    assert [c.key for c in changes(annotations)] == [REQUEST_ID]

@@ -37,7 +37,7 @@ from engine.core.alert_feed import AlertFeed
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
-from engine.core.playbooks.guards import Policy, RunHistory
+from engine.core.playbooks.guards import Policy
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import SampleSource
@@ -138,7 +138,10 @@ async def running_engine(
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(8), threshold=0.5),
         incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=600, resolve_after_s=3600)),
         remediator=Remediator(
-            Planner([], ActionMode.DRY_RUN), ActionExecutor(store, SystemClock(), backends={}), Policy(), RunHistory()
+            Planner([], ActionMode.DRY_RUN),
+            ActionExecutor(store.ledger, SystemClock(), backends={}, owner="test"),
+            store.ledger,
+            Policy(),
         ),
         store=store,
         observer=summary,

@@ -20,6 +20,9 @@ from engine.core.actions.executor import ActionExecutor
 from engine.domain.clock import SystemClock
 from engine.domain.events import ActionMode, ActionRequest
 
+OWNER = "crash-test"
+REQUEST_ID = "crash-test:latency-scale-out:0"
+
 
 class KilledAfterTheCall(ScaleDeploymentBackend):
     async def execute(self, params: ActionParams, request: ActionRequest) -> str:
@@ -32,9 +35,10 @@ async def main(database: str, kubeconfig: str, namespace: str, deployment: str) 
     store = await SqlStore.open(database)
     clock = SystemClock()
     backend = KilledAfterTheCall(KubernetesApi.connect(Path(kubeconfig)), clock)
-    executor = ActionExecutor(store, clock, {"scale_deployment": backend})
+    # The test restarts "the same replica" under this name, which takes its own unfinished steps over at once.
+    executor = ActionExecutor(store.ledger, clock, {"scale_deployment": backend}, owner=OWNER)
     request = ActionRequest.create(
-        id="crash-test:latency-scale-out:0",
+        id=REQUEST_ID,
         incident_id="crash-test",
         playbook="latency-scale-out",
         step=0,
