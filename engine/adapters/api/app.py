@@ -12,8 +12,11 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.adapters.api.alert_routes import add_alert_route
 from engine.adapters.api.approval_routes import approval_router
@@ -62,10 +65,17 @@ def create_app(
     readiness: Mapping[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
     """``readiness``: checks of servers the engine needs besides its store (the store is always checked)."""
-    app = FastAPI(
+    # FastAPI's own /docs loads its scripts from a CDN, blank without Internet access; this one loads the copy
+    # installed with fastapi-offline, served from /docs/assets. ReDoc is left out: it fetches its logo from the
+    # Internet whatever it is given.
+    app = FastAPIOffline(
         title="aiops-engine",
         summary="Anomaly detection and safe auto-remediation around ML serving",
         version="0.1.0",
+        static_url="/docs/assets",
+        redoc_url=None,
+        # Swagger UI would otherwise send the OpenAPI description to validator.swagger.io.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     _install_error_handlers(app)
     # The ingest endpoints exist only once a credential for them is configured: never open by default. They come
@@ -79,7 +89,10 @@ def create_app(
         add_remote_write_route(
             app.router, sink=remote_write, credentials=ingest, metrics=metrics.ingest, limits=limits, series=series
         )
-    app.mount("/metrics", make_asgi_app(registry=metrics.registry))
+    # Routes, not a mount: a mount answers /metrics with a redirect to /metrics/. Both paths answer directly.
+    metrics_app = _AsgiEndpoint(make_asgi_app(registry=metrics.registry))
+    for path in ("/metrics", "/metrics/"):
+        app.router.routes.append(Route(path, metrics_app, methods=["GET"], include_in_schema=False))
     viewer = [Depends(requirement(tokens, Role.VIEWER))]
     if playbooks is not None:
         app.include_router(playbook_router(playbooks, tokens))
@@ -160,6 +173,16 @@ def create_app(
         return [ActionOut.of(record) for record in await store.list_actions(limit=limit, offset=offset)]
 
     return app
+
+
+class _AsgiEndpoint:
+    """An ASGI app as a route's endpoint: Starlette calls a plain function as a request handler instead."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
