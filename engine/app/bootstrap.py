@@ -28,6 +28,7 @@ from engine.adapters.sources.replay import ReplaySource
 from engine.adapters.store.resilience import shown_url, skipped_during_outage
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
+from engine.adapters.web.sessions import PageSessions
 from engine.app.action_backends import ActionBackends, open_action_backends, retry_policy
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
@@ -43,7 +44,7 @@ from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserver, SampleSource
 from engine.core.silences import SilenceBook, SilenceDesk
-from engine.domain.clock import Clock
+from engine.domain.clock import Clock, SystemClock
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionResult, Incident, IncidentState
 from engine.domain.limits import LabelLimits
@@ -85,8 +86,16 @@ class EngineBase:
             desk=self.desk,
             silences=self.silences,
             ingest_limits=ingest_limits(self.settings),
+            page_sessions=self._page_sessions(),
             **self._api_extras(),
         )
+
+    def _page_sessions(self) -> PageSessions:
+        # Wall-clock time, whatever clock the engine runs on: a replay's clock runs far faster than a login lasts.
+        lifetime, key = self.settings.ui_session_s, self.settings.ui_session_secret
+        if key:
+            return PageSessions(key=key, lifetime_s=lifetime, clock=SystemClock())
+        return PageSessions.with_random_key(lifetime_s=lifetime, clock=SystemClock())
 
     def _api_extras(self) -> dict[str, Any]:
         """Endpoints only this engine shape offers (as create_app keyword arguments)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.adapters.web.sessions import DEFAULT_LIFETIME_S
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionMode
 
@@ -63,6 +64,18 @@ class Settings(BaseSettings):
         default="",
         description="API tokens as name:role:sha256,... (roles viewer, responder, admin; "
         "`aiops token NAME --role ROLE` makes one); when empty, `aiops run` prints a one-off admin token",
+    )
+    ui_session_s: float = Field(
+        default=DEFAULT_LIFETIME_S,
+        gt=0,
+        le=7 * 86400.0,
+        description="how long a login to the on-call page (/ui/) lasts, in seconds; then it asks for the token again",
+    )
+    ui_session_secret: str = Field(
+        default="",
+        pattern=r"^(|.{32,})$",
+        description="key (32+ characters) that signs the on-call page's session cookies; empty: a random one at "
+        "each start, so restarts log everyone out. Give every replica the same key so a login works on all of them",
     )
     playbook_reload_s: float = Field(
         default=5.0, ge=0, description="how often `aiops run` checks the playbook directory for changes (0: never)"

@@ -35,11 +35,14 @@ from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.adapters.web.pages import page_router
+from engine.adapters.web.protection import PageHeaders
+from engine.adapters.web.sessions import DEFAULT_LIFETIME_S, PageSessions
 from engine.core.actions.executor import StepDecider
 from engine.core.alert_feed import AlertFeed
 from engine.core.detection import SeriesAdmission
 from engine.core.incident_desk import IncidentDesk
 from engine.core.silences import SilenceDesk
+from engine.domain.clock import SystemClock
 from engine.domain.errors import ConflictError, NotFoundError
 from engine.domain.events import IncidentState
 
@@ -60,6 +63,7 @@ def create_app(
     alerts: AlertFeed | None = None,
     silences: SilenceDesk | None = None,
     remote_write: PushedSource | None = None,
+    page_sessions: PageSessions | None = None,
     ingest_limits: IngestLimits | None = None,
     series: SeriesAdmission | None = None,
     readiness: Mapping[str, ReadinessCheck] | None = None,
@@ -103,7 +107,9 @@ def create_app(
     if silences is not None:
         app.include_router(silence_router(silences, tokens))
     if desk is not None and executor is not None:
-        app.include_router(page_router(store=store, desk=desk, executor=executor, tokens=tokens))
+        sessions = page_sessions or PageSessions.with_random_key(lifetime_s=DEFAULT_LIFETIME_S, clock=SystemClock())
+        app.include_router(page_router(store=store, desk=desk, executor=executor, tokens=tokens, sessions=sessions))
+        app.add_middleware(PageHeaders)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Health:

@@ -11,7 +11,7 @@ import enum
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -62,6 +62,9 @@ class TokenBook:
 
     def __bool__(self) -> bool:
         return bool(self._tokens)
+
+    def __iter__(self) -> Iterator[ApiToken]:
+        return iter(self._tokens)
 
     def with_token(self, token: ApiToken) -> TokenBook:
         return TokenBook((*self._tokens, token))

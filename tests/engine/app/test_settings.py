@@ -32,3 +32,16 @@ def test_every_setting_is_documented() -> None:
     for variable, _default, description in settings_table():
         assert variable.startswith("AIOPS_")
         assert description
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AIOPS_UI_SESSION_SECRET", "shorter-than-32-characters"),
+        ("AIOPS_UI_SESSION_S", "0"),
+        ("AIOPS_UI_SESSION_S", "1e9"),
+    ],
+)
+def test_page_sessions_need_a_long_key_and_a_bounded_lifetime(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"invalid setting {variable}"):
+        load_settings({variable: value})
