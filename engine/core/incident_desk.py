@@ -16,6 +16,8 @@ from engine.domain.events import ActionResult, Incident, IncidentState
 _OPEN = frozenset({IncidentState.OPEN})
 _ACKNOWLEDGED = frozenset({IncidentState.ACKNOWLEDGED})
 _ACTIVE = frozenset({IncidentState.OPEN, IncidentState.ACKNOWLEDGED})
+# A snooze silences escalation; one that outlasts a week is a forgotten incident, not a decision.
+MAX_SNOOZE_S = 7 * 86400.0
 
 
 class IncidentDesk:
@@ -44,6 +46,8 @@ class IncidentDesk:
         now = self._clock.now()
         if until <= now:
             raise ConflictError("a snooze must end in the future")
+        if until > now + MAX_SNOOZE_S:
+            raise ConflictError(f"a snooze may last at most {MAX_SNOOZE_S / 86400:.0f} days")
         return await self._decisions.annotate_incident(
             incident_id, kind="snoozed", by=by, comment=comment, at=now, snoozed_until=until
         )

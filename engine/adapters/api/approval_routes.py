@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.api.auth import ApiToken, Role, TokenBook, requirement
@@ -24,6 +24,10 @@ class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     comment: str = Field(default="", max_length=2000)
+
+
+# The comment is optional, so the body may be left out altogether.
+OptionalDecision = Annotated[Decision, Body(default_factory=Decision)]
 
 
 class DecisionOut(BaseModel):
@@ -49,12 +53,12 @@ def approval_router(
         return [ActionOut.of(r) for r in await store.list_actions(status=ActionStatus.AWAITING_APPROVAL)]
 
     @router.post("/{action_id}/approve", responses={404: {}, 409: {"description": "not waiting for approval"}})
-    async def approve(action_id: ActionId, decision: Decision, caller: ApiToken = responder) -> DecisionOut:
+    async def approve(action_id: ActionId, decision: OptionalDecision, caller: ApiToken = responder) -> DecisionOut:
         """Approve a waiting step: it runs now (in the mode it was planned in)."""
         return _out(await _decide(action_id, approve=True, by=caller.name, comment=decision.comment))
 
     @router.post("/{action_id}/reject", responses={404: {}, 409: {"description": "not waiting for approval"}})
-    async def reject(action_id: ActionId, decision: Decision, caller: ApiToken = responder) -> DecisionOut:
+    async def reject(action_id: ActionId, decision: OptionalDecision, caller: ApiToken = responder) -> DecisionOut:
         """Reject a waiting step: it will not run."""
         return _out(await _decide(action_id, approve=False, by=caller.name, comment=decision.comment))
 

@@ -299,13 +299,18 @@ class SqlStore:
     async def annotate_incident(
         self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None
     ) -> Incident:
-        """Add a comment (or a snooze) to an incident's timeline without changing its state."""
+        """Add a comment (or a snooze) to an incident's timeline without changing its state. A resolved incident
+        cannot be snoozed (ConflictError)."""
+        snoozing = kind == "snoozed"
         async with self._sessions.begin() as session:
-            row = await session.get(IncidentRow, incident_id)
+            # Locked while snoozing, so that a resolution at the same moment is seen, not overwritten.
+            row = await session.get(IncidentRow, incident_id, with_for_update=snoozing)
             if row is None:
                 raise NotFoundError(f"no incident {incident_id!r}")
             detail = _by(by, comment)
-            if kind == "snoozed":
+            if snoozing:
+                if row.state == IncidentState.RESOLVED.value:
+                    raise ConflictError(f"incident {incident_id} is resolved; cannot snooze it")
                 row.snoozed_until = snoozed_until
                 detail["until"] = snoozed_until
             await _add_event(session, incident_id, at=at, kind=kind, detail=detail)

@@ -75,6 +75,13 @@ async def test_reject_keeps_the_step_from_running(client: httpx.AsyncClient) -> 
     assert (await client.post("/api/v1/approvals/act-b/approve", json={})).status_code == 409
 
 
+@pytest.mark.parametrize("verdict", ["approve", "reject"])
+async def test_a_decision_needs_no_body(client: httpx.AsyncClient, verdict: str) -> None:
+    decided = await client.post(f"/api/v1/approvals/act-a/{verdict}")
+    assert decided.status_code == 200
+    assert decided.json()["status"] == ("dry-run" if verdict == "approve" else "rejected")
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [
@@ -87,6 +94,28 @@ async def test_reject_keeps_the_step_from_running(client: httpx.AsyncClient) -> 
 )
 async def test_bad_decisions_are_client_errors(client: httpx.AsyncClient, path: str, body: object, status: int) -> None:
     assert (await client.post(path, json=body)).status_code == status
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"null", "application/json"),
+        (b"\xff\xfe", "application/json"),
+        (b'{"comment": "unterminated', "application/json"),
+        (b'{"comment": "' + b"x" * 3000 + b'"}', "application/json"),
+        (b"comment=ok", "application/x-www-form-urlencoded"),
+        (b"[" * 5000 + b"]" * 5000, "application/json"),
+    ],
+    ids=["null", "not-utf8", "truncated", "too-long", "a-form", "deeply-nested"],
+)
+async def test_hostile_decision_bodies_are_client_errors(
+    client: httpx.AsyncClient, content: bytes, content_type: str
+) -> None:
+    response = await client.post(
+        "/api/v1/approvals/act-a/approve", content=content, headers={"Content-Type": content_type}
+    )
+    assert response.status_code in (400, 422)
+    assert [p["id"] for p in (await client.get("/api/v1/approvals")).json()] == ["act-a", "act-b"]
 
 
 async def test_viewers_cannot_decide_and_strangers_cannot_look(client: httpx.AsyncClient) -> None:

@@ -1,6 +1,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import Role
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
-from engine.core.incident_desk import IncidentDesk
+from engine.core.incident_desk import MAX_SNOOZE_S, IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.clock import FakeClock
 from engine.domain.events import IncidentChange, IncidentChangeKind
@@ -82,6 +83,46 @@ async def test_snooze_until_a_future_time(client: httpx.AsyncClient) -> None:
     assert past.status_code == 409
 
 
+async def test_decisions_whose_fields_all_have_defaults_need_no_body(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/v1/incidents/inc-1/ack")).json()["state"] == "acknowledged"
+    assert (await client.post("/api/v1/incidents/inc-1/unack")).json()["state"] == "open"
+    assert (await client.post("/api/v1/incidents/inc-1/resolve")).json()["state"] == "resolved"
+    timeline = (await client.get("/api/v1/incidents/inc-1")).json()["timeline"]
+    assert [e["detail"] for e in timeline[1:]] == [{"by": "test-responder"}] * 3
+
+
+@pytest.mark.parametrize("decision", ["comment", "snooze"])
+async def test_decisions_with_a_required_field_name_it_when_the_body_is_missing(
+    client: httpx.AsyncClient, decision: str
+) -> None:
+    response = await client.post(f"/api/v1/incidents/inc-1/{decision}")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body"]
+
+
+async def test_a_snooze_lasts_at_most_a_week(client: httpx.AsyncClient) -> None:
+    week = NOW + MAX_SNOOZE_S
+    at_most = await client.post("/api/v1/incidents/inc-1/snooze", json={"until": _iso(week)})
+    assert at_most.status_code == 200
+    for until in (week + 1, NOW + 365 * 86400, datetime(9999, 12, 31, tzinfo=UTC).timestamp()):
+        longer = await client.post("/api/v1/incidents/inc-1/snooze", json={"until": _iso(until)})
+        assert longer.status_code == 409
+    assert (await client.get("/api/v1/incidents/inc-1")).json()["snoozed_until"] == _iso(week).replace("+00:00", "Z")
+
+
+async def test_a_resolved_incident_cannot_be_snoozed(client: httpx.AsyncClient) -> None:
+    await client.post("/api/v1/incidents/inc-1/resolve")
+    refused = await client.post("/api/v1/incidents/inc-1/snooze", json={"until": _iso(NOW + 3600)})
+    assert refused.status_code == 409
+    detail = (await client.get("/api/v1/incidents/inc-1")).json()
+    assert detail["snoozed_until"] is None
+    assert [e["kind"] for e in detail["timeline"]] == ["opened", "resolved"]
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat()
+
+
 @pytest.mark.parametrize(
     ("path", "body", "headers", "status"),
     [
@@ -92,6 +133,10 @@ async def test_snooze_until_a_future_time(client: httpx.AsyncClient) -> None:
         ("/api/v1/incidents/inc-1/snooze", {"until": "tomorrow"}, None, 422),
         ("/api/v1/incidents/inc-1/snooze", {"until": "2027-01-15T12:00:00"}, None, 422),
         ("/api/v1/incidents/inc-1/ack", {"comment": "x" * 2001}, None, 422),
+        ("/api/v1/incidents/inc-1/snooze", {"until": "0001-01-01T00:00:00+14:00"}, None, 409),
+        ("/api/v1/incidents/inc-1/snooze", {"until": "9999-12-31T23:59:59-14:00"}, None, 409),
+        ("/api/v1/incidents/inc-1/snooze", {"until": "2027-01-15T12:00:00Z", "for": "ever"}, None, 422),
+        ("/api/v1/incidents/inc-1/ack", [], None, 422),
     ],
 )
 async def test_bad_decisions_are_client_errors(
