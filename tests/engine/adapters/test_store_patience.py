@@ -1,5 +1,6 @@
 """How the store waits out an outage, on fake time: real refused connections, retried with growing pauses until
-the outage limit; one outage is one pair of log lines; failures a long while apart are two outages."""
+the outage limit; one outage is one pair of log lines; failures a long while apart are two outages; a chore done
+again on its next round skips a round instead."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 
 import pytest
 
-from engine.adapters.store.resilience import MAX_PAUSE_S, Patience, StoreUnavailableError
+from engine.adapters.store.resilience import MAX_PAUSE_S, Patience, StoreUnavailableError, skipped_during_outage
 from tests.support.engine_process import free_port
 
 RESILIENCE_LOG = "engine.adapters.store.resilience"
@@ -107,3 +108,14 @@ async def test_failures_a_long_while_apart_are_two_outages_each_with_its_own_lim
     # Far past the first failure plus the limit: a new outage, waited out from its own start.
     assert await patience.call(_Database(fake, back_at=1010.0).query, "storing") == "answer"
     assert _outages(caplog) == ["began", "began", "ended"]
+
+
+async def test_a_chore_skips_a_round_while_the_database_is_away_but_not_on_other_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=RESILIENCE_LOG)
+    with skipped_during_outage("housekeeping"):
+        await _Database(_Time()).query()
+    assert _outages(caplog) == ["skipped"]
+    with pytest.raises(ZeroDivisionError), skipped_during_outage("housekeeping"):
+        _ = 1 / 0
