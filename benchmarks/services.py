@@ -149,11 +149,19 @@ class PrivateBroker:
         self._frozen: int | None = None
 
     async def _script(self, command: str, **extra: str) -> None:
+        # Its output is kept out of the caller's stdout (a benchmark prints its figures there).
         process = await asyncio.create_subprocess_exec(
-            "bash", str(REPO / "scripts/services/kafka.sh"), command, env=self._env | extra, cwd=REPO
+            "bash",
+            str(REPO / "scripts/services/kafka.sh"),
+            command,
+            env=self._env | extra,
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
-        if await process.wait() != 0:
-            raise RuntimeError(f"kafka.sh {command} failed (see {self._run_dir})")
+        output, _ = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"kafka.sh {command} failed: {output.decode(errors='replace')[-2000:]}")
 
     async def start(self, *, keep_data: bool = False) -> None:
         await self._script("start", AIOPS_KAFKA_KEEP_DATA="1" if keep_data else "0")
