@@ -204,3 +204,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(SQLAlchemyError, store_unavailable)
+    # The database driver's own errors when the server is down (refused connection) or frozen (timed out): not
+    # wrapped by SQLAlchemy, and as much an unavailable store as its errors are.
+    app.add_exception_handler(OSError, store_unavailable)

@@ -1,6 +1,6 @@
 """``/readyz`` tells the truth within a second: 503 while the store (or, for a Kafka-fed engine, the brokers) cannot
-be reached or does not answer, 200 again once it does. Against a PostgreSQL server of the test's own, which the
-test freezes and stops, and the test Kafka broker."""
+be reached or does not answer, 200 again once it does; other requests meanwhile answer 503, never 500. Against a
+PostgreSQL server of the test's own, which the test freezes and stops, and the test Kafka broker."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry
 
 from benchmarks.services import PrivatePostgres
 from engine.adapters.api.app import create_app
+from engine.adapters.api.auth import Role
 from engine.adapters.api.readiness import ReadinessCheck
 from engine.adapters.kafka.source import KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
-from tests.engine.adapters.tokens import BOOK
+from tests.engine.adapters.tokens import BOOK, bearer
 from tests.support.engine_process import free_port
 from tests.support.private_postgres import module_postgres, store_on
 
@@ -100,3 +101,20 @@ async def test_a_kafka_fed_engine_is_ready_once_its_consumer_reaches_the_brokers
         source.stop()
         await consuming
     await store.close()
+
+
+async def test_requests_answer_503_not_500_while_the_database_is_stopped_or_frozen(
+    postgres: PrivatePostgres, pg_store: SqlStore
+) -> None:
+    async with _client(pg_store) as client:
+        client.headers.update(bearer(Role.VIEWER))
+        assert (await client.get("/api/v1/incidents")).status_code == 200
+        await asyncio.to_thread(postgres.stop)
+        assert (await client.get("/api/v1/incidents")).status_code == 503
+        await asyncio.to_thread(postgres.start)
+        postgres.freeze()
+        try:
+            assert (await client.get("/api/v1/incidents")).status_code == 503
+        finally:
+            postgres.thaw()
+        assert (await client.get("/api/v1/incidents")).status_code == 200
