@@ -55,10 +55,10 @@ class Fault(enum.Enum):
 
 
 # SQLSTATE classes and codes (PostgreSQL's appendix A). Connection exceptions, insufficient resources (disk full,
-# too many connections), transaction rollbacks (serialization failures, deadlocks) and operator intervention
-# (shutting down, starting up, a statement cancelled by its timeout) pass; the rest are about who the engine is or
-# what the database holds.
-_TRANSIENT_CLASSES = ("08", "40", "53", "57")
+# too many connections), transaction rollbacks (serialization failures, deadlocks), operator intervention
+# (shutting down, starting up, a statement cancelled by its timeout) and a read-only transaction (a server that a
+# failover has not promoted yet) pass; the rest are about who the engine is or what the database holds.
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "25006")
 _FATAL_CODES = frozenset({"3D000", "3F000", "42501", "42P01", "42703", "57P04"})
 _FATAL_CLASSES = ("28",)
 # SQLite reports through messages, not codes.

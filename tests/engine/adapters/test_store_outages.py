@@ -107,6 +107,26 @@ async def test_a_quick_restart_is_outlived_by_checkpoint_saves_and_loads(
     assert kept.offset == 20
 
 
+async def test_writes_wait_while_the_database_is_read_only_as_during_a_failover(pg_store: SqlStore) -> None:
+    async def read_only(on: bool) -> None:
+        async with pg_store._engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+            await connection.execute(text(f"ALTER SYSTEM {setting}"))
+            await connection.execute(text("SELECT pg_reload_conf()"))
+
+    await read_only(True)
+    try:
+        writing = asyncio.create_task(pg_store.apply_changes([_opened(1)]))
+        await asyncio.sleep(2)
+        assert not writing.done()
+        assert pg_store.patience.in_outage
+    finally:
+        await read_only(False)
+    await asyncio.wait_for(writing, timeout=30)
+    assert [i.id for i in await pg_store.list_incidents()] == ["inc-1"]
+
+
 async def test_a_frozen_database_ends_a_write_with_an_error_instead_of_holding_it(
     postgres: PrivatePostgres, pg_store: SqlStore
 ) -> None:
