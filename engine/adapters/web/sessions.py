@@ -36,7 +36,7 @@ class _Claims(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(max_length=200)
-    token: str = Field(max_length=64)
+    fingerprint: str = Field(max_length=64)
     csrf: str = Field(max_length=64)
     expires_at: float
 
@@ -59,7 +59,7 @@ class PageSessions:
         """A new session for ``caller``: the cookie value and what it stands for."""
         session = PageSession(caller, secrets.token_urlsafe(24), self._clock.now() + self.lifetime_s)
         claims = _Claims(
-            name=caller.name, token=self._fingerprint(caller), csrf=session.csrf, expires_at=session.expires_at
+            name=caller.name, fingerprint=self._fingerprint(caller), csrf=session.csrf, expires_at=session.expires_at
         )
         return self._serializer.dumps(claims.model_dump()), session
 
@@ -74,7 +74,7 @@ class PageSessions:
         if claims.expires_at <= self._clock.now():
             return None
         for token in tokens:
-            if token.name == claims.name and hmac.compare_digest(self._fingerprint(token), claims.token):
+            if token.name == claims.name and hmac.compare_digest(self._fingerprint(token), claims.fingerprint):
                 return PageSession(token, claims.csrf, claims.expires_at)
         return None
 
