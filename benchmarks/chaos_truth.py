@@ -81,13 +81,16 @@ class DeploymentWatch:
                     resource_version=self._resource_version,
                     timeout_seconds=2,
                 ):
+                    if event["type"] == "ERROR":  # e.g. 410: the version is too old; a gap would hide changes
+                        self.errors.append(f"watch of {self._namespace} broke: {event['raw_object']}")
+                        return
                     item = event["object"]
                     self._resource_version = item.metadata.resource_version
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self._record(item)
                     if self._stopped.is_set():
                         break
-            except client.ApiException as exc:  # 410: the version is too old; a gap would hide changes
+            except client.ApiException as exc:
                 self.errors.append(f"watch of {self._namespace} broke: {exc.status} {exc.reason}")
                 return
             finally:
