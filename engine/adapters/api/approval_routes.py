@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.api.auth import ApiToken, Role, TokenBook, requirement
 from engine.adapters.api.schemas import ActionOut
+from engine.adapters.api.strict_json import StrictJsonRoute
 from engine.adapters.store.sql_store import SqlStore
 from engine.core.actions.executor import StepDecider
 from engine.core.incident_desk import IncidentDesk
@@ -39,7 +40,7 @@ class DecisionOut(BaseModel):
 def approval_router(
     store: SqlStore, executor: StepDecider, tokens: TokenBook, desk: IncidentDesk | None = None
 ) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"])
+    router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"], route_class=StrictJsonRoute)
     responder = Depends(requirement(tokens, Role.RESPONDER))
 
     async def _decide(action_id: str, *, approve: bool, by: str, comment: str) -> ActionResult:

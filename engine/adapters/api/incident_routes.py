@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from engine.adapters.api.auth import ApiToken, Role, TokenBook, requirement
 from engine.adapters.api.schemas import IncidentOut
+from engine.adapters.api.strict_json import StrictJsonRoute
 from engine.core.incident_desk import IncidentDesk
 
 IncidentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -45,7 +46,7 @@ OptionalNote = Annotated[Note, Body(default_factory=Note)]
 
 
 def incident_router(desk: IncidentDesk, tokens: TokenBook) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], responses=_ERRORS)
+    router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], responses=_ERRORS, route_class=StrictJsonRoute)
     responder = Depends(requirement(tokens, Role.RESPONDER))
 
     @router.post("/{incident_id}/ack")

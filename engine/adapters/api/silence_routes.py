@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.adapters.api.auth import ApiToken, Role, TokenBook, requirement
+from engine.adapters.api.strict_json import StrictJsonRoute
 from engine.core.playbooks.expressions import Duration
 from engine.core.silences import SignalSilence, SilenceDesk
 
@@ -50,7 +51,7 @@ class SilenceOut(BaseModel):
 
 
 def silence_router(desk: SilenceDesk, tokens: TokenBook) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
+    router = APIRouter(prefix="/api/v1/silences", tags=["silences"], route_class=StrictJsonRoute)
     responder = Depends(requirement(tokens, Role.RESPONDER))
 
     @router.get("", dependencies=[Depends(requirement(tokens, Role.VIEWER))])

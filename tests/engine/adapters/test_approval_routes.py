@@ -105,8 +105,10 @@ async def test_bad_decisions_are_client_errors(client: httpx.AsyncClient, path: 
         (b'{"comment": "' + b"x" * 3000 + b'"}', "application/json"),
         (b"comment=ok", "application/x-www-form-urlencoded"),
         (b"[" * 5000 + b"]" * 5000, "application/json"),
+        (b'{"comment": "\\ud800"}', "application/json"),
+        (b'{"comment": "ok", "extra": "\\udfff"}', "application/json"),
     ],
-    ids=["null", "not-utf8", "truncated", "too-long", "a-form", "deeply-nested"],
+    ids=["null", "not-utf8", "truncated", "too-long", "a-form", "deeply-nested", "lone-surrogate", "surrogate-echoed"],
 )
 async def test_hostile_decision_bodies_are_client_errors(
     client: httpx.AsyncClient, content: bytes, content_type: str

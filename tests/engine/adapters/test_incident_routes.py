@@ -145,6 +145,23 @@ async def test_bad_decisions_are_client_errors(
     assert (await client.post(path, json=body, headers=headers)).status_code == status
 
 
+@pytest.mark.parametrize("decision", ["ack", "unack", "resolve", "comment", "snooze"])
+@pytest.mark.parametrize(
+    "content",
+    [b'{"comment": "\\ud800"}', b'{"comment": "x", "until": "2027-01-15T12:00:00\\udfffZ"}', b'{"comment": NaN}'],
+    ids=["lone-surrogate", "surrogate-in-time", "nan"],
+)
+async def test_text_that_is_not_unicode_and_numbers_that_are_not_finite_are_refused(
+    client: httpx.AsyncClient, decision: str, content: bytes
+) -> None:
+    response = await client.post(
+        f"/api/v1/incidents/inc-1/{decision}", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert [e["kind"] for e in (await client.get("/api/v1/incidents/inc-1")).json()["timeline"]] == ["opened"]
+
+
 async def test_resolving_lets_new_signals_open_a_new_incident(store: SqlStore) -> None:
     manager = IncidentManager(IncidentPolicy(min_signals=1))
     [opened] = manager.observe(anomaly(0.0))

@@ -78,3 +78,14 @@ async def test_viewers_cannot_silence(client: httpx.AsyncClient) -> None:
     body = {"metric": "m", "duration": "1h", "comment": "x"}
     assert (await client.post("/api/v1/silences", json=body, headers=bearer(Role.VIEWER))).status_code == 403
     assert (await client.post("/api/v1/silences", json=body)).status_code == 401
+
+
+async def test_text_that_is_not_unicode_is_refused(client: httpx.AsyncClient) -> None:
+    content = b'{"metric": "m", "matchers": [], "duration": "2h", "comment": "\\ud800"}'
+    created = await client.post(
+        "/api/v1/silences",
+        content=content,
+        headers={"Content-Type": "application/json"} | bearer(Role.RESPONDER),
+    )
+    assert created.status_code == 422
+    assert (await client.get("/api/v1/silences", headers=bearer(Role.VIEWER))).json() == []
