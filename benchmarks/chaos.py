@@ -17,8 +17,12 @@ the trial is compared (``benchmarks.chaos_truth``) with one uninterrupted run of
 replica, made first.
 
 It prints one JSON object with ``--json``: trials, duplicate_actions, lost_steps, unapproved_runs, budget_overruns,
-undone_good_actions, lost_incidents (summed over the trials) and seconds. Progress, and every nonzero count with its
-evidence (trial seed, the kills and outages with their moments, the ledger rows), go to stderr and ``--details``.
+undone_good_actions, lost_incidents (summed over the trials) and seconds. Progress and findings go to stderr and
+``--details``: a trial is a finding when a count is nonzero, when a step ends differently from the uninterrupted run
+(e.g. a failed verification left to a person instead of undone) or when a replica ends on its own (it is restarted);
+each finding holds the trial's seed, the kills, restarts and outages with their moments, the ledger's rows, the
+incidents of both runs and the changes the cluster saw. A seed fixes the harness's choices, not the timing of the
+processes. The replicas act with the control plane's admin kubeconfig.
 """
 
 from __future__ import annotations
@@ -640,11 +644,12 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
                 comparison = compare(reference, truth)
                 total = total + comparison.counts
                 log(f"trial {number} (seed {trial_seed}): {json.dumps(asdict(comparison.counts))}")
-                if comparison.counts.nonzero() or comparison.evidence.get("differing_outcomes"):
+                if comparison.counts.nonzero() or comparison.evidence["differing_outcomes"] or trial.exits:
                     finding = {
                         "trial": number,
                         "trial_seed": trial_seed,
                         "counts": asdict(comparison.counts),
+                        "replicas_exited": trial.exits,
                         "evidence": comparison.evidence,
                         "t0": trial.t0,
                         "events": trial.events,
