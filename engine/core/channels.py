@@ -30,6 +30,8 @@ class Channel(Generic[T]):
     def __init__(self, capacity: int) -> None:
         self._queue: asyncio.Queue[T | _Closed] = asyncio.Queue(maxsize=capacity)
         self._closed = False
+        # Closed while the queue was full: the consumer stops once it has taken what is queued.
+        self._end_after_queue = False
 
     async def send(self, item: T) -> None:
         if self._closed:
@@ -37,15 +39,23 @@ class Channel(Generic[T]):
         await self._queue.put(item)
 
     async def close(self) -> None:
+        """End the stream after what is queued. Never waits: a producer closes in its ``finally``, also when it is
+        being cancelled because its consumer failed, and waiting there for room that nobody makes would hang."""
         if not self._closed:
             self._closed = True
-            await self._queue.put(_CLOSED)
+            try:
+                self._queue.put_nowait(_CLOSED)
+            except asyncio.QueueFull:
+                self._end_after_queue = True
+
+    def _ended(self) -> bool:
+        return self._end_after_queue and self._queue.empty()
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._drain()
 
     async def _drain(self) -> AsyncIterator[T]:
-        while True:
+        while not self._ended():
             item = await self._queue.get()
             if isinstance(item, _Closed):
                 return
@@ -54,7 +64,7 @@ class Channel(Generic[T]):
     async def bursts(self) -> AsyncIterator[list[T]]:
         """The items in order, as lists: each wake-up takes the first item and every one already waiting behind
         it (at most the capacity), so that a consumer that fell behind can handle its backlog in one go."""
-        while True:
+        while not self._ended():
             first = await self._queue.get()
             if isinstance(first, _Closed):
                 return

@@ -58,3 +58,21 @@ async def test_bursts_wait_for_the_next_item_when_nothing_is_waiting() -> None:
     assert await later == [7]
     await channel.close()
     assert [burst async for burst in bursts] == []
+
+
+async def test_closing_a_full_channel_does_not_wait_and_its_consumer_still_gets_everything() -> None:
+    # A producer closes in its finally, also when it is cancelled because the consumer's stage failed: waiting there
+    # for room nobody makes hung the whole pipeline.
+    channel: Channel[int] = Channel(capacity=2)
+    await channel.send(1)
+    await channel.send(2)
+    await asyncio.wait_for(channel.close(), timeout=1)
+    assert [item async for item in channel] == [1, 2]
+
+
+async def test_a_full_channel_closed_ends_the_bursts_after_what_was_queued() -> None:
+    channel: Channel[int] = Channel(capacity=2)
+    await channel.send(1)
+    await channel.send(2)
+    await channel.close()
+    assert [burst async for burst in channel.bursts()] == [[1, 2]]
