@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from detectors.thresholds import ThresholdFilter
 
 from detectors import registry
+from detectors.thresholds import ThresholdFilter
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
