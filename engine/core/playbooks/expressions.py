@@ -101,7 +101,9 @@ class LabelMatcher:
         return hit if self.op is MatchOp.REGEX else not hit
 
     def __str__(self) -> str:
-        return f'{self.label}{self.op.value}"{self.value}"'
+        # Quotes escaped as ``parse`` reads them: a stored step's matchers must read back as they were written.
+        value = self.value.replace('"', '\\"')
+        return f'{self.label}{self.op.value}"{value}"'
 
 
 @lru_cache(maxsize=512)
