@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +41,9 @@ from engine.core.escalation import Escalator
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
-from engine.core.playbooks.guards import RunHistory
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
+from engine.core.playbooks.verification import Verifier
 from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserver, SampleSource
 from engine.core.silences import SilenceBook, SilenceDesk
 from engine.domain.clock import Clock, SystemClock
@@ -101,9 +103,14 @@ class EngineBase:
         """Endpoints only this engine shape offers (as create_app keyword arguments)."""
         return {}
 
+    def _unjudged_grace_s(self) -> float | None:
+        """How long past its deadline a verification no replica judged waits before a person is handed it; None
+        where this process sees every series (it judges them all itself, on event time that may be a replay's)."""
+        return None
+
     async def recover(self) -> None:
         """Reconcile the steps a previous run left unfinished (crash, kill) before new work starts."""
-        self._report(await self.executor.recover())
+        self._report(await self.remediator.recover())
         await refresh_incident_counts(self.store, self.metrics)
 
     async def housekeeping(
@@ -112,10 +119,13 @@ class EngineBase:
         """Forever (until cancelled): expire steps nobody approved in time, re-open incidents whose
         acknowledgement timed out, send the escalation notifications that are due, and recount incidents by
         state every ``count_interval_s`` (what the pipeline opened and resolved, and what another replica or an
-        acknowledgement timeout changed)."""
+        acknowledgement timeout changed); and follow the playbook directory (``AIOPS_PLAYBOOK_RELOAD_S``)."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._chores(clock, interval_s), name="chores")
             group.create_task(self._recount_incidents(clock, count_interval_s), name="incident-counts")
+            if self.settings.playbook_reload_s > 0:
+                # Every engine shape follows the playbook directory (`run`, `serve` and `watch` alike).
+                group.create_task(self.playbooks.watch(self.settings.playbook_reload_s), name="playbooks")
 
     async def _chores(self, clock: Clock, interval_s: float) -> None:
         while True:
@@ -123,6 +133,9 @@ class EngineBase:
             # Each chore is done again on the next round: a database away for now skips a round, not the engine.
             with skipped_during_outage("housekeeping"):
                 self._report(await self.executor.expire_overdue())
+                grace = self._unjudged_grace_s()
+                if grace is not None:
+                    self._report(await self.remediator.hand_over_unjudged(clock.now(), grace))
                 self._report(await self.escalator.tick())
                 await self.silences.refresh()
 
@@ -275,6 +288,9 @@ class SharedParts:
     escalator: Escalator
     silences: SilenceDesk
     silence_book: SilenceBook
+    clock: Clock
+    # Remediation workers the pipeline runs (steps carried out at once).
+    workers: int
 
     def pipeline(
         self,
@@ -295,6 +311,8 @@ class SharedParts:
             alerts=alerts,
             acknowledger=acknowledger,
             silences=self.silence_book,
+            clock=self.clock,
+            workers=self.workers,
         )
 
     def engine_fields(self, settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
@@ -315,8 +333,13 @@ class SharedParts:
         }
 
 
-async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSummary | None) -> SharedParts:
-    """Load the playbooks and the detector (failing fast on bad settings or files), open the store, wire the rest."""
+async def open_shared_parts(
+    settings: Settings, *, clock: Clock, summary: RunSummary | None, sees_every_series: bool = True
+) -> SharedParts:
+    """Load the playbooks and the detector (failing fast on bad settings or files), open the store, wire the rest.
+
+    ``sees_every_series`` is False where series are spread over replicas (Kafka partitions): a verification of a
+    series this replica never sees is then left to the replica that does."""
     playbooks = load_playbook_set(settings.playbook_dir)
     detection = detection_service(settings)
     _prepare_database_dir(settings.database_url)
@@ -324,8 +347,20 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
     metrics = EngineMetrics(CollectorRegistry())
     detection.add_refusal_listener(metrics.on_series_refused)
     backends = open_action_backends(settings, clock)
-    executor = ActionExecutor(store, clock, backends.by_action, retry_policy(settings))
-    remediator = Remediator(Planner(playbooks.playbooks, settings.mode), executor, playbooks.policy, RunHistory())
+    executor = ActionExecutor(
+        store.ledger,
+        clock,
+        backends.by_action,
+        retry_policy(settings),
+        owner=settings.replica_id or f"{socket.gethostname()}:{os.getpid()}",
+    )
+    remediator = Remediator(
+        Planner(playbooks.playbooks, settings.mode),
+        executor,
+        store.ledger,
+        playbooks.policy,
+        verifier=Verifier(sees_every_series=sees_every_series),
+    )
     incidents = IncidentManager(
         IncidentPolicy(
             min_signals=settings.incident_min_signals,
@@ -349,6 +384,8 @@ async def open_shared_parts(settings: Settings, *, clock: Clock, summary: RunSum
         escalator=Escalator(store, executor, clock, lambda: remediator.policy.escalation, settings.mode),
         silences=SilenceDesk(store, silence_book, clock),
         silence_book=silence_book,
+        clock=clock,
+        workers=settings.remediation_workers,
     )
 
 

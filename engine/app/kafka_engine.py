@@ -21,6 +21,9 @@ from engine.core.ports import PipelineObserver
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
 
+# A verification no replica judged (none saw its series) is handed to a person this long after its deadline.
+UNJUDGED_VERIFICATION_GRACE_S = 300.0
+
 
 @dataclass
 class KafkaEngine(EngineBase):
@@ -31,6 +34,10 @@ class KafkaEngine(EngineBase):
     # Alertmanager's webhook feeds the same incidents (when webhook credentials are configured).
     alerts: AlertFeed | None = None
     ingest: IngestCredentials | None = None
+
+    def _unjudged_grace_s(self) -> float | None:
+        # Series are spread over the group's replicas, and event time follows the wall clock on a live stream.
+        return UNJUDGED_VERIFICATION_GRACE_S
 
     def _api_extras(self) -> dict[str, Any]:
         return {"ingest": self.ingest, "alerts": self.alerts, "readiness": {"kafka": self.source.check_brokers}}
@@ -86,7 +93,7 @@ async def open_kafka_engine(
     """Check the settings and playbooks, failing fast; open the store; wire the Kafka source and publisher."""
     config = kafka_source_config(settings, idle_stop_s=idle_stop_s)
     ingest = IngestCredentials.parse(settings.ingest_bearer_sha256, settings.ingest_basic_auth)
-    parts = await open_shared_parts(settings, clock=clock, summary=summary)
+    parts = await open_shared_parts(settings, clock=clock, summary=summary, sees_every_series=False)
     publisher = KafkaEventPublisher(
         settings.kafka_bootstrap,
         KafkaTopics(settings.kafka_anomaly_topic, settings.kafka_incident_topic, settings.kafka_action_topic),

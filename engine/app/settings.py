@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         "each start, so restarts log everyone out. Give every replica the same key so a login works on all of them",
     )
     playbook_reload_s: float = Field(
-        default=5.0, ge=0, description="how often `aiops run` checks the playbook directory for changes (0: never)"
+        default=5.0, ge=0, description="how often the engine checks the playbook directory for changes (0: never)"
     )
     ingest_bearer_sha256: str = Field(
         default="",
@@ -172,6 +172,15 @@ class Settings(BaseSettings):
     )
     action_attempts: int = Field(
         default=3, ge=1, description="tries of a live action that fails with a temporary error (409, 429, 5xx)"
+    )
+    remediation_workers: int = Field(
+        default=4, ge=1, le=64, description="steps carried out at once (one at a time per target), off the ingest path"
+    )
+    replica_id: str = Field(
+        default="",
+        max_length=128,
+        description="this replica's name in the action ledger's leases; a restart under the same name takes over "
+        "its unfinished steps at once (others wait for the lease to run out); empty: host:pid",
     )
     log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
 

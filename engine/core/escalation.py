@@ -13,11 +13,10 @@ every notification is in the audit trail like any other action.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.core.actions.executor import ActionExecutor
 from engine.core.playbooks.expressions import Duration
 from engine.core.ports import IncidentDecisions
 from engine.domain.clock import Clock
@@ -31,6 +30,10 @@ from engine.domain.events import (
     IncidentState,
     Severity,
 )
+
+if TYPE_CHECKING:
+    # A type only: the playbook guards import this module for the escalation policy, and the executor imports them.
+    from engine.core.actions.executor import ActionExecutor
 
 ESCALATION = "escalation"
 # Most active incidents looked at per round; the oldest beyond it wait for the next round.

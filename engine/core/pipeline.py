@@ -1,8 +1,14 @@
-"""The one pipeline: sources -> detection -> incidents -> playbooks -> actions -> sinks.
+"""The one pipeline: sources -> detection -> incidents (+ planned steps) -> the action ledger <- remediation.
 
 Each arrow is a bounded channel and each stage a task of one TaskGroup: a slow stage makes the stages before it
 wait (back-pressure), a crash in any stage cancels the others, and cancelling the pipeline stops every stage.
 Alerts pushed by an alerting system (an optional ``AlertFeed``) join at the incident stage.
+
+The incident stage stores each batch's incident changes together with the playbook steps they call for, before
+the batch is acknowledged (Kafka offsets committed): a crash loses no planned step. Remediation workers carry the
+stored steps out off the ingest path, so a slow live action never holds up ingestion; only verifications follow
+event time, at the latest watermark (intermediate ones may be skipped when remediation is busy). With ``workers=0``
+(playbook tests, backtests) steps are carried out in the incident stage itself, in order, as soon as they are stored.
 """
 
 from __future__ import annotations
@@ -17,21 +23,37 @@ from engine.core.alert_feed import AlertFeed
 from engine.core.channels import Channel
 from engine.core.detection import DetectionService
 from engine.core.incidents import IncidentManager
-from engine.core.playbooks.planner import PlanningError
 from engine.core.playbooks.remediation import Remediator
+from engine.core.playbooks.steps import PlannedStep
+from engine.core.playbooks.workers import RemediationWorkers
 from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource
 from engine.core.silences import SilenceBook
 from engine.domain.batches import latest_timestamp
-from engine.domain.events import Alert, Anomaly, IncidentChange, MetricSample
+from engine.domain.clock import Clock
+from engine.domain.events import ActionResult, ActionStatus, Alert, Anomaly, IncidentChange, MetricSample
 
 log = logging.getLogger(__name__)
+# How often the incident stage reads which of its live incidents people resolved, and remediation which
+# verifications every replica has under way (wall-clock seconds).
+DECISION_SYNC_S = 1.0
 
 
-@dataclass(frozen=True)
-class _Tick:
-    """Event time has reached ``watermark``: time-driven decisions (verifications) may now be due."""
+class _Watermark:
+    """The latest event time the incident stage has stored up to, for the remediation stage: only the newest
+    matters, so a busy remediation stage never makes the incident stage wait."""
 
-    watermark: float
+    def __init__(self) -> None:
+        self.value = float("-inf")
+        self.finished = False
+        self.moved = asyncio.Event()
+
+    def advance(self, watermark: float) -> None:
+        self.value = max(self.value, watermark)
+        self.moved.set()
+
+    def finish(self) -> None:
+        self.finished = True
+        self.moved.set()
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,8 @@ class Pipeline:
         alerts: AlertFeed | None = None,
         acknowledger: BatchAcknowledger | None = None,
         silences: SilenceBook | None = None,
+        clock: Clock | None = None,
+        workers: int = 0,
     ) -> None:
         self._source = source
         self._detection = detection
@@ -72,20 +96,24 @@ class Pipeline:
         self._alerts = alerts
         self._acknowledger = acknowledger
         self._silences = silences
+        self._clock = clock
+        self._workers = workers
+        self.workers: RemediationWorkers | None = None
+        self._decisions_synced_at = float("-inf")
 
     async def run(self) -> None:
         """Run until the source is exhausted and every stage has drained."""
         samples: Channel[Sequence[MetricSample]] = Channel(self._capacity)
         detected: Channel[_Detected | _Alerted] = Channel(self._capacity)
-        changes: Channel[IncidentChange | _Tick] = Channel(self._capacity * 64)
+        watermark = _Watermark()
         async with asyncio.TaskGroup() as group:
             alerts = None
             if self._alerts is not None:
                 alerts = group.create_task(self._forward_alerts(self._alerts, detected), name="alerts")
             group.create_task(self._read(samples), name="source")
             group.create_task(self._detect(samples, detected, alerts), name="detection")
-            group.create_task(self._track(detected, changes), name="incidents")
-            group.create_task(self._remediate(changes), name="remediation")
+            group.create_task(self._track(detected, watermark), name="incidents")
+            group.create_task(self._remediate(watermark), name="remediation")
 
     async def _read(self, out: Channel[Sequence[MetricSample]]) -> None:
         try:
@@ -125,31 +153,71 @@ class Pipeline:
                 alerts.cancel()
             await out.close()
 
-    async def _track(self, inbox: Channel[_Detected | _Alerted], out: Channel[IncidentChange | _Tick]) -> None:
+    async def _track(self, inbox: Channel[_Detected | _Alerted], watermark: _Watermark) -> None:
         try:
             # Everything waiting is taken at once and its changes stored in one transaction: when the store is
             # slower than detection (a burst of new incidents), the backlog costs one commit, not one per batch.
             async for burst in inbox.bursts():
+                await self._follow_decisions()
                 outcomes = []
                 for item in burst:
                     outcomes.append((item, self._changes_of(item)))
                     if isinstance(item, _Detected) and self._acknowledger is not None:
                         # Before the burst's next batch is taken: the stage's state is exactly as of this one's end.
                         self._acknowledger.processed(item.batch)
-                # Stored before anything is handed on or acknowledged, so that nothing downstream acts on a
-                # change the store does not have, and no offset is committed past an unstored change.
-                await self._store.apply_changes([change for _, changes in outcomes for change in changes])
-                # Handed on in the order of the batches, each followed by its acknowledgement and its tick.
-                for item, changes in outcomes:
-                    for change in changes:
+                changes = [change for _, item_changes in outcomes for change in item_changes]
+                planned = self._plan(changes)
+                # Stored (with the steps they call for) before anything is acknowledged, so that no offset is
+                # committed past an unstored change or step, and nothing acts on what the store does not have.
+                await self._store.apply_changes(changes, planned)
+                self._report(
+                    [
+                        ActionResult(step.request, ActionStatus.FAILED, step.failure, step.request.requested_at)
+                        for step in planned
+                        if step.failure is not None
+                    ]
+                )
+                for item, item_changes in outcomes:
+                    for change in item_changes:
                         self._observer.on_incident_change(change)
-                        await out.send(change)
-                    if isinstance(item, _Detected):
-                        if self._acknowledger is not None:
-                            await self._acknowledger.acknowledge(item.batch)
-                        await out.send(_Tick(item.watermark))
+                    if isinstance(item, _Detected) and self._acknowledger is not None:
+                        await self._acknowledger.acknowledge(item.batch)
+                    if self._workers == 0 and (item_changes or isinstance(item, _Detected)):
+                        await self._remediate_inline(item.watermark if isinstance(item, _Detected) else None)
+                    elif isinstance(item, _Detected):
+                        watermark.advance(item.watermark)
+                if planned and self.workers is not None:
+                    self.workers.wake()
         finally:
-            await out.close()
+            watermark.finish()
+
+    async def _follow_decisions(self) -> None:
+        """At most once per ``DECISION_SYNC_S``: incidents a person resolved (through any replica's API) are
+        forgotten here too, so the next signal of their series opens a new incident instead of feeding the old."""
+        if self._clock is None:
+            return
+        now = self._clock.now()
+        if now - self._decisions_synced_at < DECISION_SYNC_S:
+            return
+        self._decisions_synced_at = now
+        active = [incident.id for incident in self._incidents.active()]
+        if active:
+            for incident_id in await self._store.resolved_among(active):
+                self._incidents.forget(incident_id)
+
+    def _plan(self, changes: Sequence[IncidentChange]) -> list[PlannedStep]:
+        return [step for change in changes for step in self._remediator.plan(change)]
+
+    async def _remediate_inline(self, watermark: float | None) -> None:
+        """Carry out every due step now, in order, then the verifications the watermark decides."""
+        while results := await self._remediator.run_due(1):
+            self._report(results)
+        if watermark is not None:
+            self._report(await self._remediator.settle(watermark))
+
+    def _report(self, results: Sequence[ActionResult]) -> None:
+        for result in results:
+            self._observer.on_action(result)
 
     def _changes_of(self, item: _Detected | _Alerted) -> list[IncidentChange]:
         """What one detected batch or one set of alerts changes in the incidents (not stored yet)."""
@@ -163,15 +231,29 @@ class Pipeline:
         changes.extend(self._incidents.advance(item.watermark))
         return changes
 
-    async def _remediate(self, inbox: Channel[IncidentChange | _Tick]) -> None:
-        async for item in inbox:
-            if isinstance(item, _Tick):
-                results = await self._remediator.settle(item.watermark)
-            else:
-                try:
-                    results = await self._remediator.handle(item)
-                except PlanningError:
-                    log.exception("could not plan actions for incident %s", item.incident.id)
-                    continue
-            for result in results:
-                self._observer.on_action(result)
+    async def _remediate(self, watermark: _Watermark) -> None:
+        """Verifications at the latest watermark, and (with workers) the workers; when the input is done, the
+        workers finish every step that is due and stop."""
+        if self._workers == 0:
+            return
+        if self._clock is None:
+            raise ValueError("remediation workers need a clock")
+        self.workers = RemediationWorkers(self._remediator, self._report, self._clock, concurrency=self._workers)
+        done = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            working = group.create_task(self.workers.run(until_idle=done), name="remediation-workers")
+            settled = refreshed_at = float("-inf")
+            while not watermark.finished or watermark.value > settled:
+                await watermark.moved.wait()
+                watermark.moved.clear()
+                if watermark.value > settled:
+                    settled = watermark.value
+                    # Every replica's verifications are read from the ledger at most once per DECISION_SYNC_S.
+                    refresh = self._clock.now() - refreshed_at >= DECISION_SYNC_S
+                    refreshed_at = self._clock.now() if refresh else refreshed_at
+                    self._report(await self._remediator.settle(settled, refresh=refresh))
+            done.set()
+            self.workers.wake()
+            await working
+            # Steps the workers finished last may have started verifications the data already decides.
+            self._report(await self._remediator.settle(settled))

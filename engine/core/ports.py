@@ -1,23 +1,25 @@
-"""What the core needs from the edges: where incidents and actions are recorded, and who watches the pipeline.
+"""What the core needs from the edges: where incidents are recorded, and who watches the pipeline (the action
+ledger's port is ``engine.core.actions.ledger``).
 
 Adapters implement these protocols (SQL store, Prometheus metrics, the console); the core only sees them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from engine.domain.events import (
-    ActionRequest,
     ActionResult,
-    ActionStatus,
     Anomaly,
     Incident,
     IncidentChange,
     IncidentState,
     MetricSample,
 )
+
+if TYPE_CHECKING:
+    from engine.core.playbooks.steps import PlannedStep
 
 
 class SampleSource(Protocol):
@@ -38,9 +40,12 @@ class BatchAcknowledger(Protocol):
 
 
 class IncidentStore(Protocol):
-    async def apply_changes(self, changes: Sequence[IncidentChange]) -> None:
-        """Persist the incidents' new states and append the changes to their timelines, in order and all or
-        nothing."""
+    async def apply_changes(self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = ()) -> None:
+        """Persist the incidents' new states, append the changes to their timelines and put the steps they call
+        for in the action ledger (see ``ActionLedger.plan``), in order and all or nothing."""
+
+    async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
+        """Which of these incidents are resolved in the store (a person may have resolved them on any replica)."""
 
 
 class IncidentDecisions(Protocol):
@@ -61,28 +66,6 @@ class IncidentDecisions(Protocol):
     async def annotate_incident(
         self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None
     ) -> Incident: ...
-
-
-class ActionLedger(Protocol):
-    async def claim(self, request: ActionRequest) -> bool:
-        """Record that ``request`` is about to run; False if a request with the same id was already claimed."""
-
-    async def complete(self, result: ActionResult) -> None:
-        """Record the outcome (or the new state) of a claimed request."""
-
-    async def transition(
-        self, request_id: str, expected: ActionStatus, new: ActionStatus, detail: str, by: str
-    ) -> bool:
-        """Move a request from ``expected`` to ``new`` atomically; False if it was not in ``expected`` state."""
-
-    async def load(self, request_id: str) -> ActionRequest | None:
-        """The request as it was claimed, or None."""
-
-    async def awaiting_approval(self, due_before: float) -> list[ActionRequest]:
-        """Requests still waiting for a human whose approval window ended before ``due_before``."""
-
-    async def unfinished(self) -> list[tuple[ActionRequest, ActionStatus]]:
-        """Requests left PENDING or RUNNING, e.g. by a crash: what ``ActionExecutor.recover`` reconciles."""
 
 
 class PipelineObserver(Protocol):

@@ -47,7 +47,7 @@ def playbook_router(reloader: PlaybookReloader, tokens: TokenBook) -> APIRouter:
     @router.post("/reload", dependencies=[Depends(requirement(tokens, Role.ADMIN))])
     async def reload_playbooks() -> PlaybooksOut:
         """Validate the directory now; the active set changes only if every file is valid."""
-        reloader.reload()
+        await reloader.reload_in_thread()
         return PlaybooksOut.of(reloader.status)
 
     return router

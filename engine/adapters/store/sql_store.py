@@ -38,16 +38,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from engine.adapters.store.migrate import upgrade_to_head
 from engine.adapters.store.resilience import DEFAULT_OUTAGE_LIMIT_S, Patience, patient, shown_url
+from engine.adapters.store.sql_ledger import SqlActionLedger, insert_planned
 from engine.adapters.store.tables import (
     ActionRow,
     AlertNotificationRow,
-    DeadLetterRow,
     IncidentEventRow,
     IncidentRow,
     PartitionCheckpointRow,
@@ -55,12 +55,11 @@ from engine.adapters.store.tables import (
     SignalSilenceRow,
 )
 from engine.core.checkpoints import PartitionCheckpoint, SeriesState, document_series
+from engine.core.playbooks.steps import PlannedStep
 from engine.core.silences import SignalSilence
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
 from engine.domain.events import (
     ActionMode,
-    ActionRequest,
-    ActionResult,
     ActionStatus,
     Incident,
     IncidentChange,
@@ -196,6 +195,7 @@ class SqlStore:
         self._engine = engine
         # How the pipeline's calls wait out an outage of the database (``resilience``).
         self.patience = patience or Patience()
+        self._postgres = engine.dialect.name == "postgresql"
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._sessions: async_sessionmaker[AsyncSession] | _TakingTurns = sessions
         self._turn: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
@@ -210,6 +210,8 @@ class SqlStore:
             self._write_turn = self._sessions.turn
             if in_memory:
                 self._turn = self._sessions.turn
+        sessions_now = self._sessions
+        self.ledger = SqlActionLedger(sessions_now.begin, sessions_now, engine.dialect.name, self.patience)
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
@@ -244,7 +246,6 @@ class SqlStore:
             raise
         return cls(engine, patience)
 
-
     async def close(self) -> None:
         await self._engine.dispose()
 
@@ -254,14 +255,33 @@ class SqlStore:
         await self.apply_changes([change])
 
     @patient("storing incident changes")
-    async def apply_changes(self, changes: Sequence[IncidentChange]) -> None:
-        """Store the incidents' new states and their timeline entries, all in one transaction: a burst of
-        anomalies (every series at once) commits once rather than once per incident. While the database cannot
-        be reached, waits and tries again (changes it already holds are not stored twice)."""
-        if not changes:
+    async def apply_changes(self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = ()) -> None:
+        """Store the incidents' new states, their timeline entries and the playbook steps they call for (in the
+        action ledger), all in one transaction: a burst of anomalies (every series at once) commits once rather
+        than once per incident. While the database cannot be reached, waits and tries again (changes and steps it
+        already holds are not stored twice)."""
+        if not changes and not planned:
             return
+        at = max([change.at for change in changes] + [step.request.requested_at for step in planned])
         async with self._sessions.begin() as session:
-            await _apply(session, changes)
+            if changes:
+                await _apply(session, changes)
+            await insert_planned(session, planned, at=at, postgres=self._postgres)
+
+    @patient("reading incident states")
+    async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
+        ids = list(incident_ids)
+        resolved: set[str] = set()
+        async with self._reading() as connection:
+            for lo in range(0, len(ids), _IDS_PER_QUERY):
+                rows = await connection.execute(
+                    select(_INCIDENTS.c.id).where(
+                        _INCIDENTS.c.id.in_(ids[lo : lo + _IDS_PER_QUERY]),
+                        _INCIDENTS.c.state == IncidentState.RESOLVED.value,
+                    )
+                )
+                resolved.update(row[0] for row in rows)
+        return resolved
 
     # -- decisions of people ---------------------------------------------------------------------------------
 
@@ -315,74 +335,6 @@ class SqlStore:
                 detail["until"] = snoozed_until
             await _add_event(session, incident_id, at=at, kind=kind, detail=detail)
         return _incident(row)
-
-    # -- ActionLedger ----------------------------------------------------------------------------------------
-
-    async def claim(self, request: ActionRequest) -> bool:
-        row = ActionRow(
-            id=request.id,
-            incident_id=request.incident_id,
-            playbook=request.playbook,
-            step=request.step,
-            action=request.action,
-            params=dict(request.params),
-            mode=request.mode.value,
-            status=ActionStatus.PENDING.value,
-            detail=None,
-            requested_at=request.requested_at,
-            finished_at=None,
-            explanation=dict(request.explanation),
-        )
-        try:
-            async with self._sessions.begin() as session:
-                session.add(row)
-        except IntegrityError:
-            return False
-        return True
-
-    async def complete(self, result: ActionResult) -> None:
-        async with self._sessions.begin() as session:
-            row = await session.get(ActionRow, result.request.id)
-            if row is None:
-                raise NotFoundError(f"action {result.request.id} was never claimed")
-            row.status = result.status.value
-            row.detail = result.detail
-            if result.status is ActionStatus.AWAITING_APPROVAL:
-                timeout = result.request.approval_timeout_s or 0.0
-                row.approval_due_at = result.finished_at + timeout
-            else:
-                row.finished_at = result.finished_at
-
-    async def transition(
-        self, request_id: str, expected: ActionStatus, new: ActionStatus, detail: str, by: str
-    ) -> bool:
-        async with self._sessions.begin() as session:
-            outcome = await session.execute(
-                update(ActionRow)
-                .where(ActionRow.id == request_id, ActionRow.status == expected.value)
-                .values(status=new.value, detail=detail, decided_by=by)
-            )
-            return bool(getattr(outcome, "rowcount", 0) == 1)
-
-    async def load(self, request_id: str) -> ActionRequest | None:
-        async with self._sessions() as session:
-            row = await session.get(ActionRow, request_id)
-            return None if row is None else _request(row)
-
-    async def unfinished(self) -> list[tuple[ActionRequest, ActionStatus]]:
-        query = select(ActionRow).where(ActionRow.status.in_([ActionStatus.PENDING.value, ActionStatus.RUNNING.value]))
-        async with self._sessions() as session:
-            return [
-                (_request(row), ActionStatus(row.status or ActionStatus.PENDING))
-                for row in await session.scalars(query)
-            ]
-
-    async def awaiting_approval(self, due_before: float) -> list[ActionRequest]:
-        query = select(ActionRow).where(
-            ActionRow.status == ActionStatus.AWAITING_APPROVAL.value, ActionRow.approval_due_at < due_before
-        )
-        async with self._sessions() as session:
-            return [_request(row) for row in await session.scalars(query)]
 
     # -- alert notifications ---------------------------------------------------------------------------------
 
@@ -523,14 +475,6 @@ class SqlStore:
         return sqlite_insert(table)
 
     # -- dead letters ----------------------------------------------------------------------------------------
-
-    async def dead_letter(self, *, source: str, reason: str, payload: bytes, received_at: float) -> None:
-        async with self._sessions.begin() as session:
-            session.add(DeadLetterRow(received_at=received_at, source=source, reason=reason, payload=payload))
-
-    async def count_dead_letters(self) -> int:
-        async with self._sessions() as session:
-            return int(await session.scalar(select(func.count()).select_from(DeadLetterRow)) or 0)
 
     # -- signal silences ------------------------------------------------------------------------------------
 
@@ -818,21 +762,6 @@ def _action(row: ActionRow) -> ActionRecord:
         finished_at=row.finished_at,
         approval_due_at=row.approval_due_at,
         decided_by=row.decided_by,
-        explanation=dict(row.explanation or {}),
-    )
-
-
-def _request(row: ActionRow) -> ActionRequest:
-    # A loaded request is resumed past its approval (or listed as waiting), so it carries no approval timeout.
-    return ActionRequest.create(
-        id=row.id,
-        incident_id=row.incident_id,
-        playbook=row.playbook,
-        step=row.step,
-        action=row.action,
-        params=dict(row.params),
-        mode=ActionMode(row.mode),
-        requested_at=row.requested_at,
         explanation=dict(row.explanation or {}),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -47,6 +47,7 @@ class IncidentEventRow(Base):
 
 class ActionRow(Base):
     __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_counts_requested_at", "counts", "requested_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     incident_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -62,16 +63,19 @@ class ActionRow(Base):
     approval_due_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-
-
-class DeadLetterRow(Base):
-    __tablename__ = "dead_letters"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    received_at: Mapped[float] = mapped_column(Float)
-    source: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(Text)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    # The ledger's remediation state (0010): what a step needs to be carried out by any replica after any crash.
+    approval_timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    target: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    namespace: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # PlannedStep.document() as JSON text: guards, verification, why it could not be planned.
+    plan: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Whether guards count the step as a run (it passed them, whatever became of it).
+    counts: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    verify_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The step's verification window (seconds); None when it declares no verification.
+    verify_within: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class AlertNotificationRow(Base):

@@ -13,8 +13,7 @@ A skipped step is recorded like any other decision, with the guard and the reaso
 from __future__ import annotations
 
 import fnmatch
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,20 +121,13 @@ class Verdict:
 ALLOWED = Verdict(None, "all guards passed")
 
 
-class RunHistory:
-    """Recent runs, oldest first, forgotten once older than the longest window any guard looks at."""
-
-    def __init__(self, horizon_s: float = 7 * 86400.0) -> None:
-        self._runs: deque[PastRun] = deque()
-        self._horizon = horizon_s
-
-    def record(self, run: PastRun) -> None:
-        self._runs.append(run)
-        while self._runs and run.at - self._runs[0].at > self._horizon:
-            self._runs.popleft()
-
-    def since(self, start: float) -> Iterable[PastRun]:
-        return (run for run in self._runs if run.at >= start)
+def lookback(guards: Guards, policy: Policy, action: str) -> float | None:
+    """How far back (seconds) the guards of a step look at earlier runs; None when no guard counts runs."""
+    windows = [guards.cooldown] if guards.cooldown is not None else []
+    if guards.budget is not None:
+        windows.append(guards.budget.window)
+    windows += [rule.window for rule in policy.blast_radius if action in rule.actions]
+    return max(windows, default=None)
 
 
 def check(
@@ -146,15 +138,16 @@ def check(
     at: float,
     guards: Guards,
     policy: Policy,
-    history: RunHistory,
+    history: Sequence[PastRun],
 ) -> Verdict:
-    """The first guard that refuses this step, or ALLOWED."""
+    """The first guard that refuses this step, or ALLOWED. ``history`` holds the runs the action ledger counts
+    (those admitted by the guards, whatever became of them) from ``at - lookback(...)`` on, every replica's."""
     target = params.target()
     for allow, scope in ((policy.allow, "policy"), (guards.allow, "playbook")):
         reason = allow.refuses(params) if allow is not None else None
         if reason is not None:
             return Verdict(f"allow ({scope})", reason)
-    mine = [r for r in history.since(float("-inf")) if r.playbook == playbook and r.target == target]
+    mine = sorted((r for r in history if r.playbook == playbook and r.target == target), key=lambda r: r.at)
     if guards.cooldown is not None:
         recent = [r for r in mine if at - r.at < guards.cooldown]
         if recent:
@@ -175,14 +168,15 @@ def check(
     return ALLOWED
 
 
-def _exceeds(rule: BlastRadius, action: str, params: ActionParams, at: float, history: RunHistory) -> str | None:
+def _exceeds(rule: BlastRadius, action: str, params: ActionParams, at: float, history: Sequence[PastRun]) -> str | None:
     if action not in rule.actions:
         return None
     target, namespace = params.target(), params.target_namespace()
     runs: Sequence[PastRun] = [
         r
-        for r in history.since(at - rule.window)
-        if r.action in rule.actions
+        for r in history
+        if r.at >= at - rule.window
+        and r.action in rule.actions
         and (rule.per == "cluster" or (r.target == target if rule.per == "target" else r.namespace == namespace))
     ]
     group = {"target": target, "namespace": f"namespace {namespace}", "cluster": "the cluster"}[rule.per]

@@ -1,17 +1,20 @@
-"""Decides which playbook steps an incident change calls for, as idempotent action requests."""
+"""Decides which playbook steps an incident change calls for, as idempotent action requests.
+
+A playbook that cannot be planned for an incident (a template or condition that fails, whatever the error) yields
+one failed step saying why, stored and shown like any other; the other playbooks are planned as usual.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateError
 
 from engine.core.playbooks.expressions import ConditionError, evaluate_condition
-from engine.core.playbooks.guards import Guards
 from engine.core.playbooks.model import Playbook
+from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.templating import render_params
 from engine.core.playbooks.verification import PendingVerification
 from engine.domain.events import (
@@ -56,16 +59,6 @@ class PlanningError(ValueError):
     """A step's templates could not be rendered for this incident."""
 
 
-@dataclass(frozen=True)
-class PlannedStep:
-    """A request with what else its step declares: guards (the playbook's, overridden by the step's own) and the
-    verification to run after it."""
-
-    request: ActionRequest
-    guards: Guards
-    verification: PendingVerification | None = None
-
-
 class Planner:
     """Decides, per incident change, which playbooks fire; each playbook fires at most once per incident."""
 
@@ -93,11 +86,34 @@ class Planner:
         context = template_context(incident)
         requests: list[PlannedStep] = []
         for playbook in self._playbooks:
-            if (incident.id, playbook.name) in self._fired or not self._fires(playbook, change, context):
+            if (incident.id, playbook.name) in self._fired:
                 continue
+            try:
+                if not self._fires(playbook, change, context):
+                    continue
+                steps = self._requests(playbook, change, context)
+            except Exception as exc:  # any error of one playbook (any type) fails that playbook only
+                steps = [self._not_planned(playbook, change, exc)]
             self._fired.add((incident.id, playbook.name))
-            requests += self._requests(playbook, change, context)
+            requests += steps
         return requests
+
+    def _not_planned(self, playbook: Playbook, change: IncidentChange, error: Exception) -> PlannedStep:
+        """The playbook's first step, failed with the reason, so that the incident's actions say why nothing ran."""
+        incident = change.incident
+        reason = str(error) if isinstance(error, PlanningError) else f"playbook {playbook.name}: {error!r}"
+        request = ActionRequest.create(
+            id=request_id(incident.id, playbook.name, 0),
+            incident_id=incident.id,
+            playbook=playbook.name,
+            step=0,
+            action=playbook.steps[0].action,
+            params={},
+            mode=effective_mode(self._global_mode, playbook.mode),
+            requested_at=change.at,
+            explanation={"not_planned": reason[:2000]},
+        )
+        return PlannedStep(request, playbook.guards, failure=f"not planned: {reason}"[:2000])
 
     def _fires(self, playbook: Playbook, change: IncidentChange, context: dict[str, Any]) -> bool:
         trigger = playbook.matching_trigger(change.incident)

@@ -43,10 +43,10 @@ from engine.core.actions.executor import ActionExecutor
 from engine.core.alert_feed import AlertFeed
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
-from engine.core.memory import InMemoryIncidentStore, InMemoryLedger
+from engine.core.memory import InMemoryStore
 from engine.core.pipeline import Pipeline
 from engine.core.playbooks.expressions import Duration, compile_condition, evaluate_condition
-from engine.core.playbooks.guards import Policy, RunHistory
+from engine.core.playbooks.guards import Policy
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
@@ -434,6 +434,7 @@ async def run_test(test: PlaybookTest, playbooks: Sequence[Playbook], policy: Po
         )
     )
     error = None
+    store = InMemoryStore()
     try:
         batches = _batches(test)
         pipeline = Pipeline(
@@ -444,11 +445,11 @@ async def run_test(test: PlaybookTest, playbooks: Sequence[Playbook], policy: Po
             incidents=incidents,
             remediator=Remediator(
                 Planner(playbooks, ActionMode.DRY_RUN),
-                ActionExecutor(InMemoryLedger(), clock, {}),
+                ActionExecutor(store, clock, {}, owner="playbook-test"),
+                store,
                 policy,
-                RunHistory(),
             ),
-            store=InMemoryIncidentStore(),
+            store=store,
             observer=recorder,
             alerts=feed if test.alerts else None,
         )

@@ -8,6 +8,7 @@ carried out still count, and decides each pending verification once the event ti
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,20 +61,45 @@ class PendingVerification:
 
 @dataclass(frozen=True)
 class VerificationOutcome:
+    """A verdict on a pending verification. ``judged`` is False when the verdict rests on missing data (no sample of
+    the series, or samples seen only from part-way through the window): such a step is never undone, a person
+    decides."""
+
     pending: PendingVerification
     passed: bool
     reason: str
+    judged: bool = True
 
 
 class Verifier:
-    def __init__(self) -> None:
-        self._pending: list[PendingVerification] = []
-        self._recent: dict[SeriesKey, deque[tuple[float, float]]] = {}
-        self._names: frozenset[str] = frozenset()
+    """Judges pending verifications on the samples this process observes.
 
-    def watch(self, names: Iterable[str]) -> None:
-        """Keep recent history of every series with one of these metric names."""
+    The pending verifications come from the action ledger (``track``), so a replica that takes a series over after a
+    restart or a rebalance judges the verifications that another started. A verification fails (and its step is
+    undone) only on evidence: samples of the watched series that this process saw from before the window opened to
+    its end, none of which met the condition. A replica that never saw the series leaves it to the one that does.
+    """
+
+    def __init__(self, *, sees_every_series: bool = True) -> None:
+        # False where series are spread over replicas (Kafka partitions): a series this process never saw is
+        # another replica's to judge, not missing.
+        self._sees_every_series = sees_every_series
+        self._pending: dict[str, PendingVerification] = {}
+        self._recent: dict[SeriesKey, deque[tuple[float, float]]] = {}
+        # The earliest sample this process saw of each watched series: before it, this process knows nothing.
+        self._first_seen: dict[SeriesKey, float] = {}
+        self._names: frozenset[str] = frozenset()
+        self._retention_s = 0.0
+        # Where verifications of steps that have not run yet will look back to: as the ledger said at the last
+        # refresh, and as this process planned since.
+        self._kept_since: float | None = None
+        self._holds: list[float] = []
+
+    def watch(self, names: Iterable[str], retention_s: float = 0.0) -> None:
+        """Keep recent history (``retention_s`` of event time, the longest window any playbook verifies over) of
+        every series with one of these metric names."""
         self._names = frozenset(names)
+        self._retention_s = retention_s
         self._recent = {key: history for key, history in self._recent.items() if key.name in self._names}
 
     def history(self, series: SeriesKey) -> list[tuple[float, float]]:
@@ -90,32 +116,57 @@ class Verifier:
             timestamps, values = samples.timestamps, samples.values
             for series, start, end in samples.runs():
                 if series.name in self._names:
-                    points = zip(timestamps[start:end].tolist(), values[start:end].tolist(), strict=True)
-                    self._recent.setdefault(series, deque()).extend(points)
+                    points = list(zip(timestamps[start:end].tolist(), values[start:end].tolist(), strict=True))
+                    self._keep(series, points)
             return
         for sample in samples:
             if sample.series.name in self._names:
-                self._recent.setdefault(sample.series, deque()).append((sample.timestamp, sample.value))
+                self._keep(sample.series, [(sample.timestamp, sample.value)])
+
+    def _keep(self, series: SeriesKey, points: list[tuple[float, float]]) -> None:
+        if not points:
+            return
+        first = min(at for at, _ in points)
+        if first < self._first_seen.get(series, math.inf):
+            self._first_seen[series] = first
+        self._recent.setdefault(series, deque()).extend(points)
 
     def start(self, pending: PendingVerification) -> None:
-        self._pending.append(pending)
+        self._pending[pending.request.id] = pending
+
+    def track(self, pending: Iterable[PendingVerification]) -> None:
+        """The verifications the ledger holds as pending now (every replica's); others are forgotten."""
+        self._pending = {p.request.id: p for p in pending}
 
     @property
     def pending(self) -> tuple[PendingVerification, ...]:
-        return tuple(self._pending)
+        return tuple(self._pending.values())
+
+    def hold(self, since: float) -> None:
+        """A step with a verification looking back to ``since`` was planned here: keep samples from then on."""
+        self._holds.append(since)
+
+    def take_holds(self) -> list[float]:
+        """The holds since the last call (the caller asks the ledger next, then passes both to ``keep_since``)."""
+        holds, self._holds = self._holds, []
+        return holds
+
+    def keep_since(self, since: float | None) -> None:
+        """The earliest moment a verification of a step that has not run yet (every replica's) looks back to."""
+        self._kept_since = since
 
     def settle(self, watermark: float) -> list[VerificationOutcome]:
         """Decide every pending verification that the data (or the passing of time) now answers."""
         outcomes: list[VerificationOutcome] = []
-        waiting: list[PendingVerification] = []
-        for pending in self._pending:
+        for pending in list(self._pending.values()):
             outcome = self._decide(pending, watermark)
-            if outcome is None:
-                waiting.append(pending)
-            else:
+            if outcome is not None:
                 outcomes.append(outcome)
-        self._pending = waiting
-        self._prune(min([watermark, *(p.started_at for p in waiting)]))
+                del self._pending[pending.request.id]
+        starts = [p.started_at for p in self._pending.values()] + self._holds
+        if self._kept_since is not None:
+            starts.append(self._kept_since)
+        self._prune(min([watermark - self._retention_s, *starts]))
         return outcomes
 
     def _prune(self, keep_from: float) -> None:
@@ -127,28 +178,40 @@ class Verifier:
     def _decide(self, pending: PendingVerification, watermark: float) -> VerificationOutcome | None:
         spec = pending.spec
         seen = 0
-        for series, history in self._recent.items():
-            if not spec.watches(series, pending.incident_series):
-                continue
-            for at, value in history:
-                if not pending.started_at <= at <= pending.deadline:
+        watched = [series for series in self._recent if spec.watches(series, pending.incident_series)]
+        for series in watched:
+            for at, value in self._recent[series]:
+                if not pending.started_at <= at <= pending.deadline or math.isnan(value):
                     continue
                 seen += 1
                 try:
                     holds = evaluate_condition(spec.condition, {**pending.context, "value": value})
                 except ConditionError as exc:
-                    return VerificationOutcome(pending, False, f"verification condition failed: {exc}")
+                    return VerificationOutcome(pending, False, f"verification condition failed: {exc}", judged=False)
                 if holds:
                     return VerificationOutcome(
                         pending,
                         True,
                         f"verified: {spec.condition} held for {series} {at - pending.started_at:g}s after",
                     )
-        if watermark < pending.deadline:
+        if watermark < pending.deadline or (not watched and not self._sees_every_series):
+            # Not over yet, or this process does not see the series: another replica judges it (or the ledger's
+            # deadline for unjudged verifications hands it to a person).
             return None
         if seen == 0:
-            verdict = spec.missing_data == "pass"
             return VerificationOutcome(
-                pending, verdict, f"no data within {spec.within:g}s (missing_data: {spec.missing_data})"
+                pending,
+                spec.missing_data == "pass",
+                f"no data within {spec.within:g}s (missing_data: {spec.missing_data})",
+                judged=spec.missing_data == "pass",
+            )
+        seen_from = min(self._first_seen.get(series, math.inf) for series in watched)
+        if seen_from > pending.started_at:
+            return VerificationOutcome(
+                pending,
+                False,
+                f"cannot judge: {spec.condition} did not hold in the samples seen, but they start "
+                f"{seen_from - pending.started_at:g}s into the window",
+                judged=False,
             )
         return VerificationOutcome(pending, False, f"not verified: {spec.condition} never held within {spec.within:g}s")
