@@ -345,3 +345,9 @@ def test_the_sync_script_restores_a_drifted_copy(tmp_path: Path) -> None:
     _same_files(chart / "files" / "playbooks", tmp_path / "playbooks", "*.yaml")
     _same_files(chart / "files" / "prometheus-rules", tmp_path / "helm" / "prometheus-rules", "*.yml")
     _same_files(chart / "files" / "dashboards", tmp_path / "dashboards", "*.json")
+
+
+def test_each_engine_replica_is_named_after_its_pod_in_the_action_ledger() -> None:
+    # A container restarted in the same pod then takes its own unfinished steps over at once.
+    engine_env = _env(_container(_one(_render(), "Deployment", "engine")))
+    assert engine_env["AIOPS_REPLICA_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
