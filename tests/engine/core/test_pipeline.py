@@ -250,3 +250,67 @@ async def test_workers_keep_a_slow_action_off_the_ingest_path_and_finish_every_s
         assert incident.state is IncidentState.RESOLVED
         [record] = (await store.get_incident(incident.id)).actions
         assert record.status == ActionStatus.SUCCEEDED.value
+
+
+class ResolvedByAPersonMidStream:
+    """Hot minutes 20-27 of HOT; after minute 22 has been stored, a person resolves its incident in the store, as
+    another replica's API would, and the pipeline's clock moves past the decision-sync interval."""
+
+    def __init__(self, store: SqlStore, clock: FakeClock) -> None:
+        self._store = store
+        self._clock = clock
+        self.resolved: str | None = None
+
+    async def batches(self) -> AsyncIterator[Sequence[MetricSample]]:
+        for minute in range(40):
+            if minute == 23:
+                self.resolved = await self._resolve_when_stored()
+            value = 100.0 if 20 <= minute < 28 else 1.0
+            yield [MetricSample(HOT, minute * 60.0, value)]
+
+    async def _resolve_when_stored(self) -> str:
+        for _ in range(1000):
+            incidents = await self._store.list_incidents()
+            if incidents and incidents[0].signal_count >= 3:
+                incident = incidents[0]
+                await self._store.decide_incident(
+                    incident.id,
+                    allowed_from=frozenset({IncidentState.OPEN, IncidentState.ACKNOWLEDGED}),
+                    to=IncidentState.RESOLVED,
+                    kind="resolved",
+                    by="someone-on-another-replica",
+                    comment="",
+                    at=self._clock.now(),
+                )
+                self._clock.advance(5.0)
+                return incident.id
+            await asyncio.sleep(0.001)
+        raise AssertionError("the incident was never stored")
+
+
+async def test_an_incident_a_person_resolved_on_another_replica_takes_no_more_signals_here(
+    store: SqlStore,
+) -> None:
+    clock = FakeClock()
+    source = ResolvedByAPersonMidStream(store, clock)
+    pipeline = Pipeline(
+        source=source,
+        detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
+        incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
+        remediator=remediator(store.ledger, [], clock=clock),
+        store=store,
+        observer=RunSummary(),
+        channel_capacity=1,
+        clock=clock,
+        workers=1,
+    )
+    await pipeline.run()
+
+    incidents = {incident.id: incident for incident in await store.list_incidents()}
+    assert source.resolved is not None
+    first = incidents.pop(source.resolved)
+    # Later signals opened a new incident instead of feeding the resolved one.
+    assert first.state is IncidentState.RESOLVED
+    assert first.signal_count == 3
+    [second] = incidents.values()
+    assert second.opened_at > first.opened_at
