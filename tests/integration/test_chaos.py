@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.chaos_scenario import LATENCY_PLAYBOOK
-from benchmarks.chaos_truth import ClusterTruth, Execution, RunTruth, StepRow, StoreTruth, compare
+from benchmarks.chaos_truth import COUNTS, ClusterTruth, Execution, RunTruth, StepRow, StoreTruth, compare
 from benchmarks.services import REPO, kafka_jars_fetched, postgres_bin
 
 KUBECONFIG = os.environ.get("AIOPS_TEST_KUBECONFIG")
@@ -107,15 +107,5 @@ def test_kills_and_outages_change_nothing_the_engine_does(tmp_path: Path) -> Non
     assert run.returncode == 0, run.stderr[-5000:]
     result = json.loads(run.stdout)
     assert result["trials"] == TRIALS
-    counts = {
-        name: result[name]
-        for name in (
-            "duplicate_actions",
-            "lost_steps",
-            "unapproved_runs",
-            "budget_overruns",
-            "undone_good_actions",
-            "lost_incidents",
-        )
-    }
+    counts = {name: result[name] for name in COUNTS}
     assert counts == dict.fromkeys(counts, 0), details.read_text()[-20000:]
