@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,9 @@ class RecountingDecisions:
         return await self._store.annotate_incident(
             incident_id, kind=kind, by=by, comment=comment, at=at, snoozed_until=snoozed_until
         )
+
+    async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
+        return await self._store.resolved_among(incident_ids)
 
 
 def _prepare_database_dir(url: str) -> None:

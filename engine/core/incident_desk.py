@@ -55,7 +55,15 @@ class IncidentDesk:
     async def decide_step(
         self, executor: StepDecider, action_id: str, *, approve: bool, by: str, comment: str = ""
     ) -> ActionResult:
-        """A person's approval or rejection of a waiting step, also recorded in its incident's timeline."""
+        """A person's approval or rejection of a waiting step, also recorded in its incident's timeline. A step of a
+        resolved incident may still be rejected but no longer approved: what it was planned to fix is over, and
+        running it now would act on a system that has moved on (ConflictError)."""
+        if approve:
+            planned = await executor.load(action_id)
+            if planned is not None and await self._decisions.resolved_among([planned.incident_id]):
+                raise ConflictError(
+                    f"incident {planned.incident_id} is resolved; its step {action_id} can only be rejected"
+                )
         result = await executor.decide(action_id, approve=approve, by=by, comment=comment)
         request = result.request
         step = f"{request.action} ({request.playbook}, step {request.step + 1})"

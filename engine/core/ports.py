@@ -67,6 +67,9 @@ class IncidentDecisions(Protocol):
         self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None
     ) -> Incident: ...
 
+    async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
+        """Which of these incidents are resolved (a step of one may no longer be approved)."""
+
 
 class PipelineObserver(Protocol):
     """Told about everything the pipeline does; used for metrics, progress and summaries."""

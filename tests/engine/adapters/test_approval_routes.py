@@ -9,9 +9,12 @@ from engine.adapters.api.auth import Role
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.core.actions.executor import ActionExecutor
+from engine.core.incident_desk import IncidentDesk
+from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, ActionRequest
+from engine.domain.events import ActionMode, ActionRequest, IncidentChange, IncidentChangeKind
 from tests.engine.adapters.tokens import BOOK, bearer
+from tests.engine.factories import anomaly, incident
 
 
 def _waiting(request_id: str) -> ActionRequest:
@@ -129,3 +132,33 @@ async def test_viewers_cannot_decide_and_strangers_cannot_look(client: httpx.Asy
         "act-a",
         "act-b",
     ]
+
+
+async def test_a_step_of_a_resolved_incident_can_be_rejected_but_not_approved(database_url: str) -> None:
+    store = await SqlStore.open(database_url)
+    await store.apply_change(IncidentChange(IncidentChangeKind.OPENED, incident(), 0.0, anomaly(0.0)))
+    clock = FakeClock(1000.0)
+    executor = ActionExecutor(store.ledger, clock, {}, owner="test")
+    for request_id in ("act-a", "act-b"):
+        await executor.execute(_waiting(request_id))
+    desk = IncidentDesk(store, IncidentManager(IncidentPolicy()), clock)
+    await desk.resolve("inc-1", by="alice")
+    app = create_app(
+        store=store,
+        metrics=EngineMetrics(CollectorRegistry()),
+        status=dict,
+        executor=executor,
+        tokens=BOOK,
+        desk=desk,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(Role.RESPONDER)
+    ) as http:
+        approved = await http.post("/api/v1/approvals/act-a/approve", json={})
+        assert approved.status_code == 409
+        assert "inc-1" in approved.json()["detail"]
+        [waiting] = [a for a in (await http.get("/api/v1/actions")).json() if a["id"] == "act-a"]
+        assert waiting["status"] == "awaiting-approval"
+        rejected = await http.post("/api/v1/approvals/act-b/reject", json={})
+        assert (rejected.status_code, rejected.json()["status"]) == (200, "rejected")
+    await store.close()
