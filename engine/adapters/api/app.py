@@ -26,7 +26,7 @@ from engine.adapters.api.incident_routes import incident_router
 from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.api.ingest_limits import IngestLimits
 from engine.adapters.api.playbook_routes import playbook_router
-from engine.adapters.api.readiness import Readiness, ReadinessCheck
+from engine.adapters.api.readiness import InputClosedError, Readiness, ReadinessCheck
 from engine.adapters.api.remote_write_routes import add_remote_write_route
 from engine.adapters.api.schemas import ActionOut, Health, IncidentDetailOut, IncidentOut, incident_page_json
 from engine.adapters.api.silence_routes import silence_router
@@ -116,17 +116,27 @@ def create_app(
         """The process is up."""
         return Health(status="ok")
 
-    ready = Readiness({"store": store.ping, **(readiness or {})})
+    checks = {"store": store.ping, **(readiness or {})}
+    if ingest and alerts is not None:
+        # The webhook answers 503 once the pipeline stopped taking alerts (a replay that ended): so does /readyz.
+        checks["alerts"] = _taking_alerts(alerts)
+    ready = Readiness(checks)
 
     @app.get(
         "/readyz",
         tags=["health"],
         response_model=Health,
-        responses={503: {"description": "a server the engine needs (its store, its Kafka brokers) cannot be reached"}},
+        responses={
+            503: {
+                "description": "a server the engine needs (its store, its Kafka brokers) cannot be reached, or the "
+                "pipeline behind the Alertmanager webhook has finished (``alerts``: ``closed``)"
+            }
+        },
     )
     async def readyz() -> JSONResponse:
         """The engine can do its work: its store, and the Kafka brokers of a Kafka-fed engine, answer within a
-        second. When not, 503 with each check's outcome (``ok``, ``timeout``, ``unreachable``)."""
+        second, and the Alertmanager webhook (where it exists) still feeds a running pipeline. When not, 503 with each
+        check's outcome (``ok``, ``timeout``, ``unreachable``, ``closed``)."""
         outcomes = await ready.probe()
         if all(outcome == "ok" for outcome in outcomes.values()):
             return JSONResponse({"status": "ready"})
@@ -179,6 +189,14 @@ def create_app(
         return [ActionOut.of(record) for record in await store.list_actions(limit=limit, offset=offset)]
 
     return app
+
+
+def _taking_alerts(feed: AlertFeed) -> ReadinessCheck:
+    async def check() -> None:
+        if feed.closed:
+            raise InputClosedError("the pipeline no longer takes alerts")
+
+    return check
 
 
 class _AsgiEndpoint:

@@ -20,6 +20,10 @@ ReadinessCheck = Callable[[], Awaitable[object]]
 READY_TIMEOUT_S = 0.8
 
 
+class InputClosedError(Exception):
+    """Raised by a check whose way in no longer takes input (the pipeline behind it has finished): ``closed``."""
+
+
 class Readiness:
     """The checks of one application, each with at most one call under way."""
 
@@ -29,7 +33,8 @@ class Readiness:
         self._running: dict[str, asyncio.Task[object]] = {}
 
     async def probe(self) -> dict[str, str]:
-        """Each check's outcome by name: ``ok``, ``timeout`` (no answer within the deadline) or ``unreachable``."""
+        """Each check's outcome by name: ``ok``, ``timeout`` (no answer within the deadline), ``unreachable`` or
+        ``closed`` (an ingest path whose pipeline has finished)."""
         names = list(self._checks)
         outcomes = await asyncio.gather(*(self._outcome(name) for name in names))
         return dict(zip(names, outcomes, strict=True))
@@ -51,5 +56,7 @@ class Readiness:
             return "ok"
         if isinstance(failure, TimeoutError):  # the client's own deadline (a statement timeout)
             return "timeout"
+        if isinstance(failure, InputClosedError):
+            return "closed"
         log.info("readiness: %s unreachable (%s: %s)", name, type(failure).__name__, failure)
         return "unreachable"

@@ -180,6 +180,13 @@ async def test_a_stopped_pipeline_answers_503_so_alertmanager_retries(harness: H
     assert (await harness.http.post("/api/v1/alerts", json=notification(), headers=AUTH)).status_code == 503
 
 
+async def test_readiness_says_so_once_the_pipeline_stops_taking_alerts(harness: Harness) -> None:
+    assert (await harness.http.get("/readyz")).status_code == 200
+    harness.feed.close()
+    unready = await harness.http.get("/readyz")
+    assert (unready.status_code, unready.json()["checks"]) == (503, {"store": "ok", "alerts": "closed"})
+
+
 async def test_remote_write_samples_reach_the_pushed_source(harness: Harness) -> None:
     samples = [MetricSample(SeriesKey.of("up", {"job": "a"}), 1000.0 + i, float(i)) for i in range(3)]
     reply = await harness.http.post("/api/v1/write", content=encode_write_request(samples), headers=AUTH)
