@@ -6,8 +6,9 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -23,7 +24,7 @@ from engine.app.cli_common import EXIT_CONFIGURATION, operator_errors
 from engine.app.console import ProgressView, print_summary
 from engine.app.settings import Settings, load_settings
 from engine.app.summary import RunSummary
-from engine.core.playbooks.model import playbook_json_schema
+from engine.core.playbooks.model import Playbook, playbook_json_schema
 from engine.core.playbooks.testing import PlaybookTestFile, describe_failure, run_test
 from engine.domain.clock import SystemClock
 from engine.domain.errors import ConfigurationError
@@ -122,9 +123,15 @@ def playbooks_backtest(
         else:
             scenario = _recorded(series or [], scenario_dir)
         summary = asyncio.run(_backtest(settings, scenario, as_json=as_json))
+        unmatched = _unmatched_triggers(load_playbook_set(playbook_dir).playbooks, scenario)
+    present = sorted({recorded.key.name for recorded in scenario.series})
+    if not as_json:
+        _print_unmatched(unmatched, present)
     if as_json:
         report = {
             **summary.counts(),
+            "unmatched_triggers": unmatched,
+            "series_present": present,
             "incidents_opened": [
                 {"id": i.id, "series": str(i.series), "opened_at": i.opened_at} for i in summary.incidents.values()
             ],
@@ -140,6 +147,45 @@ def playbooks_backtest(
             ],
         }
         sys.stdout.write(json.dumps(report) + "\n")
+
+
+def _unmatched_triggers(playbooks: Sequence[Playbook], scenario: Scenario) -> list[dict[str, Any]]:
+    """Each playbook trigger that no series of the replayed data satisfies: the backtest cannot have exercised it
+    (a misspelt metric name or label, or a trigger on alerts, which recorded data does not hold)."""
+    keys = [recorded.key for recorded in scenario.series]
+    return [
+        {
+            "playbook": playbook.name,
+            "trigger": index,
+            "series": trigger.series,
+            "labels": dict(trigger.labels),
+            "matchers": [str(matcher) for matcher in trigger.matchers],
+        }
+        for playbook in playbooks
+        for index, trigger in enumerate(playbook.triggers)
+        if not any(trigger.matches_series(key) for key in keys)
+    ]
+
+
+def _print_unmatched(unmatched: Sequence[dict[str, Any]], present: Sequence[str]) -> None:
+    if not unmatched:
+        return
+    console = Console(stderr=True)
+    for trigger in unmatched:
+        console.print(
+            f"[yellow]playbook {trigger['playbook']}, trigger {trigger['trigger']}[/] "
+            f"({_selector(trigger)}) matched no series "
+            "in the data, so this backtest says nothing about it",
+            soft_wrap=True,
+            markup=True,
+            highlight=False,
+        )
+    console.print(f"series in the data: {', '.join(present) or 'none'}", soft_wrap=True, highlight=False)
+
+
+def _selector(trigger: dict[str, Any]) -> str:
+    rules = [f'{label}="{value}"' for label, value in trigger["labels"].items()] + list(trigger["matchers"])
+    return f"{trigger['series']}{{{', '.join(rules)}}}" if rules else str(trigger["series"])
 
 
 def _from_kafka(bootstrap: str, topic: str, *, quiet: bool) -> Scenario:

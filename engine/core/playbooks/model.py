@@ -18,7 +18,7 @@ from engine.core.playbooks.expressions import Duration, Matcher, compile_conditi
 from engine.core.playbooks.guards import Allow, Guards
 from engine.core.playbooks.templating import compile_template, is_template
 from engine.core.playbooks.verification import Verify
-from engine.domain.events import ActionMode, Incident, Severity
+from engine.domain.events import ActionMode, Incident, SeriesKey, Severity
 
 SeverityName = Literal["info", "warning", "critical"]
 
@@ -44,11 +44,13 @@ class Trigger(_Strict):
 
     def matches(self, incident: Incident) -> bool:
         """Whether the incident is of the kind this trigger is about (ignoring ``for``)."""
-        if incident.series.name != self.series:
+        return incident.severity >= Severity.parse(self.min_severity) and self.matches_series(incident.series)
+
+    def matches_series(self, series: SeriesKey) -> bool:
+        """Whether an incident on ``series`` could match (its metric name and labels; severity aside)."""
+        if series.name != self.series:
             return False
-        if incident.severity < Severity.parse(self.min_severity):
-            return False
-        labels = incident.series.label_map
+        labels = series.label_map
         if any(labels.get(key) != value for key, value in self.labels.items()):
             return False
         return all(matcher.matches(labels) for matcher in self.matchers)

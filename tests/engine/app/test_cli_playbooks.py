@@ -3,6 +3,7 @@ traceback or a run that does not end."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,3 +58,38 @@ def test_an_alias_bomb_is_reported_by_validate(tmp_path: Path) -> None:
     assert done.returncode == 1
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"{tmp_path / 'bomb.yaml'}:")
+
+
+def test_backtest_names_the_triggers_that_no_series_of_the_data_matched(tmp_path: Path) -> None:
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "restart.yaml").write_text(
+        "name: restart\n"
+        "triggers:\n"
+        "  - series: latency_p99\n"
+        "    labels: {model: fraud}\n"
+        "  - series: latency_p99\n"
+        "    labels: {model: churn}\n"
+        "  - series: latncy_p99\n"
+        "steps:\n"
+        "  - action: rollout_restart\n"
+        "    params: {namespace: serving, deployment: fraud}\n"
+    )
+    data = tmp_path / "p99.csv"
+    data.write_text("timestamp,value\n" + "".join(f"2026-01-01 00:{i:02d}:00,0.2\n" for i in range(30)))
+    done = _aiops(
+        "playbooks",
+        "backtest",
+        "--series",
+        f'latency_p99{{model="fraud"}}={data}',
+        "--playbooks",
+        str(playbooks),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [(t["playbook"], t["trigger"], t["series"], t["labels"]) for t in report["unmatched_triggers"]] == [
+        ("restart", 1, "latency_p99", {"model": "churn"}),
+        ("restart", 2, "latncy_p99", {}),
+    ]
+    assert report["series_present"] == ["latency_p99"]
