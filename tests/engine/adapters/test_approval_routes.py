@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import Role
+from engine.adapters.api.strict_json import MAX_JSON_BODY_BYTES
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.core.actions.executor import ActionExecutor
@@ -120,6 +121,23 @@ async def test_hostile_decision_bodies_are_client_errors(
         "/api/v1/approvals/act-a/approve", content=content, headers={"Content-Type": content_type}
     )
     assert response.status_code in (400, 422)
+    assert [p["id"] for p in (await client.get("/api/v1/approvals")).json()] == ["act-a", "act-b"]
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_body_past_its_bound_is_refused_unread(client: httpx.AsyncClient, declared: bool) -> None:
+    body = b'{"comment": "' + b"c" * MAX_JSON_BODY_BYTES + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    response = await client.post(
+        "/api/v1/approvals/act-a/approve",
+        content=body if declared else chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert (response.status_code, response.json()["detail"]["error"]) == (413, "body_too_large")
     assert [p["id"] for p in (await client.get("/api/v1/approvals")).json()] == ["act-a", "act-b"]
 
 
