@@ -85,6 +85,7 @@ CHAOS_FROM_S, CHAOS_UNTIL_S = 1.0, 20.0
 # replica left on a step (which another replica may take over only once it runs out).
 SETTLE_S = 90.0
 MAX_SETTLE_S = 300.0
+SEND_TIMEOUT_S = 15.0
 VIEWER, RESPONDER = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
 TOKENS = f"chaos-viewer:viewer:{hash_secret(VIEWER)},chaos-responder:responder:{hash_secret(RESPONDER)}"
 
@@ -265,32 +266,52 @@ async def _create_topic(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
-async def _send(producer: AIOKafkaProducer, trial: Trial, offsets: range) -> None:
-    """The points at ``offsets`` of every series, each series on its own partition; retried through outages."""
+class _Producer:
+    """Sends the trial's records through broker restarts and freezes: a send that fails or hangs is sent again by a
+    new producer (an idempotent producer can stay stuck across a restart of its broker). A record the broker had
+    already taken may then arrive twice, as it can from any at-least-once producer."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def send(self, topic: str, value: bytes, key: bytes, partition: int) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    if self._producer is None:
+                        producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, enable_idempotence=True)
+                        await producer.start()
+                        self._producer = producer
+                    await self._producer.send_and_wait(topic, value=value, key=key, partition=partition)
+                return
+            except (TimeoutError, KafkaError) as exc:
+                log(f"produce to {topic} failed ({type(exc).__name__}); sending again with a new producer")
+                await self.close()
+                await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await producer.stop()
+            except (TimeoutError, KafkaError):
+                pass  # its broker is away; the connection goes with the object
+
+
+async def _send(producer: _Producer, trial: Trial, offsets: range) -> None:
+    """The points at ``offsets`` of every series, each series on its own partition."""
     for series in SERIES:
         points = [(trial.t0 + k * STEP_S, series.value(k)) for k in offsets]
         key = series.key(trial.namespace)
-        while True:
-            try:
-                await producer.send_and_wait(
-                    trial.topic,
-                    value=encode_samples(key, points),
-                    key=series_key_bytes(key),
-                    partition=series.partition,
-                )
-                break
-            except Exception as exc:  # any broker error while it restarts: send again
-                log(f"{trial.name}: produce failed ({type(exc).__name__}), retrying")
-                await asyncio.sleep(0.5)
+        await producer.send(trial.topic, encode_samples(key, points), series_key_bytes(key), series.partition)
 
 
 async def _stream(trial: Trial) -> None:
     """The warm-up history at once, then one point a second per series (stamped with the moment it is due) until
     the trial is finished, at least MIN_LIVE_S seconds."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=trial.services.broker.bootstrap, enable_idempotence=True, request_timeout_ms=10000
-    )
-    await producer.start()
+    producer = _Producer(trial.services.broker.bootstrap)
     try:
         await _send(producer, trial, range(-WARMUP_POINTS, 0))
         k = 0
@@ -301,7 +322,7 @@ async def _stream(trial: Trial) -> None:
             if k == MIN_LIVE_S:
                 trial.live_done.set()
     finally:
-        await producer.stop()
+        await producer.close()
 
 
 # --- the ledger, read by the harness ------------------------------------------------------------------------------
@@ -449,12 +470,25 @@ async def _outage(trial: Trial, rng: random.Random) -> None:
     elif kind == "kafka-restart":
         await broker.stop()
         await asyncio.sleep(hold)
-        await broker.start(keep_data=True)
+        await _start_broker(trial, broker)
     else:
         broker.freeze()
         await asyncio.sleep(hold)
         broker.thaw()
     trial.event("outage-over", outage=kind)
+
+
+async def _start_broker(trial: Trial, broker: PrivateBroker, attempts: int = 3) -> None:
+    """Start the broker again with its data; on a loaded machine a start can outlast kafka.sh's wait."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await broker.start(keep_data=True)
+            return
+        except RuntimeError as exc:
+            trial.event("broker-start-failed", attempt=attempt, error=str(exc)[-500:])
+            if attempt == attempts:
+                raise
+            await broker.stop()
 
 
 async def _watch_exits(trial: Trial) -> None:
@@ -615,6 +649,10 @@ def _kubeconfig(given: str | None) -> Path:
 
 async def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.monotonic()
+    # A SIGTERM (a timeout, a CI runner) cancels the run, so that the private servers and replicas are stopped.
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     log(f"seed {seed}, {args.trials} trial(s) of {args.replicas} replicas")
     if not kafka_jars_fetched():
