@@ -137,8 +137,9 @@ def _playbooks(folder: Path, webhook: str) -> Path:
         # Live: waits for a person.
         "approve": f"{trigger}\nsteps:\n  - {{action: webhook_notify, approval: required, params: "
         f"{{url: '{webhook}', message: approve me}}}}",
-        # Live, but the guard refuses: the namespace is not allowed.
-        "refused": f"{trigger}\nguards: {{allow: {{namespaces: [elsewhere]}}}}\nsteps: [{restart}]",
+        # Live, but the guard refuses: the target matches no allowed pattern (a literal namespace outside the
+        # allowlist would already be refused when the playbook loads).
+        "refused": f"{trigger}\nguards: {{allow: {{targets: ['deployment:elsewhere/*']}}}}\nsteps: [{restart}]",
     }
     folder.mkdir()
     for name, body in books.items():
