@@ -197,6 +197,30 @@ async def test_remote_write_samples_reach_the_pushed_source(harness: Harness) ->
     assert harness.counter("aiops_remote_write_samples_total") == 3
 
 
+async def test_decoding_a_large_remote_write_leaves_the_event_loop_free(harness: Harness) -> None:
+    # Past the sample bound: refused, but only after the first 100,000 samples were decoded (over a second).
+    samples = [MetricSample(SeriesKey.of("up", {"i": str(i)}), 1000.0, 1.0) for i in range(150_000)]
+    body = encode_write_request(samples)
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            gaps.append(time.perf_counter() - before)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    reply = await harness.http.post("/api/v1/write", content=body, headers=AUTH)
+    took = time.perf_counter() - started
+    await asyncio.sleep(0.05)  # the tick that a blocked loop held up is counted too
+    ticker.cancel()
+    assert reply.status_code == 413
+    assert took > 0.3, "the request must be slow enough for the loop's freedom to be measured"
+    assert max(gaps) < took / 2
+
+
 async def test_undecodable_remote_write_gets_400(harness: Harness) -> None:
     reply = await harness.http.post("/api/v1/write", content=b"\x00garbage", headers=AUTH)
     assert reply.status_code == 400
