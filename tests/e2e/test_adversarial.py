@@ -1,0 +1,53 @@
+"""The adversarial benchmark's reduced corpus against real engine processes (`aiops run` replaying the bundled
+scenario, `aiops watch` taking remote_write): one input of each kind at every entry point, and the targets held.
+The full corpus is ``python -m benchmarks.adversarial``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from benchmarks.adversarial import RSS_TARGET_MB, STALL_TARGET_S, Plan, run
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return asyncio.run(run(Plan(quick=True, replay_seconds=20.0), tmp_path_factory.mktemp("adversarial")))
+
+
+def test_every_entry_point_was_attacked(report: dict[str, Any]) -> None:
+    kinds = {outcome["input"].split(":")[0] for outcome in report["inputs"]}
+    assert kinds == {"api", "webhook", "remote_write", "playbook"}
+    assert len(report["settings"]) >= 2
+    assert report["inputs_tried"] == len(report["inputs"]) + len(report["settings"])
+
+
+def test_nothing_crashes_fails_or_hangs_the_engine(report: dict[str, Any]) -> None:
+    assert report["findings"] == []
+    assert (report["crashes"], report["server_errors"]) == (0, 0)
+    assert report["hung_seconds"] <= STALL_TARGET_S
+    assert report["max_rss_growth_mb"] < RSS_TARGET_MB
+
+
+def test_hostile_input_costs_the_replay_no_incident(report: dict[str, Any]) -> None:
+    assert report["replay_finished"] is True
+    assert report["clean_incidents"] >= 1
+    assert report["lost_incidents"] == 0
+
+
+def test_after_the_replay_the_webhook_and_readiness_agree(report: dict[str, Any]) -> None:
+    after = report["after_replay"]
+    assert (after["webhook"], after["readyz"]) == (503, 503)
+    assert after["readyz_body"]["checks"]["alerts"] == "closed"
+
+
+def test_hostile_input_is_refused_with_a_client_error(report: dict[str, Any]) -> None:
+    statuses = {outcome["input"]: outcome["statuses"] for outcome in report["inputs"]}
+    assert statuses["api: 60 MB decision comment"] == [413]
+    assert statuses["webhook: 50 MB annotation"] == [413]
+    assert statuses["remote_write: body claiming 200 MB"] == [413]
+    assert statuses["webhook: 10,000 labels"] in ([422], [503])
