@@ -1,7 +1,7 @@
 """Hostile input against real engine processes, at every entry point: nothing fed to the engine may take it down,
 bloat it, stall it or make it lose work.
 
-    python -m benchmarks.adversarial [--quick] [--replay-seconds 60] [--json]
+    python -m benchmarks.adversarial [--quick] [--replay-seconds 60] [--kafka-bootstrap HOST:PORT] [--json]
 
 Two engines run on free loopback ports, each in a process of its own with API tokens and an ingest credential:
 ``aiops run`` replays the bundled scenario (paced to last about ``--replay-seconds``, so that the hostile input
@@ -9,7 +9,9 @@ arrives while it is being replayed) and takes the HTTP API and the Alertmanager 
 (remote_write only: ``aiops run`` has no remote_write receiver) takes the remote_write inputs and the playbook
 inputs, which are written into its playbook directory (a copy of ``playbooks/``) and loaded with
 ``POST /api/v1/playbooks/reload``; a template bomb is then set off by a webhook alert that its trigger matches.
-Bad settings each start an ``aiops run`` of their own, which must end with status 2 and one line on stderr.
+With a broker (``--kafka-bootstrap``, default ``AIOPS_TEST_KAFKA_BOOTSTRAP``), an ``aiops serve`` consumes a
+topic of its own and takes the Kafka inputs (oversized and malformed records); without one, Kafka is skipped with a
+note. Bad settings each start an ``aiops run`` of their own, which must end with status 2 and one line on stderr.
 
 While each input is sent, a thread asks the target's ``/healthz`` every 20 ms; the input's stall is the slowest
 answer among the checks that overlapped it. The target's resident memory (``/proc/<pid>/status``) is read
@@ -21,7 +23,7 @@ It prints one JSON object: ``inputs_tried``, ``crashes`` (an engine exited; a ba
 status 2 and one line counts too), ``server_errors`` (any 5xx but a documented 503: the webhook's once the replay
 is over), ``hung_seconds`` (the worst stall), ``max_rss_growth_mb`` (the largest growth for one input),
 ``lost_incidents`` (with ``lost_incidents_checked``: how), ``findings`` (each input that broke a target: input,
-status, stall, growth) and ``inputs`` (every input's figures). Kafka is not attacked here (see ``skipped``).
+status, stall, growth), ``inputs`` (every input's figures) and ``skipped``.
 Targets: 0 crashes, 0 server errors, no stall over 100 ms, under 100 MB growth for any input, nothing lost.
 """
 
@@ -38,13 +40,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from benchmarks.loopback_http import free_port
 from engine.adapters.api.auth import hash_secret
@@ -87,6 +92,9 @@ class Engine:
     process: subprocess.Popen[bytes]
     base: str
     log: Path
+    # For an engine fed by Kafka: the producer and the topic it consumes.
+    producer: AIOKafkaProducer | None = None
+    topic: str = ""
 
     def rss_mb(self) -> float:
         """Resident memory in MiB (0 once the process is gone)."""
@@ -455,6 +463,33 @@ SETTINGS: list[tuple[str, dict[str, str], bool]] = [
 ]
 
 
+# Kafka records, produced to the topic an `aiops serve` consumes (key in ``path``, value in ``body``).
+def _record(name: str, value: Callable[[], bytes], key: bytes = b"adversarial", *, quick: bool = False) -> Hostile:
+    return Hostile(name, "serve", lambda _: [Call("PRODUCE", key.decode(), {}, value(), then_wait_s=0.5)], quick=quick)
+
+
+def _kafka_samples(count: int) -> bytes:
+    # Compact, so that one past the engine's 100,000 samples a message still fits the broker's 1 MB record.
+    document = {"name": "adversarial_kafka", "labels": {}, "samples": [[1, 1]] * count}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+KAFKA = [
+    _record("kafka: 1,000,000-byte record", lambda: b"{" + b" " * 999_998 + b"}", quick=True),
+    _record("kafka: not JSON", lambda: os.urandom(4096), quick=True),
+    _record("kafka: nested 100,000 deep", lambda: b"[" * 100_000 + b"]" * 100_000),
+    _record("kafka: 100,001 samples", lambda: _kafka_samples(100_001)),
+    _record("kafka: NaN and infinite values", lambda: b'{"name": "k", "samples": [[1, NaN], [2, Infinity]]}'),
+    _record(
+        "kafka: NUL in a label", lambda: _dumps({"name": "k", "labels": {"a": "\u0000"}, "timestamp": 1, "value": 1})
+    ),
+    _record(
+        "kafka: 10,000 labels", lambda: _dumps({"name": "k", "labels": _labels(10_000), "timestamp": 1, "value": 1})
+    ),
+    _record("kafka: empty record", lambda: b""),
+]
+
+
 # -- running them -------------------------------------------------------------------------------------------------
 
 
@@ -502,6 +537,8 @@ def _encoded(engine: Engine, call: Call) -> tuple[bytes, bytes]:
 async def _call(engine: Engine, call: Call, request: tuple[bytes, bytes], errors: list[str]) -> int:
     """Send ``request`` (``call`` encoded) on a connection of its own; its status, or 0 when the engine closed the
     connection before answering."""
+    if call.method == "PRODUCE":
+        return await _produce(engine, call, errors)
     host, port = engine.base.removeprefix("http://").split(":")
     head, body = request
     status = 0
@@ -534,6 +571,19 @@ async def _call(engine: Engine, call: Call, request: tuple[bytes, bytes], errors
         errors.append(f"{call.method} {call.path[:60]}: {type(exc).__name__}")
     if call.then_wait_s:
         await asyncio.sleep(call.then_wait_s)
+    return status
+
+
+async def _produce(engine: Engine, call: Call, errors: list[str]) -> int:
+    """Produce ``call`` as a record (0 when the broker refused it, 202 once taken); then let the engine read it."""
+    assert engine.producer is not None
+    status = 202
+    try:
+        await engine.producer.send_and_wait(engine.topic, call.body, key=call.path.encode())
+    except KafkaError as exc:
+        errors.append(f"produce: {type(exc).__name__}")
+        status = 0
+    await asyncio.sleep(call.then_wait_s)
     return status
 
 
@@ -632,13 +682,44 @@ async def _after_replay(client: httpx.AsyncClient, engine: Engine) -> dict[str, 
 class Plan:
     quick: bool
     replay_seconds: float
+    # A broker for the Kafka inputs (an `aiops serve` consumes a topic of its own there); None: not attacked.
+    kafka_bootstrap: str | None = None
 
     def inputs(self) -> list[Hostile]:
-        every = [*API, *WEBHOOK, *REMOTE_WRITE_INPUTS, *PLAYBOOKS]
+        every = [*API, *WEBHOOK, *REMOTE_WRITE_INPUTS, *PLAYBOOKS, *(KAFKA if self.kafka_bootstrap else [])]
         return [hostile for hostile in every if hostile.quick or not self.quick]
 
     def settings(self) -> list[tuple[str, dict[str, str]]]:
         return [(name, values) for name, values, quick in SETTINGS if quick or not self.quick]
+
+
+@contextlib.asynccontextmanager
+async def kafka_engine(bootstrap: str, work: Path) -> AsyncIterator[Engine]:
+    """`aiops serve` consuming a new topic of ``bootstrap``, with a producer to it."""
+    topic = f"aiops-adversarial-{os.getpid()}-{int(time.time())}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    settings = {
+        "AIOPS_KAFKA_BOOTSTRAP": bootstrap,
+        "AIOPS_KAFKA_TOPICS": topic,
+        "AIOPS_KAFKA_GROUP_ID": f"group-{topic}",
+        "AIOPS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq",
+        "AIOPS_KAFKA_ANOMALY_TOPIC": f"{topic}.anomalies",
+        "AIOPS_KAFKA_INCIDENT_TOPIC": f"{topic}.incidents",
+        "AIOPS_KAFKA_ACTION_TOPIC": f"{topic}.actions",
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2 * MIB)
+    await producer.start()
+    try:
+        with engine_process("serve", work, ["serve"], **settings) as engine:
+            engine.producer, engine.topic = producer, topic
+            yield engine
+    finally:
+        await producer.stop()
 
 
 async def run(plan: Plan, work: Path) -> dict[str, Any]:
@@ -648,27 +729,37 @@ async def run(plan: Plan, work: Path) -> dict[str, Any]:
     playbooks = work / "playbooks"
     shutil.copytree(REPO / "playbooks", playbooks, ignore=shutil.ignore_patterns("tests"))
     outcomes: list[Outcome] = []
-    with (
-        engine_process("run", work / "run", ["run", "--speed", f"{speed:.3f}"]) as running,
-        engine_process("watch", work / "watch", ["watch"], AIOPS_PLAYBOOK_DIR=str(playbooks)) as watching,
-        HealthProbe(running.base) as run_probe,
-        HealthProbe(watching.base) as watch_probe,
-    ):
-        engines = {"run": (running, run_probe), "watch": (watching, watch_probe)}
-        async with httpx.AsyncClient(timeout=120) as client:
-            for hostile in plan.inputs():
-                engine, probe = engines[hostile.target]
-                if not engine.alive:
-                    continue
+    async with contextlib.AsyncExitStack() as stack:
+        running = stack.enter_context(engine_process("run", work / "run", ["run", "--speed", f"{speed:.3f}"]))
+        watching = stack.enter_context(
+            engine_process("watch", work / "watch", ["watch"], AIOPS_PLAYBOOK_DIR=str(playbooks))
+        )
+        serving = (
+            await stack.enter_async_context(kafka_engine(plan.kafka_bootstrap, work / "serve"))
+            if plan.kafka_bootstrap
+            else None
+        )
+        engines = {
+            engine.name: (engine, stack.enter_context(HealthProbe(engine.base)))
+            for engine in (running, watching, serving)
+            if engine is not None
+        }
+        client = await stack.enter_async_context(httpx.AsyncClient(timeout=120))
+        for hostile in plan.inputs():
+            engine, probe = engines[hostile.target]
+            if engine.alive:
                 outcomes.append(await attack(engine, probe, hostile, playbooks))
-            clean = await asyncio.to_thread(clean_incidents, BUNDLED_SCENARIO, REPO / "playbooks")
-            finished = running.alive and await _replay_done(client, running, timeout_s=plan.replay_seconds * 4 + 120)
-            kept = await _incident_ids(client, running) if finished else set()
-            after = await _after_replay(client, running) if finished else {}
+        clean = await asyncio.to_thread(clean_incidents, BUNDLED_SCENARIO, REPO / "playbooks")
+        finished = running.alive and await _replay_done(client, running, timeout_s=plan.replay_seconds * 4 + 120)
+        kept = await _incident_ids(client, running) if finished else set()
+        after = await _after_replay(client, running) if finished else {}
         crashed = [engine.name for engine, _ in engines.values() if not engine.alive]
         logs = {engine.name: engine.log.read_text(errors="replace")[-3000:] for engine, _ in engines.values()}
     settings = [bad_setting(work / f"setting-{i}", name, values) for i, (name, values) in enumerate(plan.settings())]
-    return summarise(outcomes, settings, clean, kept, finished, after, crashed, logs)
+    skipped = (
+        [] if plan.kafka_bootstrap else ["kafka: no broker given (--kafka-bootstrap or AIOPS_TEST_KAFKA_BOOTSTRAP)"]
+    )
+    return summarise(outcomes, settings, clean, kept, finished, after, crashed, logs) | {"skipped": skipped}
 
 
 def summarise(
@@ -702,7 +793,6 @@ def summarise(
         "findings": findings,
         "engines_exited": crashed,
         "engine_logs": {name: log for name, log in logs.items() if name in crashed},
-        "skipped": ["kafka: not attacked by this benchmark (the Kafka source's limits have their own tests)"],
         "inputs": [outcome.report() for outcome in outcomes],
         "settings": settings,
     }
@@ -712,10 +802,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a reduced corpus (the end-to-end test's)")
     parser.add_argument("--replay-seconds", type=float, default=60.0, help="how long the paced replay lasts")
+    parser.add_argument(
+        "--kafka-bootstrap",
+        default=os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP"),
+        help="a broker for the Kafka inputs (default: AIOPS_TEST_KAFKA_BOOTSTRAP; none: Kafka is not attacked)",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aiops-adversarial-") as work:
-        result = asyncio.run(run(Plan(args.quick, args.replay_seconds), Path(work)))
+        result = asyncio.run(run(Plan(args.quick, args.replay_seconds, args.kafka_bootstrap), Path(work)))
     if not args.json:
         for outcome in result["inputs"]:
             print(
