@@ -10,8 +10,9 @@ series gets a quiet history at once, so that the detector is warm when the live 
   verified (good actions: the series recovered within the window), the third is refused by the budget.
 * ``api``: latency jumps at 6 s and stays high. The same playbook scales ``api`` by +1; verification fails and the
   step is undone (an action that did not help; undoing it is right).
-* ``batch``: an error-ratio spike at 3 s. The approval playbook scales ``batch`` by +1 once a person approves (the
-  harness, through the API of a random replica), then verifies it (it recovered: a good action).
+* ``batch``: the error ratio is high from 3 s to 12 s. The approval playbook scales ``batch`` by +1 once a person
+  approves (the harness, through the API of a random replica, while the incident is still open: a step of a resolved
+  incident can no longer be approved), then verifies it over 15 s (it recovered: a good action).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ LATENCY, ERRORS = "chaos_latency_seconds", "chaos_error_ratio"
 LATENCY_PLAYBOOK, APPROVAL_PLAYBOOK = "chaos-latency-scale-out", "chaos-errors-scale-out"
 BUDGET_RUNS, BUDGET_WINDOW_S = 2, 3600.0
 VERIFY_WITHIN_S = 5.0
+# An approved step's window opens when it runs, while its series is still high: long enough to see it recover.
+APPROVED_VERIFY_WITHIN_S = 15.0
 # The live part lasts at least this long; it goes on (quiet) until the trial's steps are settled.
 MIN_LIVE_S = 26
 BASELINE, SPIKE = 0.1, 2.0
@@ -64,7 +67,7 @@ class ChaosSeries:
 SERIES = (
     ChaosSeries(LATENCY, "web", 0, (4, 12, 20)),
     ChaosSeries(LATENCY, "api", 1, (6,), stays_high_from=6),
-    ChaosSeries(ERRORS, "batch", 2, (3,)),
+    ChaosSeries(ERRORS, "batch", 2, tuple(range(3, 13))),
 )
 PARTITIONS = len(SERIES)
 BY_DEPLOYMENT = {series.deployment: series for series in SERIES}
@@ -83,9 +86,10 @@ def write_playbooks(directory: Path, namespace: str) -> Path:
         "      min_replicas: 1\n"
         "      max_replicas: 20\n"
     )
-    verify = (
-        f"    verify:\n      condition: value < 0.5\n      within: {VERIFY_WITHIN_S:g}s\n      missing_data: fail\n"
-    )
+
+    def verify(within: float) -> str:
+        return f"    verify:\n      condition: value < 0.5\n      within: {within:g}s\n      missing_data: fail\n"
+
     (directory / f"{LATENCY_PLAYBOOK}.yaml").write_text(
         f"name: {LATENCY_PLAYBOOK}\n"
         "triggers:\n"
@@ -94,14 +98,14 @@ def write_playbooks(directory: Path, namespace: str) -> Path:
         "guards:\n"
         "  cooldown: 5s\n"
         f"  budget: {{runs: {BUDGET_RUNS}, window: {BUDGET_WINDOW_S:g}s}}\n"
-        "steps:\n" + scale + verify
+        "steps:\n" + scale + verify(VERIFY_WITHIN_S)
     )
     (directory / f"{APPROVAL_PLAYBOOK}.yaml").write_text(
         f"name: {APPROVAL_PLAYBOOK}\n"
         "triggers:\n"
         f"  - series: {ERRORS}\n"
         "    min_severity: info\n"
-        "steps:\n" + scale + "    approval: required\n    approval_timeout: 10m\n" + verify
+        "steps:\n" + scale + "    approval: required\n    approval_timeout: 10m\n" + verify(APPROVED_VERIFY_WITHIN_S)
     )
     (directory / "_policy.yaml").write_text(f"allow:\n  namespaces: [{namespace}]\n")
     return directory
