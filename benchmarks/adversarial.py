@@ -23,7 +23,8 @@ It prints one JSON object: ``inputs_tried``, ``crashes`` (an engine exited; a ba
 status 2 and one line counts too), ``server_errors`` (any 5xx but a documented 503: the webhook's once the replay
 is over), ``hung_seconds`` (the worst stall), ``max_rss_growth_mb`` (the largest growth for one input),
 ``lost_incidents`` (with ``lost_incidents_checked``: how), ``findings`` (each input that broke a target: input,
-status, stall, growth), ``inputs`` (every input's figures) and ``skipped``.
+status, stall, growth), ``inputs`` (every input's figures), ``template_bombs`` (what became of the steps whose
+templates were set off: each must be refused, ``failed`` as not planned) and ``skipped``.
 Targets: 0 crashes, 0 server errors, no stall over 100 ms, under 100 MB growth for any input, nothing lost.
 """
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -240,7 +242,8 @@ def _alert(labels: dict[str, str], annotations: dict[str, str] | None = None) ->
         "startsAt": "2026-11-26T10:00:00Z",
         "endsAt": "0001-01-01T00:00:00Z",
         "generatorURL": "http://prometheus/graph",
-        "fingerprint": "0123456789abcdef",
+        # Alertmanager's own identity of an alert: one per label set, so that each alert opens its own incident.
+        "fingerprint": hashlib.sha256(json.dumps(sorted(labels.items())).encode("utf-8", "replace")).hexdigest()[:16],
     }
 
 
@@ -670,6 +673,17 @@ async def _incident_ids(client: httpx.AsyncClient, engine: Engine) -> set[str]:
     return {incident["id"] for incident in answer.json()}
 
 
+async def _template_bombs(client: httpx.AsyncClient, engine: Engine) -> list[dict[str, str]]:
+    """What became of the steps of the hostile playbooks that alerts set off (each must be refused: not planned)."""
+    answer = await client.get(f"{engine.base}/api/v1/actions", params={"limit": 1000}, headers=ADMIN)
+    answer.raise_for_status()
+    return [
+        {"playbook": action["playbook"], "status": action["status"], "detail": action["detail"][:300]}
+        for action in answer.json()
+        if action["playbook"].startswith("adversarial-")
+    ]
+
+
 async def _after_replay(client: httpx.AsyncClient, engine: Engine) -> dict[str, Any]:
     """The webhook and /readyz once the replay is over: both must say the ingest path is closed, or neither."""
     notification = _dumps(_notification(_alert({"alertname": "AfterReplay"}), group="after-replay"))
@@ -749,6 +763,7 @@ async def run(plan: Plan, work: Path) -> dict[str, Any]:
             engine, probe = engines[hostile.target]
             if engine.alive:
                 outcomes.append(await attack(engine, probe, hostile, playbooks))
+        bombs = await _template_bombs(client, watching)
         clean = await asyncio.to_thread(clean_incidents, BUNDLED_SCENARIO, REPO / "playbooks")
         finished = running.alive and await _replay_done(client, running, timeout_s=plan.replay_seconds * 4 + 120)
         kept = await _incident_ids(client, running) if finished else set()
@@ -759,7 +774,8 @@ async def run(plan: Plan, work: Path) -> dict[str, Any]:
     skipped = (
         [] if plan.kafka_bootstrap else ["kafka: no broker given (--kafka-bootstrap or AIOPS_TEST_KAFKA_BOOTSTRAP)"]
     )
-    return summarise(outcomes, settings, clean, kept, finished, after, crashed, logs) | {"skipped": skipped}
+    report = summarise(outcomes, settings, clean, kept, finished, after, crashed, logs)
+    return report | {"template_bombs": bombs, "skipped": skipped}
 
 
 def summarise(

@@ -55,3 +55,9 @@ def test_hostile_input_is_refused_with_a_client_error(report: dict[str, Any]) ->
     assert statuses["webhook: 50 MB annotation"] == [413]
     assert statuses["remote_write: body claiming 200 MB"] == [413]
     assert statuses["webhook: 10,000 labels"] in ([422], [503])
+
+
+def test_template_bombs_set_off_by_alerts_are_refused_not_rendered(report: dict[str, Any]) -> None:
+    bombs = report["template_bombs"]
+    assert [bomb["playbook"] for bomb in bombs] == ["adversarial-rangebomb"]
+    assert all(bomb["status"] == "failed" and bomb["detail"].startswith("not planned:") for bomb in bombs)
