@@ -14,10 +14,12 @@ topic of its own and takes the Kafka inputs (oversized and malformed records); w
 note. Bad settings each start an ``aiops run`` of their own, which must end with status 2 and one line on stderr.
 
 While each input is sent, a thread asks the target's ``/healthz`` every 20 ms; the input's stall is the slowest
-answer among the checks that overlapped it. The target's resident memory (``/proc/<pid>/status``) is read
-before each input and 200 ms after its answer. Once all inputs are sent, the replay is let finish and its
-incidents are compared by id with those of a clean run of the same scenario and playbooks
-(``aiops playbooks backtest --scenario ... --json``: same detectors, same deterministic incident ids).
+answer among the checks that overlapped it (an input past the stall target is sent once more and keeps the smaller
+stall: another process on a shared machine can hold the CPU for a moment, a stall the input causes comes back).
+The target's resident memory (``/proc/<pid>/status``) is read before each input and 200 ms after its answer.
+Once all inputs are sent, the replay is let finish and its incidents are compared by id with those of a clean run
+of the same scenario and playbooks (``aiops playbooks backtest --scenario ... --json``: same detectors, same
+deterministic incident ids).
 
 It prints one JSON object: ``inputs_tried``, ``crashes`` (an engine exited; a bad setting that did not end with
 status 2 and one line counts too), ``server_errors`` (any 5xx but a documented 503: the webhook's once the replay
@@ -34,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -247,10 +250,22 @@ def _alert(labels: dict[str, str], annotations: dict[str, str] | None = None) ->
     }
 
 
+_SENT = itertools.count()
+
+
+def _storm(count: int) -> bytes:
+    """``count`` alerts never seen before (each opens an incident, also when the input is sent again)."""
+    round_ = str(next(_SENT))
+    return _dumps(
+        _notification(*(_alert({"alertname": "Storm", "pod": f"p{i}", "round": round_}) for i in range(count)))
+    )
+
+
 def _notification(*alerts: dict[str, Any], group: str = "adversarial") -> dict[str, Any]:
     return {
         "version": "4",
-        "groupKey": f'{{}}:{{alertname="{group}"}}',
+        # Numbered, so that an input sent again is not taken for Alertmanager's redelivery of the same body.
+        "groupKey": f'{{}}:{{alertname="{group}", sent="{next(_SENT)}"}}',
         "truncatedAlerts": 0,
         "status": "firing",
         "receiver": "aiops",
@@ -301,7 +316,7 @@ WEBHOOK = [
     _webhook("webhook: NaN", lambda: b'{"version": "4", "truncatedAlerts": NaN, "alerts": []}'),
     _webhook(
         "webhook: 5,000 alerts in one group",
-        lambda: _dumps(_notification(*(_alert({"alertname": "Storm", "pod": f"p{i}"}) for i in range(5000)))),
+        lambda: _storm(5000),
     ),
 ]
 
@@ -508,6 +523,7 @@ class Outcome:
     crashed: bool = False
     server_errors: int = 0
     errors: list[str] = field(default_factory=list)
+    stall_tries_ms: list[float] = field(default_factory=list)
 
     def breaks(self) -> list[str]:
         """The targets this input broke."""
@@ -522,6 +538,7 @@ class Outcome:
             "engine": self.target,
             "statuses": self.statuses,
             "stall_ms": round(self.stall_s * 1000, 1),
+            "stall_tries_ms": self.stall_tries_ms,
             "rss_growth_mb": round(self.rss_growth_mb, 1),
             "crashed": self.crashed,
             "errors": self.errors,
@@ -591,6 +608,22 @@ async def _produce(engine: Engine, call: Call, errors: list[str]) -> int:
 
 
 async def attack(engine: Engine, probe: HealthProbe, hostile: Hostile, playbook_dir: Path) -> Outcome:
+    """Send one input; one that stalled the engine past the target is sent once more, and its stall is the smaller
+    of the two (on a shared machine another process can hold the CPU for a moment; a stall the input causes comes
+    back), both kept in ``stall_tries_ms``."""
+    first = await _attack_once(engine, probe, hostile, playbook_dir)
+    if first.stall_s <= STALL_TARGET_S or first.crashed:
+        return first
+    second = await _attack_once(engine, probe, hostile, playbook_dir)
+    kept = second if second.stall_s < first.stall_s else first
+    kept.stall_tries_ms = [round(first.stall_s * 1000, 1), round(second.stall_s * 1000, 1)]
+    kept.server_errors = max(first.server_errors, second.server_errors)
+    kept.rss_growth_mb = max(first.rss_growth_mb, second.rss_growth_mb)
+    kept.crashed = second.crashed
+    return kept
+
+
+async def _attack_once(engine: Engine, probe: HealthProbe, hostile: Hostile, playbook_dir: Path) -> Outcome:
     """Send one input while ``probe`` watches the engine's health; undo it afterwards (not measured)."""
     calls = hostile.build(playbook_dir)
     requests = [_encoded(engine, call) for call in calls]
@@ -667,10 +700,19 @@ async def _replay_done(client: httpx.AsyncClient, engine: Engine, timeout_s: flo
     return False
 
 
-async def _incident_ids(client: httpx.AsyncClient, engine: Engine) -> set[str]:
-    answer = await client.get(f"{engine.base}/api/v1/incidents", params={"limit": 1000}, headers=ADMIN)
-    answer.raise_for_status()
-    return {incident["id"] for incident in answer.json()}
+async def _incident_ids(client: httpx.AsyncClient, engine: Engine, max_pages: int = 100) -> set[str]:
+    """Every incident's id, page by page (the alert inputs open thousands besides the replay's)."""
+    ids: set[str] = set()
+    params: dict[str, str | int] = {"limit": 1000}
+    for _ in range(max_pages):
+        answer = await client.get(f"{engine.base}/api/v1/incidents", params=params, headers=ADMIN)
+        answer.raise_for_status()
+        ids |= {incident["id"] for incident in answer.json()}
+        cursor = answer.headers.get("X-Next-Cursor")
+        if cursor is None:
+            break
+        params = {"limit": 1000, "cursor": cursor}
+    return ids
 
 
 async def _template_bombs(client: httpx.AsyncClient, engine: Engine) -> list[dict[str, str]]:
