@@ -81,6 +81,19 @@ class IncidentManager:
         """Account for one anomaly; returns the change it caused, if any."""
         fingerprint = fingerprint_of(anomaly)
         current = self._active.get(fingerprint)
+        resolved: list[IncidentChange] = []
+        if current is not None and anomaly.timestamp - current.last_signal_at >= self._policy.resolve_after_s:
+            # The incident went quiet long enough before this signal: it was over, whether or not a watermark said so
+            # in time (a replica that takes a partition over reads the backlog in one batch). The resolution is dated
+            # when it became due, so it is the same however the records were batched.
+            at = current.last_signal_at + self._policy.resolve_after_s
+            del self._active[fingerprint]
+            resolved = [
+                IncidentChange(
+                    IncidentChangeKind.RESOLVED, replace(current, state=IncidentState.RESOLVED, resolved_at=at), at
+                )
+            ]
+            current = None
         if current is not None:
             updated = replace(
                 current,
@@ -97,7 +110,7 @@ class IncidentManager:
         while pending and anomaly.timestamp - pending[0].timestamp > self._policy.open_window_s:
             pending.popleft()
         if len(pending) < self._policy.min_signals:
-            return []
+            return resolved
         del self._pending[fingerprint]
         first = pending[0]
         opened = Incident(
@@ -113,7 +126,7 @@ class IncidentManager:
             peak_score=max(a.score for a in pending),
         )
         self._active[fingerprint] = opened
-        return [IncidentChange(IncidentChangeKind.OPENED, opened, anomaly.timestamp, anomaly)]
+        return [*resolved, IncidentChange(IncidentChangeKind.OPENED, opened, anomaly.timestamp, anomaly)]
 
     def observe_alert(self, alert: Alert) -> list[IncidentChange]:
         """Account for one alert notification: firing opens, resolved resolves, anything seen before is a no-op."""

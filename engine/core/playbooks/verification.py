@@ -194,7 +194,13 @@ class Verifier:
                         True,
                         f"verified: {spec.condition} held for {series} {at - pending.started_at:g}s after",
                     )
-        if watermark < pending.deadline or (not watched and not self._sees_every_series):
+        if not self._sees_every_series and not any(
+            self._recent[series] and self._recent[series][-1][0] >= pending.deadline for series in watched
+        ):
+            # Where series are spread over replicas, only one that still sees the series past the deadline judges
+            # it: a replica whose partition moved away keeps an empty history of it and has no evidence either way.
+            return None
+        if watermark < pending.deadline:
             # Not over yet, or this process does not see the series: another replica judges it (or the ledger's
             # deadline for unjudged verifications hands it to a person).
             return None

@@ -75,3 +75,17 @@ def test_the_title_of_a_series_with_long_labels_is_clipped() -> None:
     assert len(change.incident.title) == IncidentPolicy().max_title_length
     assert change.incident.title.startswith("Anomalous latency_seconds on latency_seconds{label_0=")
     assert change.incident.title.endswith(CLIPPED_MARKER)
+
+
+def test_a_signal_after_the_quiet_time_opens_a_new_incident_even_without_a_watermark_in_between() -> None:
+    # A replica catching up on a backlog reads it in one batch: no advance() falls between the two episodes.
+    manager = IncidentManager(POLICY)
+    first = [c for t in (0.0, 60.0) for c in manager.observe(anomaly(t))]
+    assert [c.kind for c in first] == [IncidentChangeKind.OPENED]
+    later = [c for t in (2000.0, 2060.0) for c in manager.observe(anomaly(t))]
+    assert [c.kind for c in later] == [IncidentChangeKind.RESOLVED, IncidentChangeKind.OPENED]
+    resolved, opened = later
+    assert resolved.incident.id == first[0].incident.id
+    assert resolved.incident.resolved_at == resolved.at == 60.0 + POLICY.resolve_after_s
+    assert opened.incident.id != first[0].incident.id
+    assert opened.incident.signal_count == 2

@@ -12,6 +12,7 @@ import pytest
 from engine.core.actions.catalogue import ActionParams
 from engine.core.memory import InMemoryLedger
 from engine.core.playbooks.model import Playbook
+from engine.core.playbooks.verification import PendingVerification, Verifier, Verify
 from engine.domain.clock import FakeClock
 from engine.domain.events import (
     ActionMode,
@@ -214,3 +215,30 @@ async def test_samples_seen_only_from_part_way_through_the_window_cannot_fail_a_
     assert failed.status is ActionStatus.FAILED
     assert failed.detail.startswith("cannot judge")
     assert backend.undone == []
+
+
+def test_a_replica_whose_partition_moved_away_leaves_the_verification_to_the_new_owner() -> None:
+    request = ActionRequest.create(
+        id="act-1",
+        incident_id="inc-1",
+        playbook="p",
+        step=0,
+        action="rollout_restart",
+        params={"namespace": "serving", "deployment": "fraud"},
+        mode=ActionMode.DRY_RUN,
+        requested_at=10.0,
+    )
+    pending = PendingVerification(request, Verify(condition="value < 1", within=5.0), LATENCY, {}, 10.0)
+    verifier = Verifier(sees_every_series=False)
+    verifier.watch({LATENCY.name}, retention_s=5.0)
+    # This replica saw the series until its partition moved (before the window), then only other series' time.
+    verifier.observe([MetricSample(LATENCY, 0.0, 9.0)])
+    verifier.track([pending])
+    assert verifier.settle(100.0) == []
+    # The owner, which sees the series past the deadline, judges it.
+    owner = Verifier(sees_every_series=False)
+    owner.watch({LATENCY.name}, retention_s=5.0)
+    owner.observe([MetricSample(LATENCY, t, 9.0) for t in (0.0, 12.0, 16.0)])
+    owner.track([pending])
+    [outcome] = owner.settle(16.0)
+    assert (outcome.passed, outcome.judged) == (False, True)
