@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import typer
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.adapters.api.auth import TokenBook
@@ -65,7 +66,8 @@ def operator_fault(exc: BaseException) -> tuple[int, str] | None:
             return EXIT_UNAVAILABLE, f"the database cannot be reached: {reason(exc)}"
         if fault is Fault.FATAL:
             return EXIT_CONFIGURATION, f"the database refused the engine: {reason(exc)}"
-    if isinstance(exc, ConnectionError | TimeoutError):
+    if isinstance(exc, ConnectionError | TimeoutError | KafkaConnectionError):
+        # KafkaConnectionError: `aiops serve` started while its brokers cannot be reached.
         return EXIT_UNAVAILABLE, f"a server the engine needs did not answer: {reason(exc)}"
     return None
 
