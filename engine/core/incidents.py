@@ -203,3 +203,14 @@ class IncidentManager:
             if now - pending[-1].timestamp > self._policy.open_window_s:
                 del self._pending[fingerprint]
         return changes
+
+
+def holds_change(*, state: IncidentState, resolved_at: float | None, signal_count: int, change: IncidentChange) -> bool:
+    """Whether a stored incident (its state, resolution time and signal count) already holds ``change``: one replayed
+    from an earlier checkpoint after a crash, which must neither appear twice in the timeline nor set the figures
+    back. Every signal adds one to the count, so a change whose count is reached is held; an engine's resolution is
+    held when the incident was resolved at the same time (a person's resolution has a time of its own). Every
+    incident store applies this one rule."""
+    if change.kind is IncidentChangeKind.RESOLVED:
+        return state is IncidentState.RESOLVED and resolved_at == change.incident.resolved_at
+    return signal_count >= change.incident.signal_count

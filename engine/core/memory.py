@@ -15,6 +15,7 @@ from engine.core.actions.ledger import (
     QueuedStep,
     choose_due,
 )
+from engine.core.incidents import holds_change
 from engine.core.playbooks.guards import PastRun
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.verification import PendingVerification
@@ -24,7 +25,6 @@ from engine.domain.events import (
     ActionStatus,
     Incident,
     IncidentChange,
-    IncidentChangeKind,
     IncidentState,
 )
 
@@ -198,7 +198,9 @@ class InMemoryStore(InMemoryLedger):
     async def apply_changes(self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = ()) -> None:
         for change in changes:
             held = self._incidents.get(change.incident.id)
-            if held is not None and _holds(held, change):
+            if held is not None and holds_change(
+                state=held.state, resolved_at=held.resolved_at, signal_count=held.signal_count, change=change
+            ):
                 continue
             self._incidents[change.incident.id] = change.incident
             self.changes.append(change)
@@ -211,15 +213,6 @@ class InMemoryStore(InMemoryLedger):
             for incident_id in incident_ids
             if (held := self._incidents.get(incident_id)) is not None and held.state is IncidentState.RESOLVED
         }
-
-
-def _holds(held: Incident, change: IncidentChange) -> bool:
-    """Whether the stored ``held`` already includes ``change``: one replayed from an earlier checkpoint, which must
-    neither appear twice in the timeline nor set the figures back. Every signal adds one to the count; an engine's
-    resolution is held when the incident was resolved at the same time (the SQL store applies the same rule)."""
-    if change.kind is IncidentChangeKind.RESOLVED:
-        return held.state is IncidentState.RESOLVED and held.resolved_at == change.incident.resolved_at
-    return held.signal_count >= change.incident.signal_count
 
 
 def _latest(changes: Sequence[IncidentChange], planned: Sequence[PlannedStep]) -> float:

@@ -55,6 +55,7 @@ from engine.adapters.store.tables import (
     SignalSilenceRow,
 )
 from engine.core.checkpoints import PartitionCheckpoint, SeriesState, document_series
+from engine.core.incidents import holds_change
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.silences import SignalSilence
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
@@ -609,7 +610,9 @@ async def _apply(session: AsyncSession, changes: Sequence[IncidentChange]) -> No
         if row is None:
             rows[incident.id] = row = _incident_row(incident)
             session.add(row)
-        elif _already_stored(row, change):
+        elif holds_change(
+            state=IncidentState(row.state), resolved_at=row.resolved_at, signal_count=row.signal_count, change=change
+        ):
             continue
         else:
             # Signals update the figures; the state stays whatever people made it (acknowledged), unless the
@@ -629,18 +632,6 @@ async def _apply(session: AsyncSession, changes: Sequence[IncidentChange]) -> No
     await session.flush()
     if events:
         await session.execute(_ADD_EVENT, events)
-
-
-def _already_stored(row: IncidentRow, change: IncidentChange) -> bool:
-    """Whether ``row`` already holds ``change``. After a crash, the records after the last checkpoint are
-    processed again from the checkpointed state and give the changes they gave before; storing one twice would
-    list it twice in the timeline and set the figures back. Every signal adds one to the count, so a change whose
-    count the row has reached is one it holds; an engine's resolution is held when the row was resolved at the
-    same time (a person's resolution has a time of its own)."""
-    incident = change.incident
-    if change.kind is IncidentChangeKind.RESOLVED:
-        return row.state == IncidentState.RESOLVED.value and row.resolved_at == incident.resolved_at
-    return row.signal_count >= incident.signal_count
 
 
 def _detail(change: IncidentChange) -> dict[str, Any]:
