@@ -36,7 +36,7 @@ from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.http_server import HttpServer, bind
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
-from engine.app.heap import freeze_startup_objects
+from engine.app.interpreter import freeze_startup_objects
 from engine.core.alert_feed import AlertFeed
 
 TOKEN = "benchmark-ingest-token"

@@ -28,6 +28,7 @@ from engine.app.cli_playbooks import playbooks_cli
 from engine.app.cli_serve import serve
 from engine.app.cli_watch import watch
 from engine.app.console import ProgressView, print_summary
+from engine.app.interpreter import shorten_thread_switches
 from engine.app.settings import Settings, load_settings
 from engine.app.summary import RunSummary
 from engine.domain.clock import SystemClock
@@ -74,6 +75,7 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
     view.set_total(engine.source.total_samples)
     await engine.recover()
     server = HttpServer(engine.api(tokens), sock)
+    shorten_thread_switches()
     host, port = server.address
     console.print(
         f"[bold]aiops-engine[/] replaying [cyan]{engine.scenario.name}[/] at {speed:g}x, mode "

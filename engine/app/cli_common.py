@@ -21,7 +21,7 @@ from engine.adapters.api.auth import TokenBook
 from engine.adapters.http_server import HttpServer, bind
 from engine.adapters.store.resilience import Fault, StoreUnavailableError, fault_of, reason
 from engine.app.bootstrap import EngineBase
-from engine.app.heap import freeze_startup_objects
+from engine.app.interpreter import freeze_startup_objects, shorten_thread_switches
 from engine.app.log_repeats import RepeatFilter
 from engine.app.settings import Settings
 from engine.domain.errors import ConfigurationError, TemporaryError
@@ -90,4 +90,5 @@ async def open_with_api(settings: Settings, open_engine: Callable[[], Awaitable[
         raise
     server = HttpServer(engine.api(TokenBook.parse(settings.api_tokens)), sock)
     freeze_startup_objects()
+    shorten_thread_switches()
     return engine, server

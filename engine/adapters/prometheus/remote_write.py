@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import cramjam
@@ -28,6 +27,15 @@ from engine.domain.limits import LabelLimits, LabelProblem, label_problem, metri
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _DOUBLE = struct.Struct("<d")
+# Tags (field number << 3 | wire type) of the fields read: WriteRequest.timeseries, TimeSeries.labels and .samples,
+# Label.name and .value, Sample.value and .timestamp.
+_TIMESERIES_TAG = 1 << 3 | _LEN
+_LABELS_TAG = 1 << 3 | _LEN
+_SAMPLES_TAG = 2 << 3 | _LEN
+_NAME_TAG = 1 << 3 | _LEN
+_VALUE_TAG = 2 << 3 | _LEN
+_VALUE_FIXED64_TAG = 1 << 3 | _I64
+_TIMESTAMP_TAG = 2 << 3 | _VARINT
 
 
 class RemoteWriteDecodeError(ValueError):
@@ -52,9 +60,9 @@ class DecodedWrite:
     refused: list[LabelProblem] = field(default_factory=list)
 
 
-def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     result = shift = 0
-    while pos < len(data):
+    while pos < end:
         byte = data[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -66,82 +74,121 @@ def _varint(data: memoryview, pos: int) -> tuple[int, int]:
     raise RemoteWriteDecodeError("truncated or overlong varint")
 
 
-def _fields(data: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
-    """(field number, wire type, value) for each field; LEN values are views, I64 values raw 8-byte integers."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise RemoteWriteDecodeError("field number 0")
-        if wire == _VARINT:
-            value, pos = _varint(data, pos)
-            yield number, wire, value
-        elif wire == _I64:
-            if pos + 8 > len(data):
-                raise RemoteWriteDecodeError("truncated fixed64")
-            yield number, wire, data[pos : pos + 8]
-            pos += 8
-        elif wire == _LEN:
-            size, pos = _varint(data, pos)
-            if pos + size > len(data):
-                raise RemoteWriteDecodeError("truncated length-delimited field")
-            yield number, wire, data[pos : pos + size]
-            pos += size
-        elif wire == _I32:
-            pos += 4
-            if pos > len(data):
-                raise RemoteWriteDecodeError("truncated fixed32")
-        else:
-            raise RemoteWriteDecodeError(f"unsupported wire type {wire}")
+# The reader below walks one bytes object by position, with no generator and no slice per field, and reads a
+# one-byte varint (every tag here, and most lengths) inline: Prometheus sends up to a hundred thousand series a
+# request, and the decoding costs a few microseconds a series this way, several times less than field by field
+# through an iterator. Every malformed shape still fails with its own error.
 
 
-def _text(value: int | memoryview) -> str:
-    if not isinstance(value, memoryview):
-        raise RemoteWriteDecodeError("expected a string")
+def _skip(data: bytes, pos: int, end: int, key: int) -> int:
+    """The position after the value of a field (tag ``key``) that is not read."""
+    wire = key & 7
+    if key >> 3 == 0:
+        raise RemoteWriteDecodeError("field number 0")
+    if wire == _VARINT:
+        return _varint(data, pos, end)[1]
+    if wire == _I64:
+        if pos + 8 > end:
+            raise RemoteWriteDecodeError("truncated fixed64")
+        return pos + 8
+    if wire == _LEN:
+        size, pos = _varint(data, pos, end)
+        if pos + size > end:
+            raise RemoteWriteDecodeError("truncated length-delimited field")
+        return pos + size
+    if wire == _I32:
+        if pos + 4 > end:
+            raise RemoteWriteDecodeError("truncated fixed32")
+        return pos + 4
+    raise RemoteWriteDecodeError(f"unsupported wire type {wire}")
+
+
+def _length(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Where a length-delimited value that starts at ``pos`` (its length) begins and ends."""
+    size = data[pos] if pos < end else 0x80
+    if size < 0x80:
+        pos += 1
+    else:
+        size, pos = _varint(data, pos, end)
+    stop = pos + size
+    if stop > end:
+        raise RemoteWriteDecodeError("truncated length-delimited field")
+    return pos, stop
+
+
+def _text(data: bytes, pos: int, end: int) -> tuple[str, int]:
+    start, stop = _length(data, pos, end)
     try:
-        return bytes(value).decode()
+        return data[start:stop].decode(), stop
     except UnicodeDecodeError as exc:
         raise RemoteWriteDecodeError("label is not UTF-8") from exc
 
 
-def _label(data: memoryview) -> tuple[str, str]:
+def _label(data: bytes, pos: int, end: int) -> tuple[str, str]:
     name = value = ""
-    for number, _, raw in _fields(data):
-        if number == 1:
-            name = _text(raw)
-        elif number == 2:
-            value = _text(raw)
+    while pos < end:
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(data, pos, end)
+        if key == _NAME_TAG:
+            name, pos = _text(data, pos, end)
+        elif key == _VALUE_TAG:
+            value, pos = _text(data, pos, end)
+        elif key >> 3 in (1, 2):
+            raise RemoteWriteDecodeError("expected a string")
+        else:
+            pos = _skip(data, pos, end, key)
     return name, value
 
 
-def _sample(data: memoryview) -> tuple[float, float]:
+def _sample(data: bytes, pos: int, end: int) -> tuple[float, float]:
     value, timestamp_ms = 0.0, 0
-    for number, wire, raw in _fields(data):
-        if number == 1 and wire == _I64 and isinstance(raw, memoryview):
-            value = _DOUBLE.unpack(raw)[0]
-        elif number == 2 and wire == _VARINT and isinstance(raw, int):
+    while pos < end:
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(data, pos, end)
+        if key == _VALUE_FIXED64_TAG:
+            if pos + 8 > end:
+                raise RemoteWriteDecodeError("truncated fixed64")
+            value = _DOUBLE.unpack_from(data, pos)[0]
+            pos += 8
+        elif key == _TIMESTAMP_TAG:
+            raw, pos = _varint(data, pos, end)
             # int64 on the wire: two's complement in 64 bits.
             timestamp_ms = raw - (1 << 64) if raw >= 1 << 63 else raw
+        else:
+            pos = _skip(data, pos, end, key)
     return timestamp_ms / 1000.0, value
 
 
-def _series(data: memoryview, limits: LabelLimits, out: DecodedWrite, max_samples: int) -> None:
+def _series(data: bytes, pos: int, end: int, limits: LabelLimits, out: DecodedWrite, max_samples: int) -> None:
     labels: dict[str, str] = {}
     duplicate = ""
     points: list[tuple[float, float]] = []
-    for number, wire, raw in _fields(data):
-        if wire != _LEN or not isinstance(raw, memoryview):
-            continue
-        if number == 1:
-            name, value = _label(raw)
-            if name in labels:
-                duplicate = name
-            labels[name] = value
-        elif number == 2:
-            points.append(_sample(raw))
-            if len(points) + len(out.samples) > max_samples:
-                raise RemoteWriteTooLargeError("too_many_samples", max_samples, f"more than {max_samples} samples")
+    while pos < end:
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(data, pos, end)
+        if key in (_LABELS_TAG, _SAMPLES_TAG):
+            start, pos = _length(data, pos, end)
+            if key == _LABELS_TAG:
+                name, value = _label(data, start, pos)
+                if name in labels:
+                    duplicate = name
+                labels[name] = value
+            else:
+                points.append(_sample(data, start, pos))
+                if len(points) + len(out.samples) > max_samples:
+                    message = f"more than {max_samples} samples"
+                    raise RemoteWriteTooLargeError("too_many_samples", max_samples, message)
+        else:
+            pos = _skip(data, pos, end, key)
     metric = labels.pop("__name__", "")
     problem = (
         LabelProblem("duplicate_label", duplicate, f"label {duplicate!r} given twice")
@@ -151,9 +198,11 @@ def _series(data: memoryview, limits: LabelLimits, out: DecodedWrite, max_sample
     if problem is not None:
         out.refused.append(problem)
         return
-    key = SeriesKey(metric, freeze_labels(labels))
+    key_of_series = SeriesKey(metric, freeze_labels(labels))
     # Prometheus marks a series that disappeared with a special NaN (staleness marker): not an observation.
-    out.samples.extend(MetricSample(key, timestamp, value) for timestamp, value in points if not math.isnan(value))
+    out.samples.extend(
+        MetricSample(key_of_series, timestamp, value) for timestamp, value in points if not math.isnan(value)
+    )
 
 
 def decode_write_request(
@@ -179,9 +228,18 @@ def decode_write_request(
         raise RemoteWriteDecodeError(f"not snappy block data: {exc}") from exc
     limits = labels or LabelLimits()
     decoded = DecodedWrite()
-    for number, wire, value in _fields(memoryview(raw)):
-        if number == 1 and wire == _LEN and isinstance(value, memoryview):
-            _series(value, limits, decoded, max_samples)
+    pos, end = 0, len(raw)
+    while pos < end:
+        key = raw[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(raw, pos, end)
+        if key == _TIMESERIES_TAG:
+            start, pos = _length(raw, pos, end)
+            _series(raw, start, pos, limits, decoded, max_samples)
+        else:
+            pos = _skip(raw, pos, end, key)
     return decoded
 
 

@@ -1,6 +1,8 @@
 """Hostile input to the webhook and remote_write: bodies past their bounds, bad labels, floods of new series."""
 
-from collections.abc import AsyncIterator
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.adapters.api.app import create_app
 from engine.adapters.api.ingest_limits import IngestLimits
+from engine.adapters.api.remote_write_routes import ADMISSION_CHUNK
 from engine.adapters.prometheus.remote_write import encode_write_request
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.store.sql_store import SqlStore
@@ -270,3 +273,53 @@ async def test_a_request_with_more_samples_than_the_bound_is_refused_with_413(tm
         assert reply.json()["detail"]["limit"] == 100
         assert await ingest.pushed() == []
         assert ingest.detection.series_count == 0
+
+
+class _RecordingAdmission:
+    """Admits every series and notes, for each call, the keys and how far a concurrent task had got by then."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[SeriesKey], int]] = []
+        self.ticks = 0
+
+    def admit(self, series: Iterable[SeriesKey]) -> set[SeriesKey]:
+        self.calls.append((list(series), self.ticks))
+        return set()
+
+
+async def test_new_series_of_a_large_request_are_admitted_a_chunk_at_a_time_with_the_loop_free_between(
+    tmp_path: Path,
+) -> None:
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'ingest.db'}")
+    admission = _RecordingAdmission()
+    app = create_app(
+        store=store,
+        metrics=EngineMetrics(CollectorRegistry()),
+        status=dict,
+        tokens=BOOK,
+        ingest=CREDENTIALS,
+        alerts=AlertFeed(),
+        remote_write=PushedSource(),
+        ingest_limits=IngestLimits(),
+        series=admission,
+    )
+
+    async def tick() -> None:
+        while True:
+            admission.ticks += 1
+            await asyncio.sleep(0)
+
+    count = 2 * ADMISSION_CHUNK + 500
+    sent = _series(count)
+    ticker = asyncio.create_task(tick())
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            reply = await http.post("/api/v1/write", content=encode_write_request(sent), headers=AUTH)
+    finally:
+        ticker.cancel()
+        await store.close()
+    assert reply.status_code == 204
+    assert [len(keys) for keys, _ in admission.calls] == [ADMISSION_CHUNK, ADMISSION_CHUNK, 500]
+    assert [key for keys, _ in admission.calls for key in keys] == [sample.series for sample in sent]
+    ticks = [at for _, at in admission.calls]
+    assert all(later > earlier for earlier, later in itertools.pairwise(ticks)), ticks
