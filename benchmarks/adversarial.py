@@ -171,19 +171,28 @@ def _wait_until_up(engine: Engine) -> None:
 class HealthProbe:
     """Asks ``/healthz`` every 20 ms from a thread of its own; keeps each check's start and end."""
 
+    # The probe's thread shares this process with the one sending the input (building, encoding and writing up to
+    # 50 MB): at Python's default 5 ms switch interval, each of a check's socket calls could wait that long for the
+    # sender, and the check measured this process instead of the engine.
+    SWITCH_INTERVAL_S = 0.0005
+
     def __init__(self, base: str) -> None:
         self._base = base
         self._checks: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-probe", daemon=True)
+        self._switch_interval = sys.getswitchinterval()
 
     def __enter__(self) -> HealthProbe:
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(self.SWITCH_INTERVAL_S)
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        sys.setswitchinterval(self._switch_interval)
 
     def _run(self) -> None:
         with httpx.Client(base_url=self._base, timeout=30) as client:

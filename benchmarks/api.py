@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
-from engine.app.interpreter import freeze_startup_objects
 from prometheus_client import CollectorRegistry
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -42,6 +41,7 @@ from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.store.tables import IncidentRow
 from engine.adapters.telemetry import EngineMetrics
 from engine.app.bootstrap import RecountingDecisions
+from engine.app.interpreter import freeze_startup_objects
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.clock import SystemClock

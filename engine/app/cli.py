@@ -101,6 +101,7 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
             stopping = group.create_task(stop.wait(), name="stop")
             with view.progress:
                 await asyncio.wait({replay, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            view.finish()
             if replay.done():
                 print_summary(console, summary, engine.scenario, time.perf_counter() - started)
                 if not exit_when_done:
@@ -179,6 +180,7 @@ async def _demo(settings: Settings, *, speed: float | None, as_json: bool) -> di
         await engine.close()
     elapsed = time.perf_counter() - started
     if not as_json:
+        view.finish()
         print_summary(console, summary, engine.scenario, elapsed)
     return demo_report(engine, elapsed)
 

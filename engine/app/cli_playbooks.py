@@ -234,6 +234,7 @@ async def _backtest(settings: Settings, scenario: Scenario, *, as_json: bool) ->
     finally:
         await engine.close()
     if not as_json:
+        view.finish()
         print_summary(console, summary, scenario, time.perf_counter() - started)
     return summary
 

@@ -1,8 +1,14 @@
-"""What a person at the terminal sees: a live progress bar while the replay runs and a summary at the end."""
+"""What a person at the terminal sees: a live progress bar while the replay runs and a summary at the end.
+
+Lines about incidents and actions are rationed (``LINES_PER_SECOND``): a storm of alerts opens thousands of incidents
+at once, and printing a line for each held the event loop, and with it the API and the webhook, for seconds. What
+is held back is counted and said in one line; the page and the API have every incident.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from rich.console import Console
@@ -18,10 +24,54 @@ def _clock(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%a %H:%M")
 
 
+LINES_PER_SECOND = 20
+# Incidents outside the labelled episodes listed by name in the summary; the rest are counted.
+LISTED_UNEXPECTED = 20
+
+
+class LineRation:
+    """At most ``per_second`` lines a second go out through ``emit``; the others are counted, and the count goes
+    out as one line once the next second's lines may."""
+
+    def __init__(
+        self,
+        emit: Callable[[str], None],
+        per_second: int = LINES_PER_SECOND,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._emit = emit
+        self._per_second = per_second
+        self._clock = clock
+        self._second_began = float("-inf")
+        self._sent = 0
+        self.held_back = 0
+
+    def line(self, text: str) -> None:
+        self.flush()
+        if self._sent < self._per_second:
+            self._sent += 1
+            self._emit(text)
+        else:
+            self.held_back += 1
+
+    def flush(self, *, final: bool = False) -> None:
+        """Start a new second if the last one is over (or this is the ``final`` call), saying first how many lines
+        it held back."""
+        now = self._clock()
+        if now - self._second_began < 1.0 and not final:
+            return
+        if self.held_back:
+            self._emit(f"[dim]… {self.held_back} more lines not shown (the page and the API list every incident)[/]")
+            self.held_back = 0
+        self._second_began = now
+        self._sent = 0
+
+
 class ProgressView:
     """A pipeline observer that drives a rich progress bar and prints incidents as they open and resolve."""
 
-    def __init__(self, console: Console, summary: RunSummary) -> None:
+    def __init__(self, console: Console, summary: RunSummary, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._summary = summary
         self.progress = Progress(
             TextColumn("[bold]replay"),
@@ -33,11 +83,13 @@ class ProgressView:
             transient=False,
         )
         self._task = self.progress.add_task("replay", total=None, counts="")
+        self._lines = LineRation(self.progress.console.print, clock=clock)
 
     def set_total(self, total_samples: int) -> None:
         self.progress.update(self._task, total=total_samples)
 
     def on_samples(self, samples: Sequence[MetricSample]) -> None:
+        self._lines.flush()
         counts = self._summary.counts()
         self.progress.update(
             self._task,
@@ -54,14 +106,16 @@ class ProgressView:
     def on_incident_change(self, change: IncidentChange) -> None:
         incident = change.incident
         if change.kind is IncidentChangeKind.OPENED:
-            self.progress.console.print(
-                f"[red]● opened[/] {_clock(change.at)}  {incident.severity.label:<8} {incident.series}"
-            )
+            self._lines.line(f"[red]● opened[/] {_clock(change.at)}  {incident.severity.label:<8} {incident.series}")
         elif change.kind is IncidentChangeKind.RESOLVED:
-            self.progress.console.print(f"[green]✔ resolved[/] {_clock(change.at)}  {incident.series}")
+            self._lines.line(f"[green]✔ resolved[/] {_clock(change.at)}  {incident.series}")
 
     def on_action(self, result: ActionResult) -> None:
-        self.progress.console.print(f"  [cyan]↳ {result.status.value}[/] {result.request.playbook}: {result.detail}")
+        self._lines.line(f"  [cyan]↳ {result.status.value}[/] {result.request.playbook}: {result.detail}")
+
+    def finish(self) -> None:
+        """Say how many lines the last second held back."""
+        self._lines.flush(final=True)
 
 
 def print_summary(console: Console, summary: RunSummary, scenario: Scenario, elapsed_s: float) -> None:
@@ -89,5 +143,7 @@ def print_summary(console: Console, summary: RunSummary, scenario: Scenario, ela
     unexpected = summary.unexpected_incidents(scenario)
     colour = "green" if not unexpected else "yellow"
     console.print(f"[{colour}]incidents outside the labelled episodes: {len(unexpected)}[/]")
-    for incident in unexpected:
+    for incident in unexpected[:LISTED_UNEXPECTED]:
         console.print(f"  {_clock(incident.opened_at)} {incident.series}")
+    if len(unexpected) > LISTED_UNEXPECTED:
+        console.print(f"  … and {len(unexpected) - LISTED_UNEXPECTED} more")

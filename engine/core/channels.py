@@ -61,15 +61,18 @@ class Channel(Generic[T]):
                 return
             yield item
 
-    async def bursts(self) -> AsyncIterator[list[T]]:
+    async def bursts(self, limit: int | None = None) -> AsyncIterator[list[T]]:
         """The items in order, as lists: each wake-up takes the first item and every one already waiting behind
-        it (at most the capacity), so that a consumer that fell behind can handle its backlog in one go."""
+        it (at most the capacity, and at most ``limit``), so that a consumer that fell behind can handle its
+        backlog in one go."""
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
         while not self._ended():
             first = await self._queue.get()
             if isinstance(first, _Closed):
                 return
             burst = [first]
-            while not self._queue.empty():
+            while not self._queue.empty() and (limit is None or len(burst) < limit):
                 item = self._queue.get_nowait()
                 if isinstance(item, _Closed):
                     yield burst

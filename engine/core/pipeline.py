@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 # How often the incident stage reads which of its live incidents people resolved, and remediation which
 # verifications every replica has under way (wall-clock seconds).
 DECISION_SYNC_S = 1.0
+# The incident stage runs on the event loop that also answers the API, the webhook and the health checks: a storm
+# of alerts (thousands in one notification) is taken this many alerts at a time, and at most BURST_ITEMS such sets
+# or detected batches are stored in one transaction, with the loop free between them.
+ALERTS_PER_ITEM = 250
+BURST_ITEMS = 8
 
 
 class _Watermark:
@@ -124,7 +129,8 @@ class Pipeline:
 
     async def _forward_alerts(self, feed: AlertFeed, out: Channel[_Detected | _Alerted]) -> None:
         async for alerts in feed:
-            await out.send(_Alerted(alerts))
+            for start in range(0, len(alerts), ALERTS_PER_ITEM):
+                await out.send(_Alerted(alerts[start : start + ALERTS_PER_ITEM]))
 
     async def _detect(
         self,
@@ -157,10 +163,12 @@ class Pipeline:
         try:
             # Everything waiting is taken at once and its changes stored in one transaction: when the store is
             # slower than detection (a burst of new incidents), the backlog costs one commit, not one per batch.
-            async for burst in inbox.bursts():
+            async for burst in inbox.bursts(BURST_ITEMS):
                 await self._follow_decisions()
                 outcomes = []
-                for item in burst:
+                for index, item in enumerate(burst):
+                    if index:
+                        await asyncio.sleep(0)  # see ALERTS_PER_ITEM
                     outcomes.append((item, self._changes_of(item)))
                     if isinstance(item, _Detected) and self._acknowledger is not None:
                         # Before the burst's next batch is taken: the stage's state is exactly as of this one's end.

@@ -596,42 +596,64 @@ class _TakingTurns:
 
 async def _apply(session: AsyncSession, changes: Sequence[IncidentChange]) -> None:
     """A batch of incident changes, in order, inside the caller's transaction. The incidents they touch are read
-    in one query and their timeline rows written in one statement: a burst (a spike in every series at once) must
-    not cost a round trip per incident."""
+    in one query, new ones written in one statement and their timeline rows in another: a burst (a spike in every
+    series at once, an alert storm) must not cost a round trip, nor a mapped object's bookkeeping, per incident.
+    This runs on the event loop, between the database's answers."""
     ids = list(dict.fromkeys(change.incident.id for change in changes))
     rows: dict[str, IncidentRow] = {}
     for lo in range(0, len(ids), _IDS_PER_QUERY):
         found = await session.scalars(select(IncidentRow).where(IncidentRow.id.in_(ids[lo : lo + _IDS_PER_QUERY])))
         rows.update((row.id, row) for row in found)
+    # Incidents this batch opens, as the columns of their rows (changed in place by later changes of the batch).
+    opened: dict[str, dict[str, Any]] = {}
     events: list[dict[str, Any]] = []
     for change in changes:
         incident = change.incident
         row = rows.get(incident.id)
-        if row is None:
-            rows[incident.id] = row = _incident_row(incident)
-            session.add(row)
-        elif holds_change(
-            state=IncidentState(row.state), resolved_at=row.resolved_at, signal_count=row.signal_count, change=change
-        ):
-            continue
+        new = opened.get(incident.id)
+        if row is not None:
+            standing: tuple[str, float | None, int] | None = (row.state, row.resolved_at, row.signal_count)
+        elif new is not None:
+            standing = (new["state"], new["resolved_at"], new["signal_count"])
         else:
-            # Signals update the figures; the state stays whatever people made it (acknowledged), unless the
-            # signal itself resolved the incident.
-            row.severity = int(incident.severity)
-            row.last_signal_at = incident.last_signal_at
-            row.signal_count = incident.signal_count
-            row.peak_score = incident.peak_score
-            if change.kind is IncidentChangeKind.RESOLVED and row.state != IncidentState.RESOLVED.value:
-                row.state = IncidentState.RESOLVED.value
-                row.resolved_at = incident.resolved_at
-                row.state_since = change.at
+            standing = None
+            opened[incident.id] = _incident_columns(incident)
+        if standing is not None:
+            state, resolved_at, signal_count = standing
+            if holds_change(
+                state=IncidentState(state), resolved_at=resolved_at, signal_count=signal_count, change=change
+            ):
+                continue
+            update = _signal_update(change, state)
+            if row is not None:
+                for column, value in update.items():
+                    setattr(row, column, value)
+            elif new is not None:
+                new.update(update)
         events.append(
             {"incident_id": incident.id, "at": change.at, "kind": change.kind.value, "detail": _detail(change)}
         )
     # The timeline rows refer to their incidents: those are written first.
+    if opened:
+        await session.execute(insert(IncidentRow), list(opened.values()))
     await session.flush()
     if events:
         await session.execute(_ADD_EVENT, events)
+
+
+def _signal_update(change: IncidentChange, state: str) -> dict[str, Any]:
+    """The columns a later change of a stored incident sets: signals update the figures; the state stays whatever
+    people made it (acknowledged), unless the signal itself resolved the incident."""
+    incident = change.incident
+    update: dict[str, Any] = {
+        "severity": int(incident.severity),
+        "last_signal_at": incident.last_signal_at,
+        "signal_count": incident.signal_count,
+        "peak_score": incident.peak_score,
+    }
+    if change.kind is IncidentChangeKind.RESOLVED and state != IncidentState.RESOLVED.value:
+        update |= {"state": IncidentState.RESOLVED.value, "resolved_at": incident.resolved_at, "state_since": change.at}
+    return update
 
 
 def _detail(change: IncidentChange) -> dict[str, Any]:
@@ -662,22 +684,24 @@ def _by(by: str, comment: str) -> dict[str, Any]:
     return {"by": by, "comment": comment} if comment else {"by": by}
 
 
-def _incident_row(incident: Incident) -> IncidentRow:
-    return IncidentRow(
-        id=incident.id,
-        fingerprint=incident.fingerprint,
-        title=incident.title,
-        series_name=incident.series.name,
-        series_labels=incident.series.label_map,
-        severity=int(incident.severity),
-        state=incident.state.value,
-        opened_at=incident.opened_at,
-        last_signal_at=incident.last_signal_at,
-        signal_count=incident.signal_count,
-        peak_score=incident.peak_score,
-        resolved_at=incident.resolved_at,
-        state_since=incident.opened_at,
-    )
+def _incident_columns(incident: Incident) -> dict[str, Any]:
+    """A new incident's row, as its columns."""
+    return {
+        "id": incident.id,
+        "fingerprint": incident.fingerprint,
+        "title": incident.title,
+        "series_name": incident.series.name,
+        "series_labels": incident.series.label_map,
+        "severity": int(incident.severity),
+        "state": incident.state.value,
+        "opened_at": incident.opened_at,
+        "last_signal_at": incident.last_signal_at,
+        "signal_count": incident.signal_count,
+        "peak_score": incident.peak_score,
+        "resolved_at": incident.resolved_at,
+        "snoozed_until": None,
+        "state_since": incident.opened_at,
+    }
 
 
 def _silence(row: SignalSilenceRow) -> SignalSilence:

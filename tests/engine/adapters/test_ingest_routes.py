@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import copy
+import gc
 import hashlib
 import json
 import sys
@@ -23,7 +24,7 @@ from engine.adapters.prometheus.remote_write import encode_write_request
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.store.sql_store import AlertNotification, SqlStore
 from engine.adapters.telemetry import EngineMetrics
-from engine.app.interpreter import shorten_thread_switches
+from engine.app.interpreter import freeze_startup_objects, shorten_thread_switches
 from engine.core.alert_feed import AlertFeed
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import Alert, AlertStatus, MetricSample, SeriesKey, Severity
@@ -200,15 +201,18 @@ async def test_remote_write_samples_reach_the_pushed_source(harness: Harness) ->
 
 
 @pytest.fixture
-def short_thread_switches() -> Iterator[None]:
-    """The interpreter as the engine's processes set it up, for this test only."""
+def engine_interpreter() -> Iterator[None]:
+    """The interpreter as the engine's processes set it up, for this test only: the objects alive at start-up (here,
+    everything earlier tests left) frozen out of the collector's way, and short thread switches."""
     previous = sys.getswitchinterval()
+    freeze_startup_objects()
     shorten_thread_switches()
     yield
     sys.setswitchinterval(previous)
+    gc.unfreeze()
 
 
-@pytest.mark.usefixtures("short_thread_switches")
+@pytest.mark.usefixtures("engine_interpreter")
 async def test_decoding_a_large_remote_write_leaves_the_event_loop_free(harness: Harness) -> None:
     # Past the sample bound: refused, but only after the first 100,000 samples were decoded (over half a second).
     samples = [MetricSample(SeriesKey.of("up", {"i": str(i)}), 1000.0, 1.0) for i in range(150_000)]

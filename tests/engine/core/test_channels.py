@@ -48,6 +48,20 @@ async def test_bursts_take_everything_waiting_in_order_and_end_at_close() -> Non
     assert [burst async for burst in bursts] == [[4, 5]]
 
 
+async def test_bursts_with_a_limit_take_at_most_that_many_items_each_in_order() -> None:
+    channel: Channel[int] = Channel(capacity=8)
+    for item in range(1, 6):
+        await channel.send(item)
+    await channel.close()
+    assert [burst async for burst in channel.bursts(limit=2)] == [[1, 2], [3, 4], [5]]
+
+
+async def test_a_burst_limit_below_one_is_refused() -> None:
+    channel: Channel[int] = Channel(capacity=1)
+    with pytest.raises(ValueError, match="limit"):
+        await anext(channel.bursts(limit=0))
+
+
 async def test_bursts_wait_for_the_next_item_when_nothing_is_waiting() -> None:
     channel: Channel[int] = Channel(capacity=2)
     bursts = channel.bursts()

@@ -4,8 +4,11 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
+import pytest
+
 from engine.adapters.store.sql_store import SqlStore
 from engine.app.summary import RunSummary
+from engine.core import pipeline as pipeline_module
 from engine.core.alert_feed import AlertFeed
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
@@ -87,4 +90,43 @@ async def test_an_alert_opens_triggers_a_playbook_and_resolves_through_the_pipel
     assert [entry.kind for entry in detail.timeline] == ["opened", "resolved"]
     assert [action.status for action in summary.actions] == ["dry-run"]
     assert feed.closed
+    await store.close()
+
+
+async def test_a_storm_in_one_notification_is_taken_in_parts_and_every_alert_opens_its_incident_and_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Small parts, so that a storm of a few dozen alerts spans several parts and several bursts.
+    monkeypatch.setattr(pipeline_module, "ALERTS_PER_ITEM", 10)
+    monkeypatch.setattr(pipeline_module, "BURST_ITEMS", 2)
+    store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
+    summary = RunSummary()
+    feed, source = AlertFeed(), GatedSource()
+    pipeline = Pipeline(
+        source=source,
+        detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
+        incidents=IncidentManager(IncidentPolicy(min_signals=5)),
+        remediator=remediator(store.ledger, [PLAYBOOK], clock=FakeClock()),
+        store=store,
+        observer=summary,
+        alerts=feed,
+    )
+    running = asyncio.create_task(pipeline.run())
+    count = 2 * 10 * 2 + 7
+    storm = [
+        replace(FIRING, fingerprint=f"fp-{n}", labels=(("alertname", "ModelLatencyHigh"), ("deployment", f"d{n}")))
+        for n in range(count)
+    ]
+    # The same alert once more at the end (in another part): its incident's, not a second one.
+    await feed.submit([*storm, storm[0]])
+    for _ in range(500):
+        if len(await store.list_incidents(limit=count + 1)) == count:
+            break
+        await asyncio.sleep(0.01)
+    source.release.set()
+    await asyncio.wait_for(running, timeout=30)
+
+    incidents = await store.list_incidents(limit=count + 1)
+    assert sorted(incident.fingerprint for incident in incidents) == sorted(f"alert:fp-{n}" for n in range(count))
+    assert len(summary.actions) == count
     await store.close()
