@@ -79,6 +79,7 @@ def kafka_source_config(settings: Settings, *, idle_stop_s: float | None = None)
         max_batch_records=settings.kafka_max_batch,
         idle_stop_s=idle_stop_s,
         limits=MessageLimits(settings.kafka_max_message_bytes, label_limits(settings)),
+        connect_limit_s=settings.kafka_connect_limit_s,
     )
 
 
@@ -97,6 +98,7 @@ async def open_kafka_engine(
     publisher = KafkaEventPublisher(
         settings.kafka_bootstrap,
         KafkaTopics(settings.kafka_anomaly_topic, settings.kafka_incident_topic, settings.kafka_action_topic),
+        connect_limit_s=settings.kafka_connect_limit_s,
     )
     # Offsets move only after the batch's incident changes are stored, its events are acknowledged and the state of
     # its series is checkpointed in the store (which other members restore it from when its partitions move).

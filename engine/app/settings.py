@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     kafka_max_batch: int = Field(
         default=10000, ge=1, description="most Kafka records consumed into one detection batch"
     )
+    kafka_connect_limit_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="how long `aiops serve` keeps trying to reach its brokers at start (a broker restarting) before "
+        "it exits with status 3; 0: one try",
+    )
     kafka_max_message_bytes: int = Field(
         default=1048576,
         ge=1024,

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from engine.adapters.kafka.startup import start_when_reachable
 from engine.domain.events import ActionResult, Anomaly, Incident, IncidentChange, MetricSample
 
 
@@ -29,8 +30,16 @@ class KafkaTopics:
 class KafkaEventPublisher:
     """A ``PipelineObserver`` that publishes events; ``start`` before the pipeline runs, ``close`` after."""
 
-    def __init__(self, bootstrap_servers: str, topics: KafkaTopics, *, client_id: str = "aiops-engine") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: KafkaTopics,
+        *,
+        client_id: str = "aiops-engine",
+        connect_limit_s: float = 0.0,
+    ) -> None:
         self._topics = topics
+        self._connect_limit_s = connect_limit_s
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             client_id=f"{client_id}-events",
@@ -43,7 +52,10 @@ class KafkaEventPublisher:
         self.published = 0
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Connect, waiting up to ``connect_limit_s`` for a broker to answer."""
+        await start_when_reachable(
+            self._producer.start, stop=self._producer.stop, what="event publisher", limit_s=self._connect_limit_s
+        )
         self._sender = asyncio.create_task(self._send_all(), name="kafka-events")
 
     async def close(self) -> None:

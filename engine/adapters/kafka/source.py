@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from engine.adapters.kafka.schema import TOO_LARGE, InvalidMessageError, MessageLimits, SampleColumns, decode_run
+from engine.adapters.kafka.startup import start_when_reachable
 from engine.core.checkpoints import CheckpointStore, PartitionCheckpoint, SeriesState, SeriesStates
 from engine.core.detection import SERIES_LIMIT, DetectorSlotState, SeriesAdmission
 from engine.domain.batches import FloatArray
@@ -68,6 +69,8 @@ class KafkaSourceConfig:
     # While detection is ahead of the incident stage, how often series state is captured (and offsets committed).
     checkpoint_interval_s: float = 1.0
     limits: MessageLimits = field(default_factory=MessageLimits)
+    # How long the clients' first connection is tried while no broker answers (0: once).
+    connect_limit_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -205,12 +208,15 @@ class KafkaSampleSource:
             # Room for the largest message taken and the headers added to it (the producer's default is 1 MiB).
             max_request_size=max(config.limits.max_message_bytes + _HEADER_ROOM, _DEFAULT_REQUEST_BYTES),
         )
-        await dead_letters.start()
+        limit_s = self._config.connect_limit_s
+        await start_when_reachable(
+            dead_letters.start, stop=dead_letters.stop, what="dead-letter producer", limit_s=limit_s
+        )
         try:
             # Set before joining the group: the first assignment may come while ``start`` runs, and restoring it
             # needs the consumer.
             self._consumer = consumer
-            await consumer.start()
+            await start_when_reachable(consumer.start, stop=consumer.stop, what="consumer", limit_s=limit_s)
             try:
                 async for batch in self._consume(consumer, dead_letters):
                     yield batch
