@@ -6,6 +6,10 @@ than its bound, compressed or decompressed, or carrying too many samples. Series
 or that would go past the engine's series bound (400) are left out while the other series of the request are
 taken, as Mimir does: the reply says how many of each, and since Prometheus does not retry a 4xx, what was taken is
 not sent twice.
+
+Remote-Write 2.0 bodies (``Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request``) are not
+read: they are answered 415, as that specification asks of a receiver that only takes 1.0, so that the sender falls
+back to 1.0 instead of having its samples read as something else.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def add_remote_write_route(
         response_class=Response,
         responses={
             400: {"description": "not a snappy-compressed WriteRequest, or new series past the series bound"},
+            415: {"description": "a Remote-Write 2.0 body (only 1.0 is taken)"},
             401: {"description": "bad credential"},
             413: {"description": "body larger than its bound (compressed or decompressed), or too many samples"},
             422: {"description": "series whose name or labels break the label rules (left out)"},
@@ -60,6 +65,9 @@ def add_remote_write_route(
     async def remote_write(request: Request) -> Response:
         """Prometheus remote_write (protocol 1.0): snappy-compressed protobuf WriteRequest."""
         guard(request)
+        if _protobuf_message(request.headers.get("content-type", "")) not in ("", WRITE_REQUEST_V1):
+            metrics.remote_write_rejected.inc()
+            raise HTTPException(415, "only Remote-Write 1.0 (prometheus.WriteRequest) is taken")
         try:
             body = await read_body(request, limits.remote_write_max_body_bytes, "remote_write body")
             # Decoded off the event loop: it costs tens of microseconds a sample (a second or more for a request
@@ -92,6 +100,18 @@ def add_remote_write_route(
         if refused:
             raise HTTPException(400, _refusal(SERIES_LIMIT, len(samples), [], len(refused)))
         return Response(status_code=204)
+
+
+WRITE_REQUEST_V1 = "prometheus.WriteRequest"
+
+
+def _protobuf_message(content_type: str) -> str:
+    """The ``proto=`` parameter of a Content-Type (empty when there is none: 1.0 senders send none)."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.strip().partition("=")
+        if name.strip().lower() == "proto":
+            return value.strip().strip('"')
+    return ""
 
 
 # New series are admitted this many at a time, the event loop free between: making room for fifty thousand new

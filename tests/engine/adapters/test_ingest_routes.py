@@ -292,3 +292,35 @@ async def test_after_a_restart_a_redelivery_is_still_recognised(tmp_path: Path) 
         assert await writer.record(record) is False
         await writer.flushed()
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        'application/x-protobuf; proto="io.prometheus.write.v2.Request"',
+    ],
+)
+async def test_a_remote_write_2_body_is_refused_with_415_and_nothing_is_read(
+    harness: Harness, content_type: str
+) -> None:
+    samples = [MetricSample(SeriesKey.of("up", {"job": "a"}), 1000.0, 1.0)]
+    headers = AUTH | {"Content-Type": content_type, "X-Prometheus-Remote-Write-Version": "2.0.0"}
+    reply = await harness.http.post("/api/v1/write", content=encode_write_request(samples), headers=headers)
+    assert reply.status_code == 415
+    assert "Remote-Write 1.0" in reply.json()["detail"]
+    await harness.sink.close()
+    assert [batch async for batch in harness.sink.batches()] == []
+    assert harness.counter("aiops_remote_write_rejected_total") == 1
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-protobuf", "application/x-protobuf;proto=prometheus.WriteRequest", ""]
+)
+async def test_remote_write_1_bodies_are_taken_with_or_without_the_proto_parameter(
+    harness: Harness, content_type: str
+) -> None:
+    samples = [MetricSample(SeriesKey.of("up", {"job": "a"}), 1000.0, 1.0)]
+    headers = AUTH | ({"Content-Type": content_type} if content_type else {})
+    reply = await harness.http.post("/api/v1/write", content=encode_write_request(samples), headers=headers)
+    assert reply.status_code == 204
