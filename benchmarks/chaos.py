@@ -120,6 +120,8 @@ class Services:
     kube: client.ApiClient
     kubeconfig: Path
     work: Path
+    # The replicas' AIOPS_LOG_LEVEL (INFO shows their partition assignments, for a finding's evidence).
+    engine_log_level: str = "WARNING"
 
 
 @dataclass
@@ -171,6 +173,7 @@ class Trial:
             "AIOPS_DETECTOR": "robust_zscore",
             "AIOPS_INCIDENT_MIN_SIGNALS": "1",
             "AIOPS_INCIDENT_RESOLVE_AFTER_S": "4",
+            "AIOPS_LOG_LEVEL": self.services.engine_log_level,
         }
 
     def start(self, slot: str, replica_id: str) -> Replica:
@@ -666,11 +669,11 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
     with private_postgres() as postgres:
         await broker.start()
         try:
-            services = Services(postgres, broker, kube, kubeconfig, work)
+            services = Services(postgres, broker, kube, kubeconfig, work, args.engine_log_level)
             reference, _ = await run_once(services, "reference", replicas=1, rng=None, new_id_share=0)
             _check_reference(reference)
             log(f"reference: {len(reference.store.incidents)} incidents, {len(reference.store.steps)} steps")
-            for number in range(args.trials):
+            for number in range(args.first_trial, args.first_trial + args.trials):
                 trial_seed = seed * 1000 + number
                 truth, trial = await run_once(
                     services,
@@ -711,6 +714,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--replicas", type=int, default=2, choices=(2, 3))
     parser.add_argument("--seed", type=int, default=None, help="trial i uses seed * 1000 + i (default: random)")
+    parser.add_argument(
+        "--first-trial", type=int, default=0, help="number of the first trial (with --seed: replay a finding's trial)"
+    )
+    parser.add_argument(
+        "--engine-log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING"), help="the replicas' log level"
+    )
     parser.add_argument(
         "--new-id-share", type=float, default=0.3, help="share of restarts under a new AIOPS_REPLICA_ID"
     )
