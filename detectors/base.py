@@ -26,6 +26,7 @@ JSON-serialisable dict and ``restore`` it, and a restored detector continues exa
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,12 @@ class BatchDetector(abc.ABC):
     @abc.abstractmethod
     def ensure_capacity(self, capacity: int) -> None:
         """Grow to at least ``capacity`` slots; new slots start fresh. Never shrinks."""
+
+    def prepare_capacity(self, capacity: int) -> Callable[[], None]:
+        """Split ``ensure_capacity`` in two: this call does the costly part (allocating and filling the new memory)
+        and may run in another thread while the detector is in use; the returned function does the rest (a copy of
+        the current state into it) where the detector is used, and grows to at least ``capacity``."""
+        return lambda: self.ensure_capacity(capacity)
 
     @abc.abstractmethod
     def update_batch(self, slots: IntArray, timestamps: FloatArray, values: FloatArray) -> FloatArray:

@@ -14,7 +14,8 @@ first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,6 +59,9 @@ class SeriesAdmission(Protocol):
 
     def admit(self, series: Iterable[SeriesKey]) -> set[SeriesKey]:
         """Keep room for each of ``series`` that is new and fits; return those refused."""
+
+    async def make_room(self, series: Collection[SeriesKey]) -> None:
+        """Grow ahead of the new ones among ``series``, with the loop free while the new memory is prepared."""
 
 
 class DetectionService:
@@ -111,6 +115,27 @@ class DetectionService:
         self._refused(len(refused))
         return refused
 
+    async def make_room(self, series: Collection[SeriesKey]) -> None:
+        """Grow ahead of the new ones among ``series`` (as far as the bound allows): the new memory is allocated and
+        filled in a worker thread, and only the copy of the current state runs here. Growing while admitting held
+        the event loop for 0.05-0.2 s at tens of thousands of series (pages of a new array of tens of MB)."""
+        capacity = self._capacity_for(len(self._slots) + sum(1 for key in series if key not in self._slots))
+        if capacity is None:
+            return
+        install = await asyncio.to_thread(self._detector.prepare_capacity, capacity)
+        install()
+        self._filter.ensure_capacity(self._detector.capacity)
+
+    def _capacity_for(self, series_count: int) -> int | None:
+        """The capacity to grow to for ``series_count`` series, or None if the current one holds them."""
+        needed = series_count if self._max_series is None else min(series_count, self._max_series)
+        capacity = self._detector.capacity
+        if needed <= capacity:
+            return None
+        grown = max(2 * capacity, needed)
+        # Never room for more series than the bound.
+        return grown if self._max_series is None else min(grown, self._max_series)
+
     def _refused(self, count: int) -> None:
         if count:
             for listener in self._refusal_listeners:
@@ -128,11 +153,8 @@ class DetectionService:
                 slot = self._allocated
                 self._allocated += 1
             self._slots[series] = slot
-            if slot >= self._detector.capacity:
-                grown = max(2 * self._detector.capacity, slot + 1)
-                if self._max_series is not None:
-                    # Never room for more series than the bound.
-                    grown = min(grown, self._max_series)
+            grown = self._capacity_for(slot + 1)
+            if grown is not None:
                 self._detector.ensure_capacity(grown)
                 self._filter.ensure_capacity(grown)
         return slot

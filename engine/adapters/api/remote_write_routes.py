@@ -123,6 +123,7 @@ async def _admit(series: SeriesAdmission, samples: list[MetricSample]) -> set[Se
     """The series of ``samples`` that the engine refused; those it took have their room made."""
     # In the order sent, so that which series are refused does not depend on hashing.
     keys = list(dict.fromkeys(sample.series for sample in samples))
+    await series.make_room(keys)
     refused: set[SeriesKey] = set()
     for start in range(0, len(keys), ADMISSION_CHUNK):
         if start:

@@ -2,7 +2,7 @@
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,9 @@ class _RecordingAdmission:
     def admit(self, series: Iterable[SeriesKey]) -> set[SeriesKey]:
         self.calls.append((list(series), self.ticks))
         return set()
+
+    async def make_room(self, series: Collection[SeriesKey]) -> None:
+        return
 
 
 async def test_new_series_of_a_large_request_are_admitted_a_chunk_at_a_time_with_the_loop_free_between(

@@ -1,5 +1,7 @@
 """The series bound of detection: new series past it are refused and counted, the series kept go on."""
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,49 @@ def test_the_detector_never_grows_past_the_bound() -> None:
     service.admit(_series(1_000))
     assert service.series_count == 100
     assert detector.capacity == 100
+
+
+class _CountingGrowth(AboveTen):
+    """Counts the growths done where the detector is used (``ensure_capacity``) and those prepared ahead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grown_in_place = 0
+        self.prepared: list[int] = []
+
+    def ensure_capacity(self, capacity: int) -> None:
+        if capacity > self.capacity:
+            self.grown_in_place += 1
+        super().ensure_capacity(capacity)
+
+    def prepare_capacity(self, capacity: int) -> Callable[[], None]:
+        self.prepared.append(capacity)
+
+        def install() -> None:
+            self._capacity = max(self._capacity, capacity)
+
+        return install
+
+
+async def test_room_made_ahead_for_the_new_series_only_leaves_admission_nothing_to_grow() -> None:
+    detector = _CountingGrowth()
+    service = DetectionService(DetectionPolicy(detector="above-ten"), detector, 0.5, max_series=1000)
+    known = _series(3)
+    assert service.admit(known) == set()
+    grown_before = detector.grown_in_place
+    series = [*known, *_series(400, start=3)]
+    await service.make_room(series)
+    # Room for the 403 series (the 3 known ones are not counted twice), the bound permitting.
+    assert detector.prepared == [403]
+    assert service.admit(series) == set()
+    assert detector.grown_in_place == grown_before
+    await service.make_room(series)
+    assert detector.prepared == [403]
+
+
+async def test_room_made_ahead_never_passes_the_series_bound() -> None:
+    detector = _CountingGrowth()
+    service = DetectionService(DetectionPolicy(detector="above-ten"), detector, 0.5, max_series=50)
+    await service.make_room(_series(400))
+    assert detector.prepared == [50]
+    assert service.admit(_series(400)) == set(_series(400)[50:])
