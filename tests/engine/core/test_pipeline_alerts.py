@@ -61,11 +61,9 @@ async def _until(condition: object, store: SqlStore, state: IncidentState) -> No
     raise AssertionError(f"no incident reached {state} ({condition})")
 
 
-async def test_an_alert_opens_triggers_a_playbook_and_resolves_through_the_pipeline() -> None:
-    store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
-    summary = RunSummary()
-    feed, source = AlertFeed(), GatedSource()
-    pipeline = Pipeline(
+def _pipeline(store: SqlStore, summary: RunSummary, feed: AlertFeed, source: GatedSource) -> Pipeline:
+    """Alerts from ``feed`` (and quiet samples) through incidents to the alert playbook, in dry-run."""
+    return Pipeline(
         source=source,
         detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
         incidents=IncidentManager(IncidentPolicy(min_signals=5)),
@@ -74,6 +72,13 @@ async def test_an_alert_opens_triggers_a_playbook_and_resolves_through_the_pipel
         observer=summary,
         alerts=feed,
     )
+
+
+async def test_an_alert_opens_triggers_a_playbook_and_resolves_through_the_pipeline() -> None:
+    store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
+    summary = RunSummary()
+    feed, source = AlertFeed(), GatedSource()
+    pipeline = _pipeline(store, summary, feed, source)
     running = asyncio.create_task(pipeline.run())
     await feed.submit([FIRING])
     await feed.submit([FIRING])
@@ -102,15 +107,7 @@ async def test_a_storm_in_one_notification_is_taken_in_parts_and_every_alert_ope
     store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
     summary = RunSummary()
     feed, source = AlertFeed(), GatedSource()
-    pipeline = Pipeline(
-        source=source,
-        detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(1), threshold=0.5),
-        incidents=IncidentManager(IncidentPolicy(min_signals=5)),
-        remediator=remediator(store.ledger, [PLAYBOOK], clock=FakeClock()),
-        store=store,
-        observer=summary,
-        alerts=feed,
-    )
+    pipeline = _pipeline(store, summary, feed, source)
     running = asyncio.create_task(pipeline.run())
     count = 2 * 10 * 2 + 7
     storm = [
