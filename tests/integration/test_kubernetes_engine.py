@@ -106,7 +106,9 @@ def _scale_actions(base: str) -> list[dict[str, Any]]:
 def _final(base: str) -> list[dict[str, Any]]:
     def settled() -> list[dict[str, Any]]:
         actions = _scale_actions(base)
-        return actions if actions and all(a["status"] not in ("running", "verifying") for a in actions) else []
+        # Undoing is a step on its way too: a failed verification's undo runs under a lease before it is undone.
+        unfinished = ("pending", "running", "verifying", "undoing")
+        return actions if actions and all(a["status"] not in unfinished for a in actions) else []
 
     return list(kube.wait_until(settled, timeout_s=60, what="scale actions settled"))
 
