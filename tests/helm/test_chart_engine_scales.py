@@ -24,6 +24,7 @@ from engine.adapters.api.auth import Role
 from tests.engine.adapters.tokens import bearer
 from tests.helm.installs import helm, operator_secrets
 from tests.integration import kube
+from tests.support.action_states import UNSETTLED
 from tests.support.engine_process import running_engine
 
 pytestmark = [
@@ -178,7 +179,7 @@ def _settled_scale_actions(base: str) -> list[dict[str, Any]]:
     def settled() -> list[dict[str, Any]]:
         actions = httpx.get(f"{base}/api/v1/actions", headers=bearer(Role.VIEWER), timeout=5).json()
         scales = [a for a in actions if a["action"] == "scale_deployment"]
-        return scales if scales and all(a["status"] not in ("running", "verifying") for a in scales) else []
+        return scales if scales and all(a["status"] not in UNSETTLED for a in scales) else []
 
     return list(kube.wait_until(settled, timeout_s=60, what="scale actions settled"))
 

@@ -32,6 +32,7 @@ from engine.domain.clock import SystemClock
 from engine.domain.events import ActionMode, ActionStatus
 from tests.engine.adapters.tokens import bearer
 from tests.integration import kube
+from tests.support.action_states import UNSETTLED
 from tests.support.crash_after_action import OWNER, REQUEST_ID
 from tests.support.engine_process import REPO, running_engine
 
@@ -106,9 +107,7 @@ def _scale_actions(base: str) -> list[dict[str, Any]]:
 def _final(base: str) -> list[dict[str, Any]]:
     def settled() -> list[dict[str, Any]]:
         actions = _scale_actions(base)
-        # Undoing is a step on its way too: a failed verification's undo runs under a lease before it is undone.
-        unfinished = ("pending", "running", "verifying", "undoing")
-        return actions if actions and all(a["status"] not in unfinished for a in actions) else []
+        return actions if actions and all(a["status"] not in UNSETTLED for a in actions) else []
 
     return list(kube.wait_until(settled, timeout_s=60, what="scale actions settled"))
 

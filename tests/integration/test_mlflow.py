@@ -40,6 +40,7 @@ from engine.domain.clock import FakeClock
 from engine.domain.errors import PermanentError, TemporaryError
 from engine.domain.events import ActionMode, ActionRequest
 from tests.engine.adapters.tokens import bearer
+from tests.support.action_states import UNSETTLED
 from tests.support.engine_process import running_engine
 
 MLFLOW_URL = os.environ.get("AIOPS_TEST_MLFLOW_URL")
@@ -436,7 +437,7 @@ async def test_the_engine_rolls_the_champion_back_after_an_error_burst_and_the_s
                 while True:
                     listed = await http.get(f"{engine}/api/v1/actions", headers=bearer(Role.VIEWER))
                     rollbacks = [a for a in listed.json() if a["action"] == "mlflow_rollback_alias"]
-                    if rollbacks and all(a["status"] not in ("pending", "running", "verifying") for a in rollbacks):
+                    if rollbacks and all(a["status"] not in UNSETTLED for a in rollbacks):
                         break
                     assert time.monotonic() < deadline, f"the rollback did not settle: {rollbacks}"
                     await asyncio.sleep(0.2)
