@@ -61,6 +61,9 @@ class DecodedWrite:
 
 
 def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it; a one-byte varint (every tag here, most lengths) first."""
+    if pos < end and data[pos] < 0x80:
+        return data[pos], pos + 1
     result = shift = 0
     while pos < end:
         byte = data[pos]
@@ -74,10 +77,9 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise RemoteWriteDecodeError("truncated or overlong varint")
 
 
-# The reader below walks one bytes object by position, with no generator and no slice per field, and reads a
-# one-byte varint (every tag here, and most lengths) inline: Prometheus sends up to a hundred thousand series a
-# request, and the decoding costs a few microseconds a series this way, several times less than field by field
-# through an iterator. Every malformed shape still fails with its own error.
+# The reader below walks one bytes object by position, with no generator and no slice per field: Prometheus sends
+# up to a hundred thousand series a request, and field by field through an iterator cost a third more. Every
+# malformed shape still fails with its own error.
 
 
 def _skip(data: bytes, pos: int, end: int, key: int) -> int:
@@ -92,10 +94,7 @@ def _skip(data: bytes, pos: int, end: int, key: int) -> int:
             raise RemoteWriteDecodeError("truncated fixed64")
         return pos + 8
     if wire == _LEN:
-        size, pos = _varint(data, pos, end)
-        if pos + size > end:
-            raise RemoteWriteDecodeError("truncated length-delimited field")
-        return pos + size
+        return _length(data, pos, end)[1]
     if wire == _I32:
         if pos + 4 > end:
             raise RemoteWriteDecodeError("truncated fixed32")
@@ -105,11 +104,7 @@ def _skip(data: bytes, pos: int, end: int, key: int) -> int:
 
 def _length(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """Where a length-delimited value that starts at ``pos`` (its length) begins and ends."""
-    size = data[pos] if pos < end else 0x80
-    if size < 0x80:
-        pos += 1
-    else:
-        size, pos = _varint(data, pos, end)
+    size, pos = _varint(data, pos, end)
     stop = pos + size
     if stop > end:
         raise RemoteWriteDecodeError("truncated length-delimited field")
@@ -127,11 +122,7 @@ def _text(data: bytes, pos: int, end: int) -> tuple[str, int]:
 def _label(data: bytes, pos: int, end: int) -> tuple[str, str]:
     name = value = ""
     while pos < end:
-        key = data[pos]
-        if key < 0x80:
-            pos += 1
-        else:
-            key, pos = _varint(data, pos, end)
+        key, pos = _varint(data, pos, end)
         if key == _NAME_TAG:
             name, pos = _text(data, pos, end)
         elif key == _VALUE_TAG:
@@ -146,11 +137,7 @@ def _label(data: bytes, pos: int, end: int) -> tuple[str, str]:
 def _sample(data: bytes, pos: int, end: int) -> tuple[float, float]:
     value, timestamp_ms = 0.0, 0
     while pos < end:
-        key = data[pos]
-        if key < 0x80:
-            pos += 1
-        else:
-            key, pos = _varint(data, pos, end)
+        key, pos = _varint(data, pos, end)
         if key == _VALUE_FIXED64_TAG:
             if pos + 8 > end:
                 raise RemoteWriteDecodeError("truncated fixed64")
@@ -170,11 +157,7 @@ def _series(data: bytes, pos: int, end: int, limits: LabelLimits, out: DecodedWr
     duplicate = ""
     points: list[tuple[float, float]] = []
     while pos < end:
-        key = data[pos]
-        if key < 0x80:
-            pos += 1
-        else:
-            key, pos = _varint(data, pos, end)
+        key, pos = _varint(data, pos, end)
         if key in (_LABELS_TAG, _SAMPLES_TAG):
             start, pos = _length(data, pos, end)
             if key == _LABELS_TAG:
@@ -230,11 +213,7 @@ def decode_write_request(
     decoded = DecodedWrite()
     pos, end = 0, len(raw)
     while pos < end:
-        key = raw[pos]
-        if key < 0x80:
-            pos += 1
-        else:
-            key, pos = _varint(raw, pos, end)
+        key, pos = _varint(raw, pos, end)
         if key == _TIMESERIES_TAG:
             start, pos = _length(raw, pos, end)
             _series(raw, start, pos, limits, decoded, max_samples)
