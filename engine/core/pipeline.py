@@ -28,7 +28,7 @@ from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.workers import RemediationWorkers
 from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource
 from engine.core.silences import SilenceBook
-from engine.domain.batches import latest_timestamp
+from engine.domain.batches import latest_timestamp, parts
 from engine.domain.clock import Clock
 from engine.domain.events import ActionResult, ActionStatus, Alert, Anomaly, IncidentChange, MetricSample
 
@@ -129,8 +129,8 @@ class Pipeline:
 
     async def _forward_alerts(self, feed: AlertFeed, out: Channel[_Detected | _Alerted]) -> None:
         async for alerts in feed:
-            for start in range(0, len(alerts), ALERTS_PER_ITEM):
-                await out.send(_Alerted(alerts[start : start + ALERTS_PER_ITEM]))
+            for part in parts(alerts, ALERTS_PER_ITEM):
+                await out.send(_Alerted(part))
 
     async def _detect(
         self,
@@ -161,8 +161,9 @@ class Pipeline:
 
     async def _track(self, inbox: Channel[_Detected | _Alerted], watermark: _Watermark) -> None:
         try:
-            # Everything waiting is taken at once and its changes stored in one transaction: when the store is
-            # slower than detection (a burst of new incidents), the backlog costs one commit, not one per batch.
+            # What is waiting (up to BURST_ITEMS items) is taken at once and its changes stored in one transaction:
+            # when the store is slower than detection (a burst of new incidents), the backlog costs one commit per
+            # burst, not one per batch.
             async for burst in inbox.bursts(BURST_ITEMS):
                 await self._follow_decisions()
                 outcomes = []

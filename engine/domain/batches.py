@@ -10,7 +10,7 @@ watermark, verification look-back) read its columns.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import overload
+from typing import TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ import numpy.typing as npt
 from engine.domain.events import MetricSample, SeriesKey
 
 FloatArray = npt.NDArray[np.float64]
+T = TypeVar("T")
 IntArray = npt.NDArray[np.int64]
 
 
@@ -110,3 +111,11 @@ def latest_timestamp(samples: Sequence[MetricSample]) -> float:
     if isinstance(samples, SampleBatch):
         return float(samples.timestamps.max())
     return max(sample.timestamp for sample in samples)
+
+
+def parts(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in order, ``size`` at a time (the last part may be shorter)."""
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

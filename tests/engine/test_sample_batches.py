@@ -6,7 +6,7 @@ import pytest
 
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.playbooks.verification import Verifier
-from engine.domain.batches import SampleBatch, latest_timestamp
+from engine.domain.batches import SampleBatch, latest_timestamp, parts
 from engine.domain.events import MetricSample, SeriesKey
 
 API = SeriesKey.of("latency_seconds", {"service": "api"})
@@ -84,3 +84,10 @@ def test_verification_keeps_the_same_history_from_columns() -> None:
     from_columns.observe(SampleBatch.of_samples(samples))
     assert from_columns.history(API) == from_samples.history(API) == [(10.0, 0.5), (20.0, 0.6), (30.0, 0.7)]
     assert from_columns.history(WEB) == [(15.0, 1.5)]
+
+
+def test_parts_cut_a_sequence_in_order_with_a_shorter_last_part() -> None:
+    assert list(parts([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
+    assert list(parts([], 3)) == []
+    with pytest.raises(ValueError, match="size"):
+        list(parts([1], 0))

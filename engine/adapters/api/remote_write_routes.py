@@ -29,6 +29,7 @@ from engine.adapters.prometheus.remote_write import (
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.telemetry import IngestMetrics
 from engine.core.detection import SERIES_LIMIT, SeriesAdmission
+from engine.domain.batches import parts
 from engine.domain.events import MetricSample, SeriesKey
 from engine.domain.limits import LabelProblem
 
@@ -125,10 +126,10 @@ async def _admit(series: SeriesAdmission, samples: list[MetricSample]) -> set[Se
     keys = list(dict.fromkeys(sample.series for sample in samples))
     await series.make_room(keys)
     refused: set[SeriesKey] = set()
-    for start in range(0, len(keys), ADMISSION_CHUNK):
-        if start:
+    for index, part in enumerate(parts(keys, ADMISSION_CHUNK)):
+        if index:
             await asyncio.sleep(0)
-        refused |= series.admit(keys[start : start + ADMISSION_CHUNK])
+        refused |= series.admit(part)
     return refused
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
+from engine.domain.batches import parts
 from engine.domain.events import MetricSample
 
 DEFAULT_MAX_BATCH = 2048
@@ -27,9 +28,8 @@ class PushedSource:
     async def push(self, samples: Sequence[MetricSample]) -> None:
         if samples:
             # Each series in time order, as the pipeline's sources promise; batches are queued in that order.
-            ordered = sorted(samples, key=lambda s: s.timestamp)
-            for start in range(0, len(ordered), self._max_batch):
-                await self._queue.put(ordered[start : start + self._max_batch])
+            for part in parts(sorted(samples, key=lambda s: s.timestamp), self._max_batch):
+                await self._queue.put(part)
 
     async def close(self) -> None:
         """End the stream once what was pushed before has been read."""

@@ -58,6 +58,7 @@ from engine.core.checkpoints import PartitionCheckpoint, SeriesState, document_s
 from engine.core.incidents import holds_change
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.silences import SignalSilence
+from engine.domain.batches import parts
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
 from engine.domain.events import (
     ActionMode,
@@ -274,10 +275,10 @@ class SqlStore:
         ids = list(incident_ids)
         resolved: set[str] = set()
         async with self._reading() as connection:
-            for lo in range(0, len(ids), _IDS_PER_QUERY):
+            for part in parts(ids, _IDS_PER_QUERY):
                 rows = await connection.execute(
                     select(_INCIDENTS.c.id).where(
-                        _INCIDENTS.c.id.in_(ids[lo : lo + _IDS_PER_QUERY]),
+                        _INCIDENTS.c.id.in_(part),
                         _INCIDENTS.c.state == IncidentState.RESOLVED.value,
                     )
                 )
@@ -601,8 +602,8 @@ async def _apply(session: AsyncSession, changes: Sequence[IncidentChange]) -> No
     This runs on the event loop, between the database's answers."""
     ids = list(dict.fromkeys(change.incident.id for change in changes))
     rows: dict[str, IncidentRow] = {}
-    for lo in range(0, len(ids), _IDS_PER_QUERY):
-        found = await session.scalars(select(IncidentRow).where(IncidentRow.id.in_(ids[lo : lo + _IDS_PER_QUERY])))
+    for part in parts(ids, _IDS_PER_QUERY):
+        found = await session.scalars(select(IncidentRow).where(IncidentRow.id.in_(part)))
         rows.update((row.id, row) for row in found)
     # Incidents this batch opens, as the columns of their rows (changed in place by later changes of the batch).
     opened: dict[str, dict[str, Any]] = {}
