@@ -60,6 +60,23 @@ def test_undecodable_bodies_raise_one_specific_error(body: bytes) -> None:
         decode_write_request(body)
 
 
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"\x00\x01", "field number 0"),
+        (b"\x0a\x02\x12\x05", "truncated length-delimited field"),  # a sample's length past its series
+        (b"\x0a\x04\x12\x02\x09\x00", "truncated fixed64"),  # a sample value of 1 byte of 8
+        (b"\x0a\x03\x1d\x00\x00", "truncated fixed32"),
+        (b"\x0a\x04\x0a\x02\x08\x01", "expected a string"),  # a label name sent as a varint
+        (b"\x0a\x05\x0a\x03\x0a\x01\xff", "label is not UTF-8"),
+        (b"\x08" + b"\xff" * 10 + b"\x01", "truncated or overlong varint"),
+    ],
+)
+def test_each_malformed_shape_fails_with_its_own_error(payload: bytes, error: str) -> None:
+    with pytest.raises(RemoteWriteDecodeError, match=error):
+        decode_write_request(bytes(cramjam.snappy.compress_raw(payload)))
+
+
 def _label(name: bytes, value: bytes) -> bytes:
     return _len_field(1, _len_field(1, name) + _len_field(2, value))
 
