@@ -448,6 +448,10 @@ class KafkaSampleSource:
         consumer = self._consumer
         if self._checkpointing is None or consumer is None or not assigned:
             return
+        # aiokafka lets ``getmany`` return records of the new assignment as soon as it is set, before this listener
+        # has finished: paused until restored (pausing also drops what was fetched for them meanwhile), so that no
+        # record is scored by a detector that knows nothing of its series, however long the load takes.
+        consumer.pause(*assigned)
         try:
             kept = await self._checkpointing.store.load_checkpoints(
                 self._config.group_id, [(tp.topic, tp.partition) for tp in assigned]
@@ -456,6 +460,7 @@ class KafkaSampleSource:
             log.exception("could not load the checkpoints of %s", assigned)
             self._failure = exc
             return
+        restored = 0
         for checkpoint in kept:
             partition = TopicPartition(checkpoint.topic, checkpoint.partition)
             if partition not in assigned:
@@ -465,6 +470,10 @@ class KafkaSampleSource:
             self._partition_of.update(dict.fromkeys(checkpoint.states, partition))
             # Every record before the saved position is in the restored state and its effects are stored.
             consumer.seek(partition, checkpoint.offset)
+            restored += len(checkpoint.states)
+        # Those without a checkpoint go on from the group's committed offset, with no state.
+        consumer.resume(*(assigned & consumer.assignment()))
+        log.info("restored %d series of %d assigned partitions from their checkpoints", restored, len(assigned))
 
     async def _dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any], fault: InvalidMessageError
