@@ -55,6 +55,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from benchmarks.chaos_scenario import (
+    APPROVE_BY_S,
     INITIAL_REPLICAS,
     MIN_LIVE_S,
     PARTITIONS,
@@ -357,7 +358,8 @@ class LedgerPoll:
 
 
 async def _approve(trial: Trial, rng: random.Random, delay: Callable[[], float]) -> None:
-    """Approve every step that waits for approval, each after ``delay()`` seconds, through a random live replica."""
+    """Approve every step that waits for approval, each after ``delay()`` seconds (by APPROVE_BY_S at the latest),
+    through a random live replica."""
     scheduled: dict[str, float] = {}
     done: set[str] = set()
     while not trial.finished.is_set():
@@ -368,7 +370,9 @@ async def _approve(trial: Trial, rng: random.Random, delay: Callable[[], float])
                 async with httpx.AsyncClient(timeout=3, headers={"Authorization": f"Bearer {VIEWER}"}) as http:
                     waiting = (await http.get(f"{replica.base}/api/v1/approvals")).json()
                 for item in waiting if isinstance(waiting, list) else []:
-                    scheduled.setdefault(str(item["id"]), time.time() + delay())
+                    # Never later than APPROVE_BY_S, even when outages kept the step out of sight until then.
+                    due = min(time.time() + delay(), trial.t0 + APPROVE_BY_S)
+                    scheduled.setdefault(str(item["id"]), due)
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
         for step_id, due in sorted(scheduled.items()):

@@ -32,6 +32,9 @@ BUDGET_RUNS, BUDGET_WINDOW_S = 2, 3600.0
 VERIFY_WITHIN_S = 5.0
 # An approved step's window opens when it runs, while its series is still high: long enough to see it recover.
 APPROVED_VERIFY_WITHIN_S = 15.0
+# The harness approves by this offset: the error-ratio incident resolves 4 s after its last signal (8 s), and a step
+# of a resolved incident can no longer be approved.
+APPROVE_BY_S = 10.0
 # The live part lasts at least this long; it goes on (quiet) until the trial's steps are settled.
 MIN_LIVE_S = 26
 BASELINE, SPIKE = 0.1, 2.0
