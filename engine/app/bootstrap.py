@@ -44,7 +44,7 @@ from engine.core.pipeline import Pipeline
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
 from engine.core.playbooks.verification import Verifier
-from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserver, SampleSource
+from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserver, SampleSource, StreamClock
 from engine.core.silences import SilenceBook, SilenceDesk
 from engine.domain.clock import Clock, SystemClock
 from engine.domain.errors import ConfigurationError
@@ -302,6 +302,7 @@ class SharedParts:
         *,
         alerts: AlertFeed | None = None,
         acknowledger: BatchAcknowledger | None = None,
+        stream_clock: StreamClock | None = None,
     ) -> Pipeline:
         """The pipeline from ``source`` through these parts; metrics and the summary always observe it."""
         return Pipeline(
@@ -316,6 +317,7 @@ class SharedParts:
             silences=self.silence_book,
             clock=self.clock,
             workers=self.workers,
+            stream_clock=stream_clock,
         )
 
     def engine_fields(self, settings: Settings, pipeline: Pipeline) -> dict[str, Any]:

@@ -111,7 +111,7 @@ async def open_kafka_engine(
     )
     parts.detection.add_batch_listener(source.detected)
     alerts = AlertFeed()
-    pipeline = parts.pipeline(source, [publisher, *observers], alerts=alerts, acknowledger=source)
+    pipeline = parts.pipeline(source, [publisher, *observers], alerts=alerts, acknowledger=source, stream_clock=source)
     return KafkaEngine(
         **parts.engine_fields(settings, pipeline),
         source=source,

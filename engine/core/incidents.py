@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from engine.domain.events import (
@@ -189,20 +189,31 @@ class IncidentManager:
         """A person resolved the incident: new signals of its fingerprint open a new one."""
         self._active = {fp: incident for fp, incident in self._active.items() if incident.id != incident_id}
 
-    def advance(self, now: float) -> list[IncidentChange]:
-        """Move event time to ``now``: resolve quiet incidents and forget stale pending signals."""
+    def advance(
+        self, now: float, stream_time: Callable[[SeriesKey], float | None] | None = None
+    ) -> list[IncidentChange]:
+        """Move event time to ``now``: resolve quiet incidents and forget stale pending signals. ``stream_time``
+        gives, for a series, the event time its own input has been read to when that is behind ``now`` (a partition
+        taken over with a backlog): its incident is judged quiet by that time, not by the rest of the input's."""
         changes: list[IncidentChange] = []
         for fingerprint, incident in list(self._active.items()):
             if fingerprint.startswith(ALERT_PREFIX):
                 continue
-            if now - incident.last_signal_at >= self._policy.resolve_after_s:
-                resolved = replace(incident, state=IncidentState.RESOLVED, resolved_at=now)
+            at = _series_time(now, stream_time, incident.series)
+            if at - incident.last_signal_at >= self._policy.resolve_after_s:
+                resolved = replace(incident, state=IncidentState.RESOLVED, resolved_at=at)
                 del self._active[fingerprint]
-                changes.append(IncidentChange(IncidentChangeKind.RESOLVED, resolved, now))
+                changes.append(IncidentChange(IncidentChangeKind.RESOLVED, resolved, at))
         for fingerprint, pending in list(self._pending.items()):
-            if now - pending[-1].timestamp > self._policy.open_window_s:
+            if _series_time(now, stream_time, pending[-1].series) - pending[-1].timestamp > self._policy.open_window_s:
                 del self._pending[fingerprint]
         return changes
+
+
+def _series_time(now: float, stream_time: Callable[[SeriesKey], float | None] | None, series: SeriesKey) -> float:
+    """The event time that holds for ``series``: ``now``, or where its own input has been read to if that is behind."""
+    own = None if stream_time is None else stream_time(series)
+    return now if own is None else min(now, own)
 
 
 def holds_change(*, state: IncidentState, resolved_at: float | None, signal_count: int, change: IncidentChange) -> bool:

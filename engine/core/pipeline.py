@@ -26,7 +26,7 @@ from engine.core.incidents import IncidentManager
 from engine.core.playbooks.remediation import Remediator
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.workers import RemediationWorkers
-from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource
+from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource, StreamClock
 from engine.core.silences import SilenceBook
 from engine.domain.batches import latest_timestamp, parts
 from engine.domain.clock import Clock
@@ -90,6 +90,7 @@ class Pipeline:
         silences: SilenceBook | None = None,
         clock: Clock | None = None,
         workers: int = 0,
+        stream_clock: StreamClock | None = None,
     ) -> None:
         self._source = source
         self._detection = detection
@@ -103,6 +104,7 @@ class Pipeline:
         self._silences = silences
         self._clock = clock
         self._workers = workers
+        self._stream_clock = stream_clock
         self.workers: RemediationWorkers | None = None
         self._decisions_synced_at = float("-inf")
 
@@ -237,7 +239,8 @@ class Pipeline:
             if self._silences is not None and self._silences.silencing(anomaly.series) is not None:
                 continue  # on-call silenced this signal: it opens and updates no incident meanwhile
             changes.extend(self._incidents.observe(anomaly))
-        changes.extend(self._incidents.advance(item.watermark))
+        own_times = None if self._stream_clock is None else self._stream_clock.stream_clock(item.batch)
+        changes.extend(self._incidents.advance(item.watermark, own_times))
         return changes
 
     async def _remediate(self, watermark: _Watermark) -> None:

@@ -6,7 +6,7 @@ Adapters implement these protocols (SQL store, Prometheus metrics, the console);
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from engine.domain.events import (
@@ -16,6 +16,7 @@ from engine.domain.events import (
     IncidentChange,
     IncidentState,
     MetricSample,
+    SeriesKey,
 )
 
 if TYPE_CHECKING:
@@ -37,6 +38,15 @@ class BatchAcknowledger(Protocol):
     def processed(self, batch: Sequence[MetricSample]) -> None: ...
 
     async def acknowledge(self, batch: Sequence[MetricSample]) -> None: ...
+
+
+class StreamClock(Protocol):
+    """A source read by parts at different paces (Kafka: partitions, taken over with a backlog by another process):
+    how far in event time the part of each series had been read at the end of a batch, so that an incident is not
+    resolved as quiet while signals of its series are still unread. None for a series whose part holds nothing
+    unread (or that the source does not place): the watermark of the whole input applies to it."""
+
+    def stream_clock(self, batch: Sequence[MetricSample]) -> Callable[[SeriesKey], float | None]: ...
 
 
 class IncidentStore(Protocol):

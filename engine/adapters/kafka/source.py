@@ -21,7 +21,12 @@ same batch boundary: detection's right after detection finished the batch (``det
 after that stage worked out the batch's changes (``processed``), before it takes a later batch. To keep the cost
 proportionate, a capture takes only the series touched since the last one, and happens at most every
 ``checkpoint_interval_s`` while detection is ahead (offsets then wait for it), or whenever the pipeline has caught
-up.
+up. A partition is paused while its checkpoint loads, so that none of its records is taken before its state is in.
+
+A member that takes a partition over reads its backlog while its other partitions are current. Until the backlog
+is read, the event time of the partition's series is how far it has been read (``stream_clock``, the pipeline's
+``StreamClock``), not the newest time of the member's other partitions: otherwise a restored incident would be
+resolved as quiet while its signals are still unread, and the backlog would open a second incident for one problem.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from engine.adapters.kafka.schema import TOO_LARGE, InvalidMessageError, Message
 from engine.adapters.kafka.startup import start_when_reachable
 from engine.core.checkpoints import CheckpointStore, PartitionCheckpoint, SeriesState, SeriesStates
 from engine.core.detection import SERIES_LIMIT, DetectorSlotState, SeriesAdmission
-from engine.domain.batches import FloatArray
+from engine.domain.batches import FloatArray, SampleBatch
 from engine.domain.events import MetricSample, SeriesKey
 from engine.domain.limits import clip_text, quoted
 
@@ -97,6 +102,9 @@ class _InFlight:
     # Set on a checkpoint point: the states to save when this batch's offsets are committed (series touched since
     # the previous point). Offsets are committed up to the newest finished point only.
     states: dict[SeriesKey, SeriesState] | None = None
+    # With checkpointing: how far in event time each assigned partition had been read by the end of this batch, for
+    # those with records still unread (None: caught up).
+    stream_times: dict[TopicPartition, float | None] = field(default_factory=dict)
 
 
 class KafkaSourceMetrics:
@@ -168,6 +176,9 @@ class KafkaSampleSource:
         self._owned: dict[TopicPartition, set[SeriesKey]] = defaultdict(set)
         # A failure to restore assigned partitions (the rebalance listener's errors are only logged by aiokafka).
         self._failure: BaseException | None = None
+        # Per assigned partition: the newest event time taken from it, and the next offset to take.
+        self._read_to: dict[TopicPartition, float] = {}
+        self._next_offset: dict[TopicPartition, int] = {}
 
     def assigned(self) -> list[tuple[str, int]]:
         """The (topic, partition) pairs this member consumes now."""
@@ -257,8 +268,11 @@ class KafkaSampleSource:
             columns = SampleColumns()
             commits: dict[TopicPartition, int] = {}
             series: dict[TopicPartition, set[SeriesKey]] = {}
+            # Each partition's samples are one range of the batch's rows.
+            rows: dict[TopicPartition, tuple[int, int]] = {}
             for partition, records in fetched.items():
                 owned = series.setdefault(partition, set())
+                first_row = len(columns)
                 decoded: list[tuple[ConsumerRecord[bytes, bytes], SeriesKey, FloatArray]] = []
                 for record in records:
                     try:
@@ -275,6 +289,7 @@ class KafkaSampleSource:
                         continue
                     columns.append(key, points)
                     owned.add(key)
+                rows[partition] = (first_row, len(columns))
                 commits[partition] = records[-1].offset + 1
                 self._metrics.records.inc(len(records))
                 highwater = consumer.highwater(partition)
@@ -289,12 +304,49 @@ class KafkaSampleSource:
                 for partition, keys in series.items():
                     self._owned[partition] |= keys
                     self._partition_of.update(dict.fromkeys(keys, partition))
+                entry.stream_times = self._stream_times(consumer, batch, rows, commits)
             self._in_flight.append(entry)
             if batch:
                 yield batch
             else:
                 # Only dead letters (already acknowledged by the broker): done, in its turn.
                 await self.acknowledge(batch)
+
+    def _stream_times(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: SampleBatch,
+        rows: dict[TopicPartition, tuple[int, int]],
+        commits: dict[TopicPartition, int],
+    ) -> dict[TopicPartition, float | None]:
+        """How far each assigned partition has been read, this batch included, if it still holds unread records."""
+        for partition, (start, stop) in rows.items():
+            if stop > start:
+                newest = float(batch.timestamps[start:stop].max())
+                self._read_to[partition] = max(self._read_to.get(partition, float("-inf")), newest)
+        self._next_offset.update(commits)
+        times: dict[TopicPartition, float | None] = {}
+        for partition in consumer.assignment():
+            highwater, next_offset = consumer.highwater(partition), self._next_offset.get(partition)
+            behind = highwater is None or next_offset is None or next_offset < highwater
+            times[partition] = self._read_to.get(partition, float("-inf")) if behind else None
+        return times
+
+    def stream_clock(self, batch: Sequence[MetricSample]) -> Callable[[SeriesKey], float | None]:
+        """The ``StreamClock`` of the pipeline: for a series of a partition that still held unread records at the
+        end of ``batch`` (one just taken over with its backlog), the newest event time read from that partition;
+        None for the others. Without checkpointing a partition's series start afresh on takeover: always None."""
+        entry = self._in_flight_entry(batch)
+        if entry is None or not entry.stream_times:
+            return _no_stream_time
+        times, partition_of = entry.stream_times, self._partition_of
+
+        def stream_time(series: SeriesKey) -> float | None:
+            partition = partition_of.get(series)
+            # A partition assigned after this batch was fetched has been read nowhere yet.
+            return None if partition is None else times.get(partition, float("-inf"))
+
+        return stream_time
 
     def detected(self, batch: Sequence[MetricSample]) -> None:
         """Detection has just finished ``batch`` (a ``DetectionService`` batch listener): its state is now exactly
@@ -439,6 +491,9 @@ class KafkaSampleSource:
                 gone |= self._owned.pop(partition, set())
             self._checkpointing.states.forget(gone)
             self._dirty -= gone
+            for partition in revoked:
+                self._read_to.pop(partition, None)
+                self._next_offset.pop(partition, None)
             for series in gone:
                 self._partition_of.pop(series, None)
 
@@ -470,6 +525,7 @@ class KafkaSampleSource:
             self._partition_of.update(dict.fromkeys(checkpoint.states, partition))
             # Every record before the saved position is in the restored state and its effects are stored.
             consumer.seek(partition, checkpoint.offset)
+            self._next_offset[partition] = checkpoint.offset
             restored += len(checkpoint.states)
         # Those without a checkpoint go on from the group's committed offset, with no state.
         consumer.resume(*(assigned & consumer.assignment()))
@@ -495,6 +551,10 @@ class KafkaSampleSource:
             value, key = b"", None
         # The original bytes, untouched, so that the message can be inspected and replayed once fixed.
         await producer.send_and_wait(self._config.dead_letter_topic, value=value, key=key, headers=headers)
+
+
+def _no_stream_time(series: SeriesKey) -> float | None:
+    return None
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -32,7 +32,7 @@ import asyncio
 import hashlib
 import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -321,10 +321,12 @@ class _PacedIncidents(IncidentManager):
         self._progress.set()
         return super().observe_alert(alert)
 
-    def advance(self, now: float) -> list[IncidentChange]:
+    def advance(
+        self, now: float, stream_time: Callable[[SeriesKey], float | None] | None = None
+    ) -> list[IncidentChange]:
         self.watermark = max(self.watermark, now)
         self._progress.set()
-        return super().advance(now)
+        return super().advance(now, stream_time)
 
     async def reached(self, *, watermark: float, alerts: int) -> None:
         while self.watermark < watermark or self.alerts_seen < alerts:

@@ -89,3 +89,40 @@ def test_a_signal_after_the_quiet_time_opens_a_new_incident_even_without_a_water
     assert resolved.incident.resolved_at == resolved.at == 60.0 + POLICY.resolve_after_s
     assert opened.incident.id != first[0].incident.id
     assert opened.incident.signal_count == 2
+
+
+def test_an_incident_whose_own_input_is_behind_is_judged_by_that_input_not_by_the_watermark() -> None:
+    # A replica that takes a partition over restores its live incident while the partition's backlog is unread;
+    # the rest of its input is far ahead. The incident's signals may still be in the backlog.
+    manager = IncidentManager(POLICY)
+    manager.observe(anomaly(0))
+    opened = manager.observe(anomaly(60))[0].incident
+    other = SeriesKey.of("gpu_memory_used_ratio", {"gpu": "0"})
+    behind = {opened.series: 100.0}
+    assert manager.advance(5000, behind.get) == []
+    [update] = manager.observe(anomaly(160))
+    assert update.kind is IncidentChangeKind.UPDATED
+    assert update.incident.id == opened.id
+    # Read to 1059: not yet 900 s quiet; to 1060: quiet, and resolved as of then, not as of the watermark.
+    assert manager.advance(5000, {opened.series: 1059.0}.get) == []
+    [resolved] = manager.advance(5000, {opened.series: 1060.0, other: 0.0}.get)
+    assert resolved.kind is IncidentChangeKind.RESOLVED
+    assert resolved.at == resolved.incident.resolved_at == 1060.0
+
+
+def test_an_incident_whose_input_holds_nothing_unread_follows_the_watermark() -> None:
+    manager = IncidentManager(POLICY)
+    manager.observe(anomaly(0))
+    manager.observe(anomaly(60))
+    caught_up: dict[SeriesKey, float] = {}
+    [resolved] = manager.advance(5000, caught_up.get)
+    assert resolved.at == 5000
+
+
+def test_pending_signals_expire_by_their_series_own_input_time() -> None:
+    manager = IncidentManager(POLICY)
+    first = anomaly(0)
+    manager.observe(first)
+    manager.advance(5000, {first.series: 100.0}.get)
+    # The pending signal was kept: the next one within the window opens the incident.
+    assert [c.kind for c in manager.observe(anomaly(300))] == [IncidentChangeKind.OPENED]

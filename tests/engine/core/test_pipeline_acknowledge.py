@@ -4,7 +4,7 @@ Kafka source commit offsets without losing input."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from engine.adapters.store.sql_store import SqlStore
 from engine.app.summary import RunSummary
@@ -14,7 +14,7 @@ from engine.core.pipeline import Pipeline
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.ports import IncidentStore
 from engine.domain.clock import FakeClock
-from engine.domain.events import Anomaly, Incident, IncidentChange, MetricSample
+from engine.domain.events import Anomaly, Incident, IncidentChange, IncidentState, MetricSample, SeriesKey
 from tests.engine.core.remediating import remediator
 from tests.engine.core.test_pipeline import HOT, AboveTen, ListSource, _batches
 
@@ -125,3 +125,37 @@ async def test_a_backlog_behind_a_slow_store_is_stored_in_fewer_writes_with_the_
     assert incidents_stored  # the run opened an incident at all
     assert len(processed_states) == len(_batches())
     assert len(set(processed_states)) > 2  # and the hot series' state changed along the way
+
+
+class HotBehind:
+    """A stream clock by which the hot series' input has been read to minute 26 only, whatever the batch."""
+
+    def stream_clock(self, batch: Sequence[MetricSample]) -> Callable[[SeriesKey], float | None]:
+        return {HOT: 26 * 60.0}.get
+
+
+async def test_an_incident_of_a_series_whose_input_is_behind_stays_open_while_the_rest_moves_on() -> None:
+    # The hot series' incident (signals at minutes 20-24) would be quiet for 600 s at minute 34 of the other
+    # series; by its own input's time (minute 26) it is not.
+    async def run(stream_clock: HotBehind | None) -> list[Incident]:
+        store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
+        clock = FakeClock()
+        pipeline = Pipeline(
+            source=ListSource(_batches()),
+            detection=DetectionService(DetectionPolicy(detector="above-ten"), AboveTen(2), threshold=0.5),
+            incidents=IncidentManager(IncidentPolicy(min_signals=2, open_window_s=300, resolve_after_s=600)),
+            remediator=remediator(store.ledger, [], clock=clock),
+            store=store,
+            observer=RunSummary(),
+            stream_clock=stream_clock,
+        )
+        await pipeline.run()
+        incidents = await store.list_incidents()
+        await store.close()
+        return incidents
+
+    [followed] = await run(None)
+    assert followed.state is IncidentState.RESOLVED
+    assert followed.resolved_at == 34 * 60.0
+    [held] = await run(HotBehind())
+    assert held.state is IncidentState.OPEN
