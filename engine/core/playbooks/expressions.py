@@ -16,6 +16,7 @@ from jinja2 import TemplateError
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from engine.core.playbooks.sandbox import SANDBOX, bounded_evaluation
+from engine.domain.promql_strings import PromQLStringError, PromQLStringProblem, quote, unquote
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -65,12 +66,15 @@ class MatchOp(enum.StrEnum):
     NOT_REGEX = "!~"
 
 
-_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
+# The name and operator; the rest, blanks around it aside, is the value as a PromQL string literal. (Trailing
+# blanks are stripped apart: a lazy group before them would backtrack over every blank, quadratic in the length.)
+_MATCHER = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*)", re.DOTALL)
 
 
 @dataclass(frozen=True)
 class LabelMatcher:
-    """One Prometheus label matcher; regular expressions are anchored at both ends, as in PromQL."""
+    """One Prometheus label matcher; regular expressions are anchored at both ends, as in PromQL. The value is
+    written as a PromQL string (``engine.domain.promql_strings``): double, single or back quotes, Go's escapes."""
 
     label: str
     op: MatchOp
@@ -78,11 +82,16 @@ class LabelMatcher:
 
     @classmethod
     def parse(cls, text: str) -> LabelMatcher:
-        found = _MATCHER.match(text)
-        if found is None:
+        found = _MATCHER.fullmatch(text)
+        literal = "" if found is None else found.group(3).rstrip()
+        if found is None or not literal:
             raise ValueError(f'invalid matcher {text!r}; expected label="value", !=, =~ or !~')
-        label, op, raw = found.groups()
-        value = raw.replace('\\"', '"')
+        label, op = found.group(1, 2)
+        try:
+            value = unquote(literal)
+        except PromQLStringError as exc:
+            at = found.start(3) + exc.position
+            raise ValueError(f"invalid matcher {text!r}: {exc.reason} at character {at}{_hint(exc)}") from exc
         if op in (MatchOp.REGEX, MatchOp.NOT_REGEX):
             try:
                 re.compile(value)
@@ -101,9 +110,16 @@ class LabelMatcher:
         return hit if self.op is MatchOp.REGEX else not hit
 
     def __str__(self) -> str:
-        # Quotes escaped as ``parse`` reads them: a stored step's matchers must read back as they were written.
-        value = self.value.replace('"', '\\"')
-        return f'{self.label}{self.op.value}"{value}"'
+        # Written so that ``parse`` (and Prometheus) reads back the same value: a stored step's matchers must load
+        # as they were planned.
+        return f"{self.label}{self.op.value}{quote(self.value)}"
+
+
+def _hint(exc: PromQLStringError) -> str:
+    if exc.problem is PromQLStringProblem.UNKNOWN_ESCAPE:
+        # Mostly a regular expression's backslash (\d, \.) written once, as Python's raw strings allow.
+        return '; in quotes a backslash is written twice (=~"v1\\\\.2"), in backticks once (=~`v1\\.2`)'
+    return ""
 
 
 @lru_cache(maxsize=512)
@@ -123,7 +139,9 @@ Matcher = Annotated[
     LabelMatcher,
     BeforeValidator(_to_matcher),
     PlainSerializer(str, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r'^\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*".*"\s*$'}),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"""^\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*(".*"|'.*'|`[^`]*`)\s*$"""}
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.verification import PendingVerification, Verify
 from engine.domain.errors import NotFoundError
 from engine.domain.events import ActionMode, ActionRequest, ActionResult, ActionStatus, SeriesKey
+from engine.domain.promql_strings import quote
 from tests.support.databases import empty_database
 
 T0 = 1_000.0
@@ -553,16 +554,15 @@ async def test_load_gives_back_everything_a_step_was_planned_with(ledger: Action
     assert loaded.guards.model_fields_set == step.guards.model_fields_set
 
 
-# Matcher values a playbook can write (inside double quotes, a quote escaped with a backslash).
-MATCHED = ["plain", 'say "hi"', "back\\slash", "line\nbreak", "ünïcode ✓"]
+# Matcher values a playbook can write, as PromQL string literals (quotes, backslashes and line feeds escaped).
+MATCHED = ["plain", 'say "hi"', "back\\slash", "line\nbreak", "ünïcode ✓", "tab\tand\u200bzero width"]
 
 
 @pytest.mark.parametrize("awkward", MATCHED)
 async def test_a_verification_s_label_matchers_load_as_planned(ledger: ActionLedger, awkward: str) -> None:
     step = _everything(awkward)
     assert step.verification is not None
-    written = awkward.replace('"', '\\"')
-    spec = Verify.model_validate({"condition": "value < 0.2", "within": "15m", "matchers": [f'pod="{written}"']})
+    spec = Verify.model_validate({"condition": "value < 0.2", "within": "15m", "matchers": [f"pod={quote(awkward)}"]})
     assert [(m.label, m.value) for m in spec.matchers] == [("pod", awkward)]
     planned = replace(step, verification=replace(step.verification, spec=spec))
     await ledger.plan([planned], at=T0)
