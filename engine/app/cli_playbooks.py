@@ -29,6 +29,7 @@ from engine.core.playbooks.testing import PlaybookTestFile, describe_failure, ru
 from engine.domain.clock import SystemClock
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionMode, SeriesKey
+from engine.domain.promql_strings import quote
 from engine.domain.scenario import RecordedSeries, Scenario
 
 playbooks_cli = typer.Typer(help="Validate playbooks and publish their JSON Schema.", no_args_is_help=True)
@@ -184,7 +185,7 @@ def _print_unmatched(unmatched: Sequence[dict[str, Any]], present: Sequence[str]
 
 
 def _selector(trigger: dict[str, Any]) -> str:
-    rules = [f'{label}="{value}"' for label, value in trigger["labels"].items()] + list(trigger["matchers"])
+    rules = [f"{label}={quote(value)}" for label, value in trigger["labels"].items()] + list(trigger["matchers"])
     return f"{trigger['series']}{{{', '.join(rules)}}}" if rules else str(trigger["series"])
 
 

@@ -19,6 +19,7 @@ import httpx
 
 from engine.adapters.actions.failures import error_for_status
 from engine.core.actions.catalogue import ActionParams, AlertmanagerSilenceParams
+from engine.domain import promql_strings
 from engine.domain.clock import Clock, SystemClock
 from engine.domain.errors import PermanentError, TemporaryError
 from engine.domain.events import ActionRequest
@@ -167,7 +168,8 @@ def _reason(reply: httpx.Response) -> str:
 
 
 def _selector(matchers: dict[str, str]) -> str:
-    inner = ", ".join(f'{name}="{value}"' for name, value in sorted(matchers.items()))
+    """The silence's matchers as a PromQL selector, as an SRE would type it into Prometheus or amtool."""
+    inner = ", ".join(f"{name}={promql_strings.quote(value)}" for name, value in sorted(matchers.items()))
     return f"{{{inner}}}"
 
 

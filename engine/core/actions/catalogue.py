@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.domain.promql_strings import quote
+
 
 class ActionParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -151,7 +153,7 @@ class AlertmanagerSilenceParams(ActionParams):
     comment: str = Field(default="silenced by aiops-engine", min_length=1)
 
     def describe(self) -> str:
-        labels = ", ".join(f"{name}={value!r}" for name, value in sorted(self.matchers.items()))
+        labels = ", ".join(f"{name}={quote(value)}" for name, value in sorted(self.matchers.items()))
         return f"silence alerts matching {{{labels}}} in Alertmanager for {self.duration}"
 
     def target(self) -> str:

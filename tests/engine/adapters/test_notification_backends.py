@@ -701,3 +701,16 @@ async def test_alertmanager_credentials_are_sent(serve: Callable[[Responder], Re
     assert [got.headers["authorization"] for got in server.received] == ["Bearer am-token", "Basic b3BzOnB3"]
     with pytest.raises(ValueError, match="not both"):
         AlertmanagerSilences(server.url, basic_auth=("ops", "pw"), bearer_token="t")
+
+
+async def test_alertmanager_silence_sentences_quote_values_as_promql(serve: Callable[[Responder], Recorder]) -> None:
+    # The sentence shows a selector an SRE can paste into Prometheus; the API gets the value itself.
+    value = 'C:\\share "x"\n'
+    server = serve(lambda got: (200, []) if got.method == "GET" else (200, {"silenceID": "s-1"}))
+    params = AlertmanagerSilenceParams(matchers={"path": value, "alertname": "X"})
+    async with AlertmanagerSilences(server.url) as backend:
+        sentence = await backend.execute(params, request_for("alertmanager_silence", params))
+    assert sentence.startswith('created silence s-1 for {alertname="X", path="C:\\\\share \\"x\\"\\n"} until ')
+    assert 'matching {alertname="X", path="C:\\\\share \\"x\\"\\n"} in Alertmanager' in params.describe()
+    posted = next(got.body for got in server.received if got.method == "POST")
+    assert {"name": "path", "value": value, "isRegex": False, "isEqual": True} in posted["matchers"]
