@@ -8,6 +8,7 @@ in the store (so every replica and a restart see the same) and held here in memo
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Protocol
 from engine.core.playbooks.expressions import LabelMatcher
 from engine.domain.clock import Clock
 from engine.domain.events import SeriesKey
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,10 @@ class SignalSilence:
         if self.metric is not None and series.name != self.metric:
             return False
         labels = series.label_map
-        return all(matcher.matches(labels) for matcher in self._parsed)
+        return all(matcher.matches(labels) for matcher in self.parsed_matchers)
 
     @cached_property
-    def _parsed(self) -> tuple[LabelMatcher, ...]:
+    def parsed_matchers(self) -> tuple[LabelMatcher, ...]:
         # Parsed once per silence, not at every detection it is asked about.
         return tuple(LabelMatcher.parse(matcher) for matcher in self.matchers)
 
@@ -48,13 +51,13 @@ class SilenceBook:
 
     def __init__(self, clock: Clock, silences: Iterable[SignalSilence] = ()) -> None:
         self._clock = clock
-        self._silences = {silence.id: silence for silence in silences}
+        self._silences = _readable(silences)
 
     def put(self, silence: SignalSilence) -> None:
-        self._silences[silence.id] = silence
+        self._silences.update(_readable([silence]))
 
     def replace(self, silences: Iterable[SignalSilence]) -> None:
-        self._silences = {silence.id: silence for silence in silences}
+        self._silences = _readable(silences)
 
     def remove(self, silence_id: str) -> None:
         self._silences.pop(silence_id, None)
@@ -68,6 +71,21 @@ class SilenceBook:
     def silencing(self, series: SeriesKey) -> SignalSilence | None:
         now = self._clock.now()
         return next((s for s in self._silences.values() if s.covers(series, now)), None)
+
+
+def _readable(silences: Iterable[SignalSilence]) -> dict[str, SignalSilence]:
+    """The silences whose matchers parse, by id. One that does not (written to the store by hand, or by a version
+    that read matchers differently) is left out with a warning: detection asks every silence about every signal,
+    and one bad row must not stop it."""
+    kept = {}
+    for silence in silences:
+        try:
+            _ = silence.parsed_matchers
+        except ValueError as exc:
+            log.warning("silence %s is ignored: %s", silence.id, exc)
+            continue
+        kept[silence.id] = silence
+    return kept
 
 
 class SilenceStore(Protocol):

@@ -81,3 +81,16 @@ async def test_ending_a_silence_is_stored_and_other_replicas_follow_on_refresh()
     with pytest.raises(ValueError, match="invalid matcher"):
         await desk.silence(metric=None, matchers=["deployment"], duration_s=60, by="a", comment="x")
     await store.close()
+
+
+def test_a_silence_whose_matchers_do_not_parse_is_left_out_and_the_others_still_work(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Written to the store by hand, or by a version that read matchers differently: detection must go on.
+    unreadable = SignalSilence("sil-bad", None, ('deployment=~"fraud\\.v2"',), 0.0, 3600.0, "alice", "old")
+    book = SilenceBook(FakeClock(start=60.0), [unreadable])
+    book.put(unreadable)
+    book.replace([unreadable, _silence(None, 'deployment="fraud"')])
+    assert [silence.id for silence in book.active()] == ["sil-1"]
+    assert book.silencing(HOT) is not None
+    assert "silence sil-bad is ignored" in caplog.text
