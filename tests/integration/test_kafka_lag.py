@@ -7,12 +7,12 @@ import os
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
 from engine.adapters.kafka.source import KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
 from engine.domain.events import SeriesKey
+from tests.support.kafka_records import produce
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 RECORDS = 25
@@ -28,15 +28,12 @@ async def test_lag_is_what_the_partition_holds_beyond_the_batches_taken() -> Non
     assert BOOTSTRAP is not None
     topic = f"aiops-test-{uuid.uuid4().hex[:10]}.samples"
     key = SeriesKey.of("latency_ms", {"service": "api"})
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
-    await producer.start()
-    try:
-        for number in range(RECORDS):
-            # One key: every record lands on one partition, whichever the broker's default partitioning picks.
-            await producer.send(topic, encode_samples(key, [(1_700_000_000.0 + number, 1.0)]), series_key_bytes(key))
-        await producer.flush()
-    finally:
-        await producer.stop()
+    # One key: every record lands on one partition, whichever the broker's default partitioning picks.
+    await produce(
+        BOOTSTRAP,
+        topic,
+        [(series_key_bytes(key), encode_samples(key, [(1_700_000_000.0 + number, 1.0)])) for number in range(RECORDS)],
+    )
 
     registry = CollectorRegistry()
     config = KafkaSourceConfig(

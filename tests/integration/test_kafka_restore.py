@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Collection, Sequence
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
@@ -27,12 +26,14 @@ from engine.core.checkpoints import PartitionCheckpoint, SeriesStates
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.events import SeriesKey
+from tests.support.kafka_records import produce
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 START = 1_700_000_000.0
 RECORDS = 30
 SAVED_POSITION = 20
 LOAD_S = 3.0
+KEY = SeriesKey.of("latency_ms", {"service": "api"})
 
 pytestmark = [
     pytest.mark.integration,
@@ -55,22 +56,13 @@ class _SlowCheckpoints:
         return [PartitionCheckpoint(topic, partition, SAVED_POSITION, {}) for topic, partition in partitions]
 
 
-KEY = SeriesKey.of("latency_ms", {"service": "api"})
-
-
 async def _topic_of_records() -> str:
+    """A fresh topic holding RECORDS records of one series: one key, so all on one partition, record ``n`` at
+    offset ``n``."""
     assert BOOTSTRAP is not None
     topic = f"aiops-test-{uuid.uuid4().hex[:10]}.samples"
-    key = KEY
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
-    await producer.start()
-    try:
-        for number in range(RECORDS):
-            # One key: every record on one partition, record ``n`` at offset ``n`` (a fresh topic).
-            await producer.send(topic, encode_samples(key, [(START + number, 1.0)]), series_key_bytes(key))
-        await producer.flush()
-    finally:
-        await producer.stop()
+    records = [(series_key_bytes(KEY), encode_samples(KEY, [(START + number, 1.0)])) for number in range(RECORDS)]
+    await produce(BOOTSTRAP, topic, records)
     return topic
 
 
