@@ -5,7 +5,8 @@ bad file rejects the set and the caller keeps whatever set it had before.
 A file may be a symbolic link (a Kubernetes ConfigMap mounts every file as one) only to a file inside the
 directory: a link elsewhere is refused, so that write access to the directory does not mean read access to the
 rest of the machine. A step whose namespace is written literally and is not in an allowlist is refused too: it
-could never run.
+could never run. A template or condition that reads an incident label not every trigger requires is a warning
+(``engine.core.playbooks.label_references``): the set is valid, and the warning is shown where problems are.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.adapters.yaml_documents import DocumentProblem, InvalidDocumentError, load_model
+from engine.adapters.yaml_documents import DocumentProblem, InvalidDocumentError, load_model, load_model_with_warnings
 from engine.core.playbooks.guards import Allow, Policy
+from engine.core.playbooks.label_references import unguaranteed_reads
 from engine.core.playbooks.model import Playbook
 from engine.domain.errors import ConfigurationError
 
@@ -25,6 +27,8 @@ POLICY_FILE = "_policy.yaml"
 class PlaybookSet:
     playbooks: tuple[Playbook, ...]
     policy: Policy
+    # What the authors should hear of though the set is valid (file, line and field as for problems).
+    warnings: tuple[DocumentProblem, ...] = ()
 
 
 def playbook_files(directory: Path) -> list[Path]:
@@ -46,13 +50,13 @@ def load_playbook_set(directory: Path) -> PlaybookSet:
         except InvalidDocumentError as exc:
             problems.extend(exc.problems)
     try:
-        playbooks = load_playbooks(directory, policy.allow)
+        playbooks, warnings = load_playbooks(directory, policy.allow)
     except InvalidDocumentError as exc:
         problems.extend(exc.problems)
-        playbooks = []
+        playbooks, warnings = [], []
     if problems:
         raise InvalidDocumentError(problems)
-    return PlaybookSet(tuple(playbooks), policy)
+    return PlaybookSet(tuple(playbooks), policy, tuple(warnings))
 
 
 def _check_inside(directory: Path, path: Path) -> None:
@@ -64,17 +68,21 @@ def _check_inside(directory: Path, path: Path) -> None:
         )
 
 
-def load_playbooks(directory: Path, policy_allow: Allow | None = None) -> list[Playbook]:
-    """Every playbook in ``directory``; InvalidDocumentError listing all problems if any file is invalid.
+def load_playbooks(directory: Path, policy_allow: Allow | None = None) -> tuple[list[Playbook], list[DocumentProblem]]:
+    """Every playbook in ``directory`` and the warnings about them; InvalidDocumentError listing all problems if
+    any file is invalid.
 
     ``policy_allow``: the global allowlist, against which literal namespaces are checked."""
     problems: list[DocumentProblem] = []
+    warnings: list[DocumentProblem] = []
     playbooks: list[Playbook] = []
     seen: dict[str, Path] = {}
     for path in playbook_files(directory):
         try:
             _check_inside(directory, path)
-            playbook = load_model(path, Playbook, check=lambda loaded: loaded.refused_namespaces(policy_allow))
+            playbook, noted = load_model_with_warnings(
+                path, Playbook, check=lambda loaded: loaded.refused_namespaces(policy_allow), warn=unguaranteed_reads
+            )
         except InvalidDocumentError as exc:
             problems.extend(exc.problems)
             continue
@@ -85,6 +93,7 @@ def load_playbooks(directory: Path, policy_allow: Allow | None = None) -> list[P
             continue
         seen[playbook.name] = path
         playbooks.append(playbook)
+        warnings.extend(noted)
     if problems:
         raise InvalidDocumentError(problems)
-    return playbooks
+    return playbooks, warnings

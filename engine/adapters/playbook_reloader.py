@@ -43,6 +43,8 @@ class ReloadStatus:
     playbooks: tuple[str, ...]
     # Problems of the newest attempt that was rejected; empty when the newest attempt was applied.
     problems: tuple[DocumentProblem, ...] = ()
+    # Warnings about the active set (kept while a newer attempt is rejected: they are about what runs).
+    warnings: tuple[DocumentProblem, ...] = ()
 
 
 class PlaybookReloader:
@@ -59,7 +61,7 @@ class PlaybookReloader:
         self._remediator = remediator
         self._clock = clock
         self._signature = directory_signature(directory)
-        self.status = ReloadStatus(clock.now(), tuple(p.name for p in current.playbooks))
+        self.status = ReloadStatus(clock.now(), tuple(p.name for p in current.playbooks), (), current.warnings)
         self._reloads = Counter(
             "aiops_playbook_reloads_total", "Playbook directory reloads by result", ["result"], registry=registry
         )
@@ -100,14 +102,16 @@ class PlaybookReloader:
             self._reject(loaded)
             return False
         self._remediator.replace(loaded.playbooks, loaded.policy)
-        self.status = ReloadStatus(self._clock.now(), tuple(p.name for p in loaded.playbooks))
+        self.status = ReloadStatus(self._clock.now(), tuple(p.name for p in loaded.playbooks), (), loaded.warnings)
         self._reloads.labels("applied").inc()
         self._valid.set(1)
         log.info("playbooks reloaded: %s", ", ".join(self.status.playbooks))
+        for warning in loaded.warnings:
+            log.warning("playbook warning: %s", warning)
         return True
 
     def _reject(self, problems: tuple[DocumentProblem, ...]) -> None:
-        self.status = ReloadStatus(self.status.loaded_at, self.status.playbooks, problems)
+        self.status = ReloadStatus(self.status.loaded_at, self.status.playbooks, problems, self.status.warnings)
         self._reloads.labels("rejected").inc()
         self._valid.set(0)
         for problem in problems:

@@ -42,9 +42,14 @@ class DocumentProblem:
     field: str
     message: str
 
-    def __str__(self) -> str:
+    @property
+    def location(self) -> str:
+        """``file:line: field`` (without what is unknown)."""
         where = f"{self.path}:{self.line}" if self.line is not None else str(self.path)
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return f"{where}: {self.field}" if self.field else where
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
 
 
 class InvalidDocumentError(ConfigurationError):
@@ -157,6 +162,18 @@ def read_yaml(path: Path) -> Any:
 def load_model(path: Path, model: type[M], check: Callable[[M], Sequence[Finding]] | None = None) -> M:
     """Parse and validate ``path`` as ``model``; ``check`` may find further problems in the valid model, which
     are reported with their lines like validation errors."""
+    loaded, _ = load_model_with_warnings(path, model, check)
+    return loaded
+
+
+def load_model_with_warnings(
+    path: Path,
+    model: type[M],
+    check: Callable[[M], Sequence[Finding]] | None = None,
+    warn: Callable[[M], Sequence[Finding]] | None = None,
+) -> tuple[M, list[DocumentProblem]]:
+    """As ``load_model``; ``warn`` finds what is worth telling the author but does not make the file invalid,
+    returned with the lines as the second item."""
     document = read_yaml(path)
     try:
         plain = _Plain().convert(document)
@@ -180,13 +197,15 @@ def load_model(path: Path, model: type[M], check: Callable[[M], Sequence[Finding
         raise InvalidDocumentError(problems) from exc
     findings = check(loaded) if check is not None else ()
     if findings:
-        raise InvalidDocumentError(
-            [
-                DocumentProblem(path, _line_of(document, location), ".".join(str(part) for part in location), message)
-                for location, message in findings
-            ]
-        )
-    return loaded
+        raise InvalidDocumentError(_located(path, document, findings))
+    return loaded, _located(path, document, warn(loaded) if warn is not None else ())
+
+
+def _located(path: Path, document: Any, findings: Sequence[Finding]) -> list[DocumentProblem]:
+    return [
+        DocumentProblem(path, _line_of(document, location), ".".join(str(part) for part in location), message)
+        for location, message in findings
+    ]
 
 
 def _message(error: Any) -> str:

@@ -346,6 +346,8 @@ async def open_shared_parts(
     ``sees_every_series`` is False where series are spread over replicas (Kafka partitions): a verification of a
     series this replica never sees is then left to the replica that does."""
     playbooks = load_playbook_set(settings.playbook_dir)
+    for warning in playbooks.warnings:
+        log.warning("playbook warning: %s", warning)
     detection = detection_service(settings)
     _prepare_database_dir(settings.database_url)
     store = await SqlStore.open(settings.database_url, outage_limit_s=settings.store_outage_limit_s)

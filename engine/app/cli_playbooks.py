@@ -41,9 +41,10 @@ SCHEMA_FILE = "playbook.schema.json"
 def playbooks_validate(
     directory: Annotated[Path, typer.Argument(help="directory of playbook YAML files")] = Path("playbooks"),
 ) -> None:
-    """Validate every playbook in DIRECTORY as a set; print each problem as file:line: field: message."""
+    """Validate every playbook in DIRECTORY as a set; print each problem as file:line: field: message (and each
+    warning, which does not make the set invalid, as file:line: field: warning: message)."""
     try:
-        playbooks = load_playbook_set(directory).playbooks
+        loaded = load_playbook_set(directory)
     except InvalidDocumentError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
@@ -51,6 +52,9 @@ def playbooks_validate(
     except ConfigurationError as exc:
         typer.echo(f"aiops: error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIGURATION) from None
+    for warning in loaded.warnings:
+        typer.echo(f"{warning.location}: warning: {warning.message}", err=True)
+    playbooks = loaded.playbooks
     typer.echo(f"{len(playbooks)} playbooks valid: {', '.join(p.name for p in playbooks)}")
 
 

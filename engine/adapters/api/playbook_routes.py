@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from engine.adapters.api.auth import Role, TokenBook, requirement
 from engine.adapters.playbook_reloader import PlaybookReloader, ReloadStatus
+from engine.adapters.yaml_documents import DocumentProblem
 
 
 class ProblemOut(BaseModel):
@@ -17,12 +18,18 @@ class ProblemOut(BaseModel):
     field: str
     message: str
 
+    @classmethod
+    def of(cls, problem: DocumentProblem) -> ProblemOut:
+        return cls(file=str(problem.path), line=problem.line, field=problem.field, message=problem.message)
+
 
 class PlaybooksOut(BaseModel):
     loaded_at: datetime
     playbooks: list[str]
     valid: bool
     problems: list[ProblemOut]
+    # About the active set: valid, but worth the author's attention.
+    warnings: list[ProblemOut]
 
     @classmethod
     def of(cls, status: ReloadStatus) -> PlaybooksOut:
@@ -30,9 +37,8 @@ class PlaybooksOut(BaseModel):
             loaded_at=datetime.fromtimestamp(status.loaded_at, tz=UTC),
             playbooks=list(status.playbooks),
             valid=not status.problems,
-            problems=[
-                ProblemOut(file=str(p.path), line=p.line, field=p.field, message=p.message) for p in status.problems
-            ],
+            problems=[ProblemOut.of(problem) for problem in status.problems],
+            warnings=[ProblemOut.of(warning) for warning in status.warnings],
         )
 
 

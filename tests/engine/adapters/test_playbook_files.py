@@ -23,8 +23,9 @@ steps:
 """
 
 
-def test_every_shipped_playbook_loads() -> None:
-    playbooks = load_playbooks(REPO / "playbooks")
+def test_every_shipped_playbook_loads_without_warnings() -> None:
+    playbooks, warnings = load_playbooks(REPO / "playbooks")
+    assert warnings == []
     assert {p.name for p in playbooks} >= {
         "latency-scale-out",
         "error-burst-rollback",

@@ -109,3 +109,28 @@ async def test_a_hostile_file_is_parsed_off_the_loop_and_keeps_the_previous_set(
     assert remediator.planner.playbooks == before
     assert [problem.path.name for problem in reloader.status.problems] == ["bomb.yaml"]
     assert registry.get_sample_value("aiops_playbook_reloads_total", {"result": "rejected"}) == 1
+
+
+async def test_warnings_of_the_active_set_are_shown_and_kept_through_a_rejection(tmp_path: Path) -> None:
+    directory, _, reloader, _ = _setup(tmp_path)
+    store = await SqlStore.open("sqlite+aiosqlite:///:memory:")
+    app = create_app(
+        store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, playbooks=reloader, tokens=BOOK
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(Role.ADMIN)
+    ) as client:
+        assert (await client.get("/api/v1/playbooks")).json()["warnings"] == []
+        gpu = directory / "gpu-memory-pressure.yaml"
+        gpu.write_text(gpu.read_text().replace("matchers: ['deployment=~\".+\"', 'namespace=~\".+\"']", "matchers: []"))
+        applied = (await client.post("/api/v1/playbooks/reload")).json()
+        assert applied["valid"] is True
+        assert {(w["file"].rsplit("/", 1)[-1], w["field"]) for w in applied["warnings"]} == {
+            ("gpu-memory-pressure.yaml", "steps.0.params.namespace"),
+            ("gpu-memory-pressure.yaml", "steps.0.params.deployment"),
+        }
+        (directory / "bad.yaml").write_text("name: [")
+        rejected = (await client.post("/api/v1/playbooks/reload")).json()
+        assert rejected["valid"] is False
+        assert rejected["warnings"] == applied["warnings"]
+    await store.close()

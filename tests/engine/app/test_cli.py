@@ -212,6 +212,18 @@ def test_playbooks_validate_lists_every_problem_and_fails(tmp_path: Path) -> Non
     assert any(line.startswith(f"{tmp_path / 'b.yaml'}:2: triggers:") for line in lines)
 
 
+def test_playbooks_validate_prints_warnings_and_passes(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "name: a\ntriggers:\n  - series: up\nsteps:\n  - action: rollout_restart\n    params:\n"
+        "      namespace: serving\n      deployment: '{{ incident.labels.job }}'\n"
+    )
+    done = _aiops("playbooks", "validate", str(tmp_path), tmp=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [warning] = done.stderr.strip().splitlines()
+    where = f"{tmp_path / 'a.yaml'}:8: steps.0.params.deployment"
+    assert warning.startswith(f"{where}: warning: reads incident label(s) job")
+
+
 def test_backtest_plots_a_series_with_its_detections_and_labelled_windows(tmp_path: Path) -> None:
     rng = __import__("numpy").random.default_rng(3)
     values = 50 + rng.normal(0, 1, 1200)
