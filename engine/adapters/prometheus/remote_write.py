@@ -21,7 +21,9 @@ import struct
 from dataclasses import dataclass, field
 
 import cramjam
+from google.protobuf.message import DecodeError
 
+from engine.adapters.prometheus.remote_write_types import WriteRequest
 from engine.domain.events import MetricSample, SeriesKey, freeze_labels
 from engine.domain.limits import LabelLimits, LabelProblem, label_problem, metric_name_problem
 
@@ -186,6 +188,77 @@ def _series(data: bytes, pos: int, end: int, limits: LabelLimits, out: DecodedWr
     out.samples.extend(
         MetricSample(key_of_series, timestamp, value) for timestamp, value in points if not math.isnan(value)
     )
+
+
+def _decompressed(body: bytes, max_decoded_bytes: int) -> bytes:
+    """The snappy block ``body`` decompressed, its announced length checked against the bound first."""
+    try:
+        size = cramjam.snappy.decompress_raw_len(body)
+    except cramjam.DecompressionError as exc:
+        raise RemoteWriteDecodeError(f"not snappy block data: {exc}") from exc
+    if size > max_decoded_bytes:
+        message = f"body expands to {size} bytes, more than {max_decoded_bytes}"
+        raise RemoteWriteTooLargeError("body_too_large", max_decoded_bytes, message)
+    try:
+        return bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        raise RemoteWriteDecodeError(f"not snappy block data: {exc}") from exc
+
+
+def _series_key(labels: dict[str, str], duplicate: str, limits: LabelLimits) -> SeriesKey | LabelProblem:
+    """The key of a series with these labels (``__name__`` among them), or why the label rules refuse it."""
+    metric = labels.pop("__name__", "")
+    problem = (
+        LabelProblem("duplicate_label", duplicate, f"label {duplicate!r} given twice")
+        if duplicate
+        else metric_name_problem(metric, limits) or label_problem(labels.items(), limits, count=len(labels))
+    )
+    return problem if problem is not None else SeriesKey(metric, freeze_labels(labels))
+
+
+def _too_many_samples(max_samples: int) -> RemoteWriteTooLargeError:
+    return RemoteWriteTooLargeError("too_many_samples", max_samples, f"more than {max_samples} samples")
+
+
+def decode_write_request_library(
+    body: bytes,
+    *,
+    max_decoded_bytes: int = 32 * 1024 * 1024,
+    max_samples: int = 100_000,
+    labels: LabelLimits | None = None,
+) -> DecodedWrite:
+    """decode_write_request through the protobuf library."""
+    raw = _decompressed(body, max_decoded_bytes)
+    try:
+        request = WriteRequest.FromString(raw)
+    except DecodeError as exc:
+        raise RemoteWriteDecodeError(f"not a prometheus.WriteRequest: {exc}") from exc
+    limits = labels or LabelLimits()
+    samples: list[MetricSample] = []
+    refused: list[LabelProblem] = []
+    isnan = math.isnan
+    for series in request.timeseries:
+        points = series.samples
+        # Counted before any sample becomes an object, as the series' samples and those kept so far.
+        if len(points) + len(samples) > max_samples:
+            raise _too_many_samples(max_samples)
+        names: dict[str, str] = {}
+        duplicate = ""
+        for label in series.labels:
+            name = label.name
+            if name in names:
+                duplicate = name
+            names[name] = label.value
+        key = _series_key(names, duplicate, limits)
+        if isinstance(key, LabelProblem):
+            refused.append(key)
+            continue
+        # Prometheus marks a series that disappeared with a special NaN (staleness marker): not an observation.
+        for point in points:
+            value = point.value
+            if not isnan(value):
+                samples.append(MetricSample(key, point.timestamp / 1000.0, value))
+    return DecodedWrite(samples, refused)
 
 
 def decode_write_request(
