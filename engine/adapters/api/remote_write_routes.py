@@ -7,14 +7,17 @@ or that would go past the engine's series bound (400) are left out while the oth
 taken, as Mimir does: the reply says how many of each, and since Prometheus does not retry a 4xx, what was taken is
 not sent twice.
 
-Remote-Write 2.0 bodies (``Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request``) are not
-read: they are answered 415, as that specification asks of a receiver that only takes 1.0, so that the sender falls
-back to 1.0 instead of having its samples read as something else.
+The message is chosen by the ``proto=`` parameter of the Content-Type, as Remote-Write 2.0 asks: none or
+``prometheus.WriteRequest`` is 1.0, ``io.prometheus.write.v2.Request`` is 2.0; any other message, or a
+Content-Encoding other than snappy, is answered 415 so that the sender can fall back. Every reply to a 2.0 request
+that got past that choice carries the ``X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`` counts
+the 2.0 specification requires: the samples taken, and 0 histograms and exemplars, which the engine does not read.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -22,8 +25,10 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from engine.adapters.api.ingest_auth import IngestCredentials, ingest_guard
 from engine.adapters.api.ingest_limits import IngestLimits, read_body, too_large
 from engine.adapters.prometheus.remote_write import (
+    DecodedWrite,
     RemoteWriteDecodeError,
     RemoteWriteTooLargeError,
+    decode_request_v2,
     decode_write_request,
 )
 from engine.adapters.sources.pushed import PushedSource
@@ -49,6 +54,10 @@ def add_remote_write_route(
     every request a second pass, and Prometheus sends every sample here. ``series`` (detection) admits new series
     within the engine's bound."""
     guard = ingest_guard(credentials, metrics, "write")
+    # One request decoded at a time: the protobuf parser holds the interpreter anyway, so a second thread adds no
+    # speed, and each message it parses costs tens of bytes, up to about 20 times the decoded size for a body of
+    # empty messages (600 MB at the 32 MiB bound), which concurrent requests would multiply.
+    decoding = asyncio.Semaphore(1)
 
     @router.post(
         "/api/v1/write",
@@ -56,38 +65,42 @@ def add_remote_write_route(
         status_code=204,
         response_class=Response,
         responses={
-            400: {"description": "not a snappy-compressed WriteRequest, or new series past the series bound"},
-            415: {"description": "a Remote-Write 2.0 body (only 1.0 is taken)"},
+            400: {"description": "not a snappy-compressed remote_write message, or new series past the series bound"},
+            415: {"description": "a protobuf message other than Remote-Write 1.0's or 2.0's, or not snappy"},
             401: {"description": "bad credential"},
             413: {"description": "body larger than its bound (compressed or decompressed), or too many samples"},
             422: {"description": "series whose name or labels break the label rules (left out)"},
         },
     )
     async def remote_write(request: Request) -> Response:
-        """Prometheus remote_write (protocol 1.0): snappy-compressed protobuf WriteRequest."""
+        """Prometheus remote_write, 1.0 (prometheus.WriteRequest) or 2.0 (io.prometheus.write.v2.Request), snappy
+        compressed."""
         guard(request)
-        if _protobuf_message(request.headers.get("content-type", "")) not in ("", WRITE_REQUEST_V1):
+        message = _protobuf_message(request.headers.get("content-type", ""))
+        decode = _DECODERS.get(message)
+        if decode is None or request.headers.get("content-encoding", "snappy").strip().lower() != "snappy":
             metrics.remote_write_rejected.inc()
-            raise HTTPException(415, "only Remote-Write 1.0 (prometheus.WriteRequest) is taken")
+            raise HTTPException(415, f"taken: snappy-compressed {WRITE_REQUEST_V1} or {REQUEST_V2}")
+        # 2.0 senders read what was written from headers on every reply; 1.0 senders expect none.
+        written = _written if message == REQUEST_V2 else _nothing
         try:
             body = await read_body(request, limits.remote_write_max_body_bytes, "remote_write body")
-            # Decoded off the event loop: it costs tens of microseconds a sample (a second or more for a request
-            # near the sample bound), during which the loop would answer nothing else, /healthz included.
-            decoded = await asyncio.to_thread(
-                decode_write_request,
-                body,
-                max_decoded_bytes=limits.remote_write_max_decoded_bytes,
-                max_samples=limits.remote_write_max_samples,
-                labels=limits.labels,
-            )
-        except RemoteWriteTooLargeError as exc:
-            metrics.remote_write_rejected.inc()
-            raise too_large(exc.error, exc.limit, f"remote_write {exc}") from exc
+            # Decoded off the event loop: it costs microseconds a sample (a fraction of a second for a request near
+            # the sample bound), during which the loop would answer nothing else, /healthz included.
+            async with decoding:
+                decoded = await asyncio.to_thread(
+                    decode,
+                    body,
+                    max_decoded_bytes=limits.remote_write_max_decoded_bytes,
+                    max_samples=limits.remote_write_max_samples,
+                    labels=limits.labels,
+                )
         except RemoteWriteDecodeError as exc:
             metrics.remote_write_rejected.inc()
-            raise HTTPException(400, f"undecodable remote_write body: {exc}") from exc
-        except HTTPException:
+            raise _undecodable(exc, written(0)) from exc
+        except HTTPException as exc:
             metrics.remote_write_rejected.inc()
+            exc.headers = {**(exc.headers or {}), **written(0)}
             raise
         samples = decoded.samples
         refused = await _admit(series, samples) if series is not None else set()
@@ -97,13 +110,44 @@ def add_remote_write_route(
         metrics.remote_write_samples.inc(len(samples))
         if decoded.refused:
             metrics.series_refused.labels(INVALID_LABELS).inc(len(decoded.refused))
-            raise HTTPException(422, _refusal(INVALID_LABELS, len(samples), decoded.refused, len(refused)))
+            detail = _refusal(INVALID_LABELS, len(samples), decoded.refused, len(refused))
+            raise HTTPException(422, detail, headers=written(len(samples)))
         if refused:
-            raise HTTPException(400, _refusal(SERIES_LIMIT, len(samples), [], len(refused)))
-        return Response(status_code=204)
+            raise HTTPException(
+                400, _refusal(SERIES_LIMIT, len(samples), [], len(refused)), headers=written(len(samples))
+            )
+        return Response(status_code=204, headers=written(len(samples)))
 
 
 WRITE_REQUEST_V1 = "prometheus.WriteRequest"
+REQUEST_V2 = "io.prometheus.write.v2.Request"
+# By the proto= parameter of the Content-Type; 1.0 senders send none.
+_DECODERS: dict[str, Callable[..., DecodedWrite]] = {
+    "": decode_write_request,
+    WRITE_REQUEST_V1: decode_write_request,
+    REQUEST_V2: decode_request_v2,
+}
+
+
+def _written(samples: int) -> dict[str, str]:
+    return {
+        "X-Prometheus-Remote-Write-Samples-Written": str(samples),
+        "X-Prometheus-Remote-Write-Histograms-Written": "0",
+        "X-Prometheus-Remote-Write-Exemplars-Written": "0",
+    }
+
+
+def _nothing(samples: int) -> dict[str, str]:
+    return {}
+
+
+def _undecodable(exc: RemoteWriteDecodeError, headers: dict[str, str]) -> HTTPException:
+    """413 for a body past a bound, 400 for any other that cannot be decoded."""
+    if isinstance(exc, RemoteWriteTooLargeError):
+        error = too_large(exc.error, exc.limit, f"remote_write {exc}")
+        error.headers = headers
+        return error
+    return HTTPException(400, f"undecodable remote_write body: {exc}", headers=headers)
 
 
 def _protobuf_message(content_type: str) -> str:
