@@ -40,9 +40,11 @@ from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.escalation import Escalator
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.core.paging import IncidentPager
 from engine.core.pipeline import Pipeline
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
+from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.verification import Verifier
 from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserver, SampleSource, StreamClock
 from engine.core.silences import SilenceBook, SilenceDesk
@@ -216,9 +218,10 @@ class RecountingDecisions:
         by: str,
         comment: str,
         at: float,
+        planned: Sequence[PlannedStep] = (),
     ) -> Incident:
         incident = await self._store.decide_incident(
-            incident_id, allowed_from=allowed_from, to=to, kind=kind, by=by, comment=comment, at=at
+            incident_id, allowed_from=allowed_from, to=to, kind=kind, by=by, comment=comment, at=at, planned=planned
         )
         self._recount_soon()
         return incident
@@ -294,6 +297,8 @@ class SharedParts:
     clock: Clock
     # Remediation workers the pipeline runs (steps carried out at once).
     workers: int
+    # PagerDuty's lifecycle events, when a routing key is configured.
+    pager: IncidentPager | None = None
 
     def pipeline(
         self,
@@ -318,6 +323,7 @@ class SharedParts:
             clock=self.clock,
             workers=self.workers,
             stream_clock=stream_clock,
+            pager=self.pager,
         )
 
     def engine_fields(self, settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
@@ -351,7 +357,8 @@ async def open_shared_parts(
     store = await SqlStore.open(settings.database_url, outage_limit_s=settings.store_outage_limit_s)
     metrics = EngineMetrics(CollectorRegistry())
     detection.add_refusal_listener(metrics.on_series_refused)
-    backends = open_action_backends(settings, clock)
+    backends = open_action_backends(settings, clock, store.ledger)
+    pager = pagerduty_pager(settings)
     executor = ActionExecutor(
         store.ledger,
         clock,
@@ -384,14 +391,22 @@ async def open_shared_parts(
         executor=executor,
         remediator=remediator,
         reloader=PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks),
-        desk=IncidentDesk(RecountingDecisions(store, metrics), incidents, clock),
+        desk=IncidentDesk(RecountingDecisions(store, metrics), incidents, clock, pager),
         backends=backends,
         escalator=Escalator(store, executor, clock, lambda: remediator.policy.escalation, settings.mode),
         silences=SilenceDesk(store, silence_book, clock),
         silence_book=silence_book,
         clock=clock,
         workers=settings.remediation_workers,
+        pager=pager,
     )
+
+
+def pagerduty_pager(settings: Settings) -> IncidentPager | None:
+    """Every incident pages PagerDuty once its routing key is set; in AIOPS_MODE like every other action."""
+    if not settings.pagerduty_routing_key.get_secret_value():
+        return None
+    return IncidentPager(mode=settings.mode, public_url=settings.public_url)
 
 
 async def open_embedded(
