@@ -66,7 +66,7 @@ def open_action_backends(settings: Settings, clock: Clock, ledger: ActionLedger)
     backends = ActionBackends()
     timeout_s = settings.action_timeout_s
     # Webhooks need no configuration: the playbook names the URL.
-    notifier = WebhookNotifier(timeout_s=timeout_s)
+    notifier = WebhookNotifier(timeout_s=timeout_s, public_url=settings.public_url)
     backends.add({"webhook_notify": notifier}, notifier.aclose)
     keys = RoutingKeys.parse(settings.pagerduty_routing_key, settings.pagerduty_routing_keys)
     if keys:

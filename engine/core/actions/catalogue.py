@@ -169,7 +169,7 @@ class AlertmanagerSilenceParams(ActionParams):
         return float(self.duration[:-1]) * units[self.duration[-1]]
 
 
-WebhookFormat = Literal["json", "slack"]
+WebhookFormat = Literal["json", "slack", "teams"]
 
 
 class WebhookNotifyParams(ActionParams):
@@ -177,7 +177,8 @@ class WebhookNotifyParams(ActionParams):
     message: str = Field(min_length=1)
     format: WebhookFormat = Field(
         default="json",
-        description="slack: a Slack-compatible {'text': ...} body; json: the incident and message",
+        description="slack: a Slack-compatible {'text': ...} body; teams: a Microsoft Teams Workflows message with "
+        "an Adaptive Card; json: the incident and message",
     )
 
     def describe(self) -> str:
