@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from detectors.registry import UnknownDetectorError
+from engine.adapters.actions.pagerduty import RoutingKeys
+from engine.adapters.actions.pagerduty_changes import PagerDutyChanges
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import TokenBook
 from engine.adapters.api.ingest_auth import IngestCredentials
@@ -75,6 +77,8 @@ class EngineBase:
     backends: ActionBackends
     escalator: Escalator
     silences: SilenceDesk
+    # PagerDuty change events for the engine's actions, when a routing key is configured.
+    changes: PagerDutyChanges | None
 
     def status(self) -> dict[str, Any]:
         return {"mode": self.settings.mode.value, **self.summary.counts()}
@@ -128,6 +132,8 @@ class EngineBase:
             if self.settings.playbook_reload_s > 0:
                 # Every engine shape follows the playbook directory (`run`, `serve` and `watch` alike).
                 group.create_task(self.playbooks.watch(self.settings.playbook_reload_s), name="playbooks")
+            if self.changes is not None:
+                group.create_task(self.changes.run(), name="pagerduty-changes")
 
     async def _chores(self, clock: Clock, interval_s: float) -> None:
         while True:
@@ -151,6 +157,8 @@ class EngineBase:
         for result in results:
             self.metrics.on_action(result)
             self.summary.on_action(result)
+            if self.changes is not None:
+                self.changes.on_action(result)
 
     async def close(self) -> None:
         await self.backends.aclose()
@@ -297,8 +305,9 @@ class SharedParts:
     clock: Clock
     # Remediation workers the pipeline runs (steps carried out at once).
     workers: int
-    # PagerDuty's lifecycle events, when a routing key is configured.
+    # PagerDuty's lifecycle events and change events, when a routing key is configured.
     pager: IncidentPager | None = None
+    changes: PagerDutyChanges | None = None
 
     def pipeline(
         self,
@@ -316,7 +325,9 @@ class SharedParts:
             incidents=self.incidents,
             remediator=self.remediator,
             store=self.store,
-            observer=FanOutObserver(self.metrics, self.summary, *observers),
+            observer=FanOutObserver(
+                self.metrics, self.summary, *([self.changes] if self.changes is not None else []), *observers
+            ),
             alerts=alerts,
             acknowledger=acknowledger,
             silences=self.silence_book,
@@ -341,6 +352,7 @@ class SharedParts:
             "backends": self.backends,
             "escalator": self.escalator,
             "silences": self.silences,
+            "changes": self.changes,
         }
 
 
@@ -359,6 +371,9 @@ async def open_shared_parts(
     detection.add_refusal_listener(metrics.on_series_refused)
     backends = open_action_backends(settings, clock, store.ledger)
     pager = pagerduty_pager(settings)
+    changes = pagerduty_changes(settings, metrics.registry, clock)
+    if changes is not None:
+        backends.add({}, changes.aclose)
     executor = ActionExecutor(
         store.ledger,
         clock,
@@ -399,6 +414,7 @@ async def open_shared_parts(
         clock=clock,
         workers=settings.remediation_workers,
         pager=pager,
+        changes=changes,
     )
 
 
@@ -407,6 +423,21 @@ def pagerduty_pager(settings: Settings) -> IncidentPager | None:
     if not settings.pagerduty_routing_key.get_secret_value():
         return None
     return IncidentPager(mode=settings.mode, public_url=settings.public_url)
+
+
+def pagerduty_changes(settings: Settings, registry: CollectorRegistry, clock: Clock) -> PagerDutyChanges | None:
+    """Change events go where the incidents page: the default routing key's service."""
+    if not settings.pagerduty_routing_key.get_secret_value():
+        return None
+    return PagerDutyChanges(
+        RoutingKeys.parse(settings.pagerduty_routing_key, settings.pagerduty_routing_keys),
+        registry,
+        clock,
+        url=settings.pagerduty_url,
+        public_url=settings.public_url,
+        timeout_s=settings.action_timeout_s,
+        attempts=settings.action_attempts,
+    )
 
 
 async def open_embedded(

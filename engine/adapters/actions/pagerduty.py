@@ -132,9 +132,9 @@ class PagerDutyEvents:
         if isinstance(error, TemporaryError):
             log.info("%s", error)
             return error
-        said = self._keys.redact(_said(reply))
-        log.warning("%s: PagerDuty refused it (HTTP %d): %s", what, reply.status_code, said)
-        return PermanentError(f"{what}: PagerDuty refused it (HTTP {reply.status_code}): {said}")
+        reason = self._keys.redact(said(reply))
+        log.warning("%s: PagerDuty refused it (HTTP %d): %s", what, reply.status_code, reason)
+        return PermanentError(f"{what}: PagerDuty refused it (HTTP {reply.status_code}): {reason}")
 
     async def undo(self, params: ActionParams, request: ActionRequest) -> str:
         raise PermanentError("a PagerDuty event cannot be taken back")
@@ -173,7 +173,7 @@ def _playbook_trigger(params: PagerDutyTriggerParams, request: ActionRequest) ->
     }
 
 
-def _said(reply: httpx.Response) -> str:
+def said(reply: httpx.Response) -> str:
     """PagerDuty's explanation of a refusal: ``message`` and ``errors`` of its JSON answer, else the text."""
     try:
         answer = reply.json()

@@ -7,13 +7,19 @@ Time is fake and skips ahead when the executor backs off, so retries take no wal
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from pydantic import SecretStr
 
+from engine.adapters.actions.pagerduty import RoutingKeys
+from engine.adapters.actions.pagerduty_changes import PagerDutyChanges
 from engine.app.bootstrap import SharedParts, open_shared_parts
 from engine.app.settings import Settings, load_settings
 from engine.core.actions.catalogue import parse_params
@@ -23,6 +29,8 @@ from engine.core.paging import event_id
 from engine.core.pipeline import Pipeline
 from engine.domain.clock import FakeClock
 from engine.domain.events import (
+    ActionMode,
+    ActionRequest,
     ActionResult,
     ActionStatus,
     IncidentChange,
@@ -450,3 +458,126 @@ async def test_a_playbook_naming_an_unconfigured_key_fails_its_step_clearly(
     assert page.status is ActionStatus.FAILED
     assert "no PagerDuty routing key named 'ml-oncall' is configured (configured: default)" in page.detail
     assert ROUTING_KEY not in page.detail
+
+
+# --- change events ------------------------------------------------------------------------------------------
+
+
+def action_result(
+    status: ActionStatus, *, action: str = "rollout_restart", mode: ActionMode = ActionMode.LIVE
+) -> ActionResult:
+    request = ActionRequest.create(
+        id="act-0123456789abcdef0123",
+        incident_id="inc-1",
+        playbook="restart-stuck",
+        step=0,
+        action=action,
+        params={"namespace": "serving", "deployment": "fraud"} if action == "rollout_restart" else {"summary": "s"},
+        mode=mode,
+        requested_at=NOW,
+    )
+    return ActionResult(request, status, "restarted the pods of deployment serving/fraud", NOW + 5.0)
+
+
+def changes_for(stub: PagerDutyStub, *, capacity: int = 100, key: str = ROUTING_KEY) -> PagerDutyChanges:
+    keys = RoutingKeys.parse(SecretStr(key), SecretStr(""))
+    return PagerDutyChanges(
+        keys,
+        CollectorRegistry(),
+        SkippingClock(NOW),
+        url=stub.url,
+        public_url="https://aiops.example.com",
+        capacity=capacity,
+    )
+
+
+async def sending(changes: PagerDutyChanges, done: Callable[[], bool]) -> None:
+    """Run the sender until ``done`` holds (5 s at most), then stop it."""
+    task = asyncio.create_task(changes.run())
+    try:
+        for _ in range(500):
+            if done():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the change events were not sent within 5 s")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await changes.aclose()
+
+
+def outcome(changes: PagerDutyChanges, name: str) -> float:
+    return changes.outcomes.labels(name)._value.get()
+
+
+async def test_a_live_change_is_a_change_event_and_notifications_and_dry_runs_are_not(pagerduty: PagerDutyStub) -> None:
+    changes = changes_for(pagerduty)
+    changes.on_action(action_result(ActionStatus.DRY_RUN, mode=ActionMode.DRY_RUN))
+    changes.on_action(action_result(ActionStatus.FAILED))
+    changes.on_action(action_result(ActionStatus.SUCCEEDED, action="pagerduty_trigger"))
+    changes.on_action(action_result(ActionStatus.SUCCEEDED))
+    await sending(changes, lambda: outcome(changes, "sent") >= 1)
+
+    [event] = pagerduty.changes
+    assert event == {
+        "routing_key": ROUTING_KEY,
+        "payload": {
+            "summary": "aiops-engine rollout_restart on deployment:serving/fraud: succeeded",
+            "timestamp": "2025-06-15T15:06:45+00:00",
+            "source": "aiops-engine",
+            "custom_details": {
+                "action": "rollout_restart",
+                "target": "deployment:serving/fraud",
+                "outcome": "succeeded",
+                "detail": "restarted the pods of deployment serving/fraud",
+                "incident_id": "inc-1",
+                "playbook": "restart-stuck",
+                "step": 1,
+                "action_id": "act-0123456789abcdef0123",
+            },
+        },
+        "links": [{"href": "https://aiops.example.com/ui/incidents/inc-1", "text": "Incident in aiops-engine"}],
+    }
+
+
+async def test_change_events_are_retried_on_429_and_5xx(pagerduty: PagerDutyStub) -> None:
+    changes = changes_for(pagerduty)
+    pagerduty.fail_next(429)
+    pagerduty.fail_next(502)
+    changes.on_action(action_result(ActionStatus.UNDONE))
+    await sending(changes, lambda: outcome(changes, "sent") >= 1)
+    assert [request["status"] for request in pagerduty.requests] == [429, 502, 202]
+    assert pagerduty.changes[0]["payload"]["custom_details"]["outcome"] == "undone"
+
+
+async def test_a_refused_change_event_is_counted_and_logged_without_the_key(
+    pagerduty: PagerDutyStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    short_key = ROUTING_KEY[:-1]
+    changes = changes_for(pagerduty, key=short_key)
+    changes.on_action(action_result(ActionStatus.SUCCEEDED))
+    with caplog.at_level(logging.WARNING):
+        await sending(changes, lambda: outcome(changes, "failed") >= 1)
+    assert len(pagerduty.requests) == 1
+    assert "Length of 'routing_key' is incorrect" in caplog.text
+    assert short_key not in caplog.text
+
+
+async def test_a_full_queue_drops_and_counts_instead_of_holding_the_pipeline(pagerduty: PagerDutyStub) -> None:
+    changes = changes_for(pagerduty, capacity=2)
+    for _ in range(5):
+        changes.on_action(action_result(ActionStatus.SUCCEEDED))  # never waits: the pipeline calls this
+    assert outcome(changes, "dropped") == 3
+    await sending(changes, lambda: outcome(changes, "sent") >= 2)
+    assert len(pagerduty.changes) == 2
+
+
+async def test_the_engine_sends_change_events_where_incidents_page(
+    tmp_path: Path, pagerduty: PagerDutyStub, opened: list[SharedParts]
+) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}"
+    parts = await open_engine(engine_settings(database_url, tmp_path, pagerduty), opened)
+    assert parts.changes is not None
+    text = generate_latest(parts.metrics.registry).decode()
+    assert 'aiops_pagerduty_change_events_total{outcome="dropped"} 0.0' in text
