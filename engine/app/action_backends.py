@@ -29,7 +29,8 @@ from engine.adapters.actions.mlflow_aliases import (
     MlflowPromptAliasBackend,
 )
 from engine.adapters.actions.notifications import WebhookNotifier
-from engine.adapters.actions.pagerduty import PagerDutyEvents, RoutingKeys
+from engine.adapters.actions.pagerduty import PagerDutyEvents
+from engine.app.paging import routing_keys
 from engine.app.settings import Settings
 from engine.core.actions.executor import ActionBackend, RetryPolicy
 from engine.core.actions.ledger import ActionLedger
@@ -68,7 +69,7 @@ def open_action_backends(settings: Settings, clock: Clock, ledger: ActionLedger)
     # Webhooks need no configuration: the playbook names the URL.
     notifier = WebhookNotifier(timeout_s=timeout_s, public_url=settings.public_url)
     backends.add({"webhook_notify": notifier}, notifier.aclose)
-    keys = RoutingKeys.parse(settings.pagerduty_routing_key, settings.pagerduty_routing_keys)
+    keys = routing_keys(settings)
     if keys:
 
         async def trigger_delivered(dedup_key: str) -> bool:

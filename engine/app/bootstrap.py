@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from detectors.registry import UnknownDetectorError
-from engine.adapters.actions.pagerduty import RoutingKeys
 from engine.adapters.actions.pagerduty_changes import PagerDutyChanges
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import TokenBook
@@ -34,6 +33,7 @@ from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.adapters.web.sessions import PageSessions
 from engine.app.action_backends import ActionBackends, open_action_backends, retry_policy
+from engine.app.paging import pagerduty_changes, pagerduty_pager
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.actions.executor import ActionExecutor
@@ -415,28 +415,6 @@ async def open_shared_parts(
         workers=settings.remediation_workers,
         pager=pager,
         changes=changes,
-    )
-
-
-def pagerduty_pager(settings: Settings) -> IncidentPager | None:
-    """Every incident pages PagerDuty once its routing key is set; in AIOPS_MODE like every other action."""
-    if not settings.pagerduty_routing_key.get_secret_value():
-        return None
-    return IncidentPager(mode=settings.mode, public_url=settings.public_url)
-
-
-def pagerduty_changes(settings: Settings, registry: CollectorRegistry, clock: Clock) -> PagerDutyChanges | None:
-    """Change events go where the incidents page: the default routing key's service."""
-    if not settings.pagerduty_routing_key.get_secret_value():
-        return None
-    return PagerDutyChanges(
-        RoutingKeys.parse(settings.pagerduty_routing_key, settings.pagerduty_routing_keys),
-        registry,
-        clock,
-        url=settings.pagerduty_url,
-        public_url=settings.public_url,
-        timeout_s=settings.action_timeout_s,
-        attempts=settings.action_attempts,
     )
 
 
