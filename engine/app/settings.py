@@ -11,9 +11,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.adapters.actions.pagerduty import RoutingKeys
 from engine.adapters.web.sessions import DEFAULT_LIFETIME_S
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionMode
@@ -195,6 +196,16 @@ class Settings(BaseSettings):
         description="the engine's address as people reach it (e.g. https://aiops.example.com): PagerDuty events "
         "and Teams cards link to the incident's on-call page there; empty: no links",
     )
+
+    @field_validator("pagerduty_routing_keys")
+    @classmethod
+    def _usable_routing_keys(cls, named: SecretStr) -> SecretStr:
+        try:
+            RoutingKeys.parse(SecretStr(""), named)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return named
+
     # -- end of paging --
     action_timeout_s: float = Field(
         default=30.0, gt=0, description="longest one call of a live action may take before it is retried"

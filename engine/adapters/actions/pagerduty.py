@@ -19,6 +19,7 @@ text that comes back (an error, an exception) is scrubbed of them before it is s
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from pydantic import SecretStr
 from engine.adapters.actions.failures import error_for_status
 from engine.core.actions.catalogue import (
     DEFAULT_ROUTING_KEY,
+    ROUTING_KEY_NAME,
     ActionParams,
     PagerDutyEventParams,
     PagerDutyTriggerParams,
@@ -56,13 +58,20 @@ class RoutingKeys:
 
     @classmethod
     def parse(cls, default: SecretStr, named: SecretStr) -> RoutingKeys:
+        """ConfigurationError for an entry that is not ``name=key``; the message names the entry by position only."""
         keys = {DEFAULT_ROUTING_KEY: default}
         for number, entry in enumerate(filter(None, named.get_secret_value().split(",")), start=1):
             name, separator, key = entry.strip().partition("=")
-            if not separator or not name.strip() or not key.strip():
+            name = name.strip()
+            if not separator or not name or not key.strip():
                 # The entry itself may hold a key: only its position is named.
-                raise ConfigurationError(f"AIOPS_PAGERDUTY_ROUTING_KEYS: entry {number} is not name=key")
-            keys[name.strip()] = SecretStr(key.strip())
+                raise ConfigurationError(f"entry {number} is not name=key")
+            if not re.fullmatch(ROUTING_KEY_NAME, name):
+                raise ConfigurationError(
+                    f"entry {number}: a name is a lowercase letter, then at most 30 "
+                    "lowercase letters, digits, '-' or '_' (what playbooks can write in routing_key)"
+                )
+            keys[name] = SecretStr(key.strip())
         return cls(keys)
 
     def __bool__(self) -> bool:

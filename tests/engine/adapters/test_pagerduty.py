@@ -28,6 +28,7 @@ from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.paging import event_id
 from engine.core.pipeline import Pipeline
 from engine.domain.clock import FakeClock
+from engine.domain.errors import ConfigurationError
 from engine.domain.events import (
     ActionMode,
     ActionRequest,
@@ -396,6 +397,24 @@ def test_settings_never_show_the_routing_keys(tmp_path: Path, pagerduty: PagerDu
     assert ROUTING_KEY not in repr(settings)
     assert ROUTING_KEY not in str(settings)
     assert OTHER_KEY not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        pytest.param(OTHER_KEY, id="a-key-without-a-name"),
+        pytest.param(f"={OTHER_KEY}", id="an-empty-name"),
+        pytest.param(f"ML Oncall={OTHER_KEY}", id="a-name-playbooks-cannot-write"),
+        pytest.param(f"ml=ok,{OTHER_KEY}", id="the-second-entry"),
+    ],
+)
+def test_unusable_named_keys_stop_the_engine_without_showing_a_key(
+    tmp_path: Path, pagerduty: PagerDutyStub, named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"invalid setting AIOPS_PAGERDUTY_ROUTING_KEYS: .*entry \d") as raised:
+        engine_settings("sqlite+aiosqlite://", tmp_path, pagerduty, pagerduty_routing_keys=named)
+    assert OTHER_KEY not in str(raised.value)
+    assert ROUTING_KEY not in str(raised.value)
 
 
 # --- the playbook action ------------------------------------------------------------------------------------
