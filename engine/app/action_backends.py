@@ -29,10 +29,15 @@ from engine.adapters.actions.mlflow_aliases import (
     MlflowPromptAliasBackend,
 )
 from engine.adapters.actions.notifications import WebhookNotifier
+from engine.adapters.actions.pagerduty import PagerDutyEvents
+from engine.app.paging import routing_keys
 from engine.app.settings import Settings
 from engine.core.actions.executor import ActionBackend, RetryPolicy
+from engine.core.actions.ledger import ActionLedger
+from engine.core.paging import event_id
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
+from engine.domain.events import ActionStatus
 
 IN_CLUSTER = "in-cluster"
 
@@ -58,12 +63,22 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(attempts=settings.action_attempts, timeout_s=settings.action_timeout_s)
 
 
-def open_action_backends(settings: Settings, clock: Clock) -> ActionBackends:
+def open_action_backends(settings: Settings, clock: Clock, ledger: ActionLedger) -> ActionBackends:
     backends = ActionBackends()
     timeout_s = settings.action_timeout_s
     # Webhooks need no configuration: the playbook names the URL.
-    notifier = WebhookNotifier(timeout_s=timeout_s)
+    notifier = WebhookNotifier(timeout_s=timeout_s, public_url=settings.public_url)
     backends.add({"webhook_notify": notifier}, notifier.aclose)
+    keys = routing_keys(settings)
+    if keys:
+
+        async def trigger_delivered(dedup_key: str) -> bool:
+            return await ledger.status(event_id(dedup_key, "trigger")) is ActionStatus.SUCCEEDED
+
+        pagerduty = PagerDutyEvents(
+            keys, trigger_delivered=trigger_delivered, url=settings.pagerduty_url, timeout_s=timeout_s
+        )
+        backends.add({"pagerduty_event": pagerduty, "pagerduty_trigger": pagerduty}, pagerduty.aclose)
     if settings.kubeconfig:
         api = _kubernetes(settings)
         backends.add(_kubernetes_backends(api, clock), lambda: asyncio.to_thread(api.close))

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from detectors.registry import UnknownDetectorError
+from engine.adapters.actions.pagerduty_changes import PagerDutyChanges
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import TokenBook
 from engine.adapters.api.ingest_auth import IngestCredentials
@@ -32,6 +33,7 @@ from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
 from engine.adapters.web.sessions import PageSessions
 from engine.app.action_backends import ActionBackends, open_action_backends, retry_policy
+from engine.app.paging import pagerduty_changes, pagerduty_pager
 from engine.app.settings import Settings
 from engine.app.summary import RunSummary
 from engine.core.actions.executor import ActionExecutor
@@ -40,9 +42,11 @@ from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.escalation import Escalator
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.core.paging import IncidentPager
 from engine.core.pipeline import Pipeline
 from engine.core.playbooks.planner import Planner
 from engine.core.playbooks.remediation import Remediator
+from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.verification import Verifier
 from engine.core.ports import BatchAcknowledger, FanOutObserver, PipelineObserver, SampleSource, StreamClock
 from engine.core.silences import SilenceBook, SilenceDesk
@@ -73,6 +77,8 @@ class EngineBase:
     backends: ActionBackends
     escalator: Escalator
     silences: SilenceDesk
+    # PagerDuty change events for the engine's actions, when a routing key is configured.
+    changes: PagerDutyChanges | None
 
     def status(self) -> dict[str, Any]:
         return {"mode": self.settings.mode.value, **self.summary.counts()}
@@ -126,6 +132,8 @@ class EngineBase:
             if self.settings.playbook_reload_s > 0:
                 # Every engine shape follows the playbook directory (`run`, `serve` and `watch` alike).
                 group.create_task(self.playbooks.watch(self.settings.playbook_reload_s), name="playbooks")
+            if self.changes is not None:
+                group.create_task(self.changes.run(), name="pagerduty-changes")
 
     async def _chores(self, clock: Clock, interval_s: float) -> None:
         while True:
@@ -149,6 +157,8 @@ class EngineBase:
         for result in results:
             self.metrics.on_action(result)
             self.summary.on_action(result)
+            if self.changes is not None:
+                self.changes.on_action(result)
 
     async def close(self) -> None:
         await self.backends.aclose()
@@ -216,9 +226,10 @@ class RecountingDecisions:
         by: str,
         comment: str,
         at: float,
+        planned: Sequence[PlannedStep] = (),
     ) -> Incident:
         incident = await self._store.decide_incident(
-            incident_id, allowed_from=allowed_from, to=to, kind=kind, by=by, comment=comment, at=at
+            incident_id, allowed_from=allowed_from, to=to, kind=kind, by=by, comment=comment, at=at, planned=planned
         )
         self._recount_soon()
         return incident
@@ -294,6 +305,9 @@ class SharedParts:
     clock: Clock
     # Remediation workers the pipeline runs (steps carried out at once).
     workers: int
+    # PagerDuty's lifecycle events and change events, when a routing key is configured.
+    pager: IncidentPager | None = None
+    changes: PagerDutyChanges | None = None
 
     def pipeline(
         self,
@@ -311,13 +325,16 @@ class SharedParts:
             incidents=self.incidents,
             remediator=self.remediator,
             store=self.store,
-            observer=FanOutObserver(self.metrics, self.summary, *observers),
+            observer=FanOutObserver(
+                self.metrics, self.summary, *([self.changes] if self.changes is not None else []), *observers
+            ),
             alerts=alerts,
             acknowledger=acknowledger,
             silences=self.silence_book,
             clock=self.clock,
             workers=self.workers,
             stream_clock=stream_clock,
+            pager=self.pager,
         )
 
     def engine_fields(self, settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
@@ -335,6 +352,7 @@ class SharedParts:
             "backends": self.backends,
             "escalator": self.escalator,
             "silences": self.silences,
+            "changes": self.changes,
         }
 
 
@@ -353,7 +371,11 @@ async def open_shared_parts(
     store = await SqlStore.open(settings.database_url, outage_limit_s=settings.store_outage_limit_s)
     metrics = EngineMetrics(CollectorRegistry())
     detection.add_refusal_listener(metrics.on_series_refused)
-    backends = open_action_backends(settings, clock)
+    backends = open_action_backends(settings, clock, store.ledger)
+    pager = pagerduty_pager(settings)
+    changes = pagerduty_changes(settings, metrics.registry, clock)
+    if changes is not None:
+        backends.add({}, changes.aclose)
     executor = ActionExecutor(
         store.ledger,
         clock,
@@ -386,13 +408,15 @@ async def open_shared_parts(
         executor=executor,
         remediator=remediator,
         reloader=PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks),
-        desk=IncidentDesk(RecountingDecisions(store, metrics), incidents, clock),
+        desk=IncidentDesk(RecountingDecisions(store, metrics), incidents, clock, pager),
         backends=backends,
         escalator=Escalator(store, executor, clock, lambda: remediator.policy.escalation, settings.mode),
         silences=SilenceDesk(store, silence_book, clock),
         silence_book=silence_book,
         clock=clock,
         workers=settings.remediation_workers,
+        pager=pager,
+        changes=changes,
     )
 
 

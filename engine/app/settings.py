@@ -11,9 +11,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.adapters.actions.pagerduty import RoutingKeys
 from engine.adapters.web.sessions import DEFAULT_LIFETIME_S
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionMode
@@ -173,6 +174,39 @@ class Settings(BaseSettings):
     )
     grafana_url: str = Field(default="", description="Grafana that `grafana_annotate` annotates")
     grafana_token: str = Field(default="", description="Grafana service-account token for `grafana_annotate`")
+    # -- paging (PagerDuty Events API v2, links to the on-call page) --
+    pagerduty_routing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="routing (integration) key of the PagerDuty service that incidents page: every incident is "
+        "triggered, acknowledged and resolved there (see Notifications); empty: no PagerDuty events",
+    )
+    pagerduty_routing_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="more routing keys by name, as name=key,...: a playbook's `pagerduty_trigger` names one in "
+        "`routing_key` (`default` is AIOPS_PAGERDUTY_ROUTING_KEY)",
+    )
+    pagerduty_url: str = Field(
+        default="https://events.pagerduty.com",
+        pattern=r"^https?://",
+        description="base URL of PagerDuty's Events API v2 (`/v2/enqueue` is appended)",
+    )
+    public_url: str = Field(
+        default="",
+        pattern=r"^(|https?://.+)$",
+        description="the engine's address as people reach it (e.g. https://aiops.example.com): PagerDuty events "
+        "and Teams cards link to the incident's on-call page there; empty: no links",
+    )
+
+    @field_validator("pagerduty_routing_keys")
+    @classmethod
+    def _usable_routing_keys(cls, named: SecretStr) -> SecretStr:
+        try:
+            RoutingKeys.parse(SecretStr(""), named)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return named
+
+    # -- end of paging --
     action_timeout_s: float = Field(
         default=30.0, gt=0, description="longest one call of a live action may take before it is retried"
     )

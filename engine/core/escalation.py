@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.core.actions.catalogue import WebhookFormat
 from engine.core.playbooks.expressions import Duration
 from engine.core.ports import IncidentDecisions
 from engine.domain.clock import Clock
@@ -45,7 +46,7 @@ class EscalationLevel(BaseModel):
 
     after: Duration = Field(default=0.0, description="how long the incident must have been open and unacknowledged")
     url: str = Field(pattern=r"^https?://", description="where the notification is POSTed")
-    format: Literal["json", "slack"] = "slack"
+    format: WebhookFormat = "slack"
     message: str = Field(default="needs a human", min_length=1, description="what the notification says")
 
 

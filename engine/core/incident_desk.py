@@ -1,13 +1,15 @@
 """What on-call people do to incidents: acknowledge, unacknowledge, resolve, comment and snooze.
 
 Decisions are made durable first (the store refuses a decision that no longer applies, e.g. acknowledging a
-resolved incident, or the second of two concurrent acknowledgements), then the live incident tracking is told.
+resolved incident, or the second of two concurrent acknowledgements), together with the PagerDuty event they call
+for (``engine.core.paging``), then the live incident tracking is told.
 """
 
 from __future__ import annotations
 
 from engine.core.actions.executor import StepDecider
 from engine.core.incidents import IncidentManager
+from engine.core.paging import IncidentPager
 from engine.core.ports import IncidentDecisions
 from engine.domain.clock import Clock
 from engine.domain.errors import ConflictError
@@ -21,10 +23,17 @@ MAX_SNOOZE_S = 7 * 86400.0
 
 
 class IncidentDesk:
-    def __init__(self, decisions: IncidentDecisions, manager: IncidentManager, clock: Clock) -> None:
+    def __init__(
+        self,
+        decisions: IncidentDecisions,
+        manager: IncidentManager,
+        clock: Clock,
+        pager: IncidentPager | None = None,
+    ) -> None:
         self._decisions = decisions
         self._manager = manager
         self._clock = clock
+        self._pager = pager
 
     async def acknowledge(self, incident_id: str, *, by: str, comment: str = "") -> Incident:
         return await self._decide(incident_id, _OPEN, IncidentState.ACKNOWLEDGED, "acknowledged", by, comment)
@@ -85,6 +94,8 @@ class IncidentDesk:
         by: str,
         comment: str,
     ) -> Incident:
+        at = self._clock.now()
+        planned = self._pager.for_decision(incident_id, to, at) if self._pager is not None else []
         return await self._decisions.decide_incident(
-            incident_id, allowed_from=allowed_from, to=to, kind=kind, by=by, comment=comment, at=self._clock.now()
+            incident_id, allowed_from=allowed_from, to=to, kind=kind, by=by, comment=comment, at=at, planned=planned
         )

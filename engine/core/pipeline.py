@@ -23,6 +23,7 @@ from engine.core.alert_feed import AlertFeed
 from engine.core.channels import Channel
 from engine.core.detection import DetectionService
 from engine.core.incidents import IncidentManager
+from engine.core.paging import IncidentPager
 from engine.core.playbooks.remediation import Remediator
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.workers import RemediationWorkers
@@ -91,6 +92,7 @@ class Pipeline:
         clock: Clock | None = None,
         workers: int = 0,
         stream_clock: StreamClock | None = None,
+        pager: IncidentPager | None = None,
     ) -> None:
         self._source = source
         self._detection = detection
@@ -105,6 +107,7 @@ class Pipeline:
         self._clock = clock
         self._workers = workers
         self._stream_clock = stream_clock
+        self._pager = pager
         self.workers: RemediationWorkers | None = None
         self._decisions_synced_at = float("-inf")
 
@@ -217,7 +220,11 @@ class Pipeline:
                 self._incidents.forget(incident_id)
 
     def _plan(self, changes: Sequence[IncidentChange]) -> list[PlannedStep]:
-        return [step for change in changes for step in self._remediator.plan(change)]
+        steps = [step for change in changes for step in self._remediator.plan(change)]
+        if self._pager is not None:
+            # PagerDuty's lifecycle events are stored with the changes too: see engine.core.paging.
+            steps += [step for change in changes for step in self._pager.for_change(change)]
+        return steps
 
     async def _remediate_inline(self, watermark: float | None) -> None:
         """Carry out every due step now, in order, then the verifications the watermark decides."""

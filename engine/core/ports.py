@@ -71,7 +71,10 @@ class IncidentDecisions(Protocol):
         by: str,
         comment: str,
         at: float,
-    ) -> Incident: ...
+        planned: Sequence[PlannedStep] = (),
+    ) -> Incident:
+        """Move the incident from one of ``allowed_from`` to ``to`` (ConflictError if it is in none of them, as
+        when another decision won) and store the steps the decision calls for, all or nothing."""
 
     async def annotate_incident(
         self, incident_id: str, *, kind: str, by: str, comment: str, at: float, snoozed_until: float | None = None

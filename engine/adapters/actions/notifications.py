@@ -1,7 +1,10 @@
 """The ``webhook_notify`` action: one JSON POST to a chat or incident webhook.
 
 ``format: slack`` sends ``{"text": message}``, the body of a Slack incoming webhook, which Mattermost and
-Rocket.Chat accept too; ``format: json`` sends the message with the incident, playbook, step and action ID.
+Rocket.Chat accept too; ``format: teams`` sends a Microsoft Teams Workflows message (``{"type": "message",
+"attachments": [...]}``) holding one Adaptive Card (version 1.4, the newest Teams renders everywhere) with the
+message, the incident, playbook, step and action ID, and a button to the incident's on-call page when
+``AIOPS_PUBLIC_URL`` is set; ``format: json`` sends the message with the incident, playbook, step and action ID.
 
 Delivery is at least once. A webhook cannot be asked what it received, so ``applied`` is always False: a step whose
 POST may have been sent just before the engine crashed is sent again on recovery. Every POST carries the header
@@ -15,7 +18,7 @@ host.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -30,8 +33,9 @@ USER_AGENT = "aiops-engine"
 class WebhookNotifier:
     """Backend for ``webhook_notify``; owns one HTTP connection pool, released by ``aclose``."""
 
-    def __init__(self, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, *, timeout_s: float = 10.0, public_url: str = "") -> None:
         self._timeout_s = timeout_s
+        self._public_url = public_url.rstrip("/")
         self._client = httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, timeout=timeout_s, follow_redirects=False)
 
     async def aclose(self) -> None:
@@ -50,6 +54,8 @@ class WebhookNotifier:
         body: dict[str, Any]
         if notify.format == "slack":
             body = {"text": notify.message}
+        elif notify.format == "teams":
+            body = teams_message(notify.message, request, self._public_url)
         else:
             body = {
                 "message": notify.message,
@@ -76,6 +82,34 @@ class WebhookNotifier:
     async def applied(self, params: ActionParams, request: ActionRequest) -> bool:
         _notify_params(params)
         return False
+
+
+def teams_message(message: str, request: ActionRequest, public_url: str) -> dict[str, Any]:
+    """The body a Teams Workflows webhook ("Post to a channel when a webhook request is received") takes."""
+    facts = [
+        {"title": "Incident", "value": request.incident_id},
+        {"title": "Playbook", "value": request.playbook},
+        {"title": "Step", "value": str(request.step + 1)},
+        {"title": "Action ID", "value": request.id},
+    ]
+    card: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "text": message, "wrap": True, "weight": "Bolder", "size": "Medium"},
+            {"type": "FactSet", "facts": facts},
+        ],
+    }
+    if public_url:
+        incident_page = f"{public_url}/ui/incidents/{quote(request.incident_id, safe='')}"
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the incident", "url": incident_page}]
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
 
 
 def _notify_params(params: ActionParams) -> WebhookNotifyParams:

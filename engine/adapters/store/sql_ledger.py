@@ -18,7 +18,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.adapters.store.resilience import Patience, patient
 from engine.adapters.store.tables import ActionRow
@@ -232,7 +232,9 @@ class SqlActionLedger:
             return pending
 
 
-async def insert_planned(session: AsyncSession, steps: Sequence[PlannedStep], *, at: float, postgres: bool) -> None:
+async def insert_planned(
+    session: AsyncSession | AsyncConnection, steps: Sequence[PlannedStep], *, at: float, postgres: bool
+) -> None:
     """Planned steps into the ledger inside the caller's transaction (the one storing the incident changes that
     called for them); steps already there are left as they are."""
     if steps:

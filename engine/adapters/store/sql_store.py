@@ -297,9 +297,11 @@ class SqlStore:
         by: str,
         comment: str,
         at: float,
+        planned: Sequence[PlannedStep] = (),
     ) -> Incident:
         """Move an incident to ``to`` if it is in one of ``allowed_from`` (atomically, so of two people acting at
-        once exactly one wins) and record the decision in its timeline."""
+        once exactly one wins), record the decision in its timeline and store the steps it calls for (PagerDuty's
+        acknowledge or resolve event), all in one transaction."""
         parameters = {
             "incident_id": incident_id,
             "allowed_from": [state.value for state in allowed_from],
@@ -316,6 +318,7 @@ class SqlStore:
                     raise NotFoundError(f"no incident {incident_id!r}")
                 raise ConflictError(f"incident {incident_id} is {state}; cannot {kind.removesuffix('d')} it")
             await _add_event(connection, incident_id, at=at, kind=kind, detail=_by(by, comment))
+            await insert_planned(connection, planned, at=at, postgres=self._postgres)
         return _incident_of_columns(changed)
 
     async def annotate_incident(

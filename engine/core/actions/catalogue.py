@@ -1,4 +1,5 @@
-"""Every action a playbook step may name: its parameter model and the sentence its dry-run records.
+"""Every action a playbook step may name: its parameter model and the sentence its dry-run records; and the
+actions the engine plans by itself (PagerDuty lifecycle events), which no playbook may name.
 
 Parameter models reject unknown fields, so a typo in a playbook is caught when the playbook loads, not when
 the action runs at 3 a.m.
@@ -168,11 +169,16 @@ class AlertmanagerSilenceParams(ActionParams):
         return float(self.duration[:-1]) * units[self.duration[-1]]
 
 
+WebhookFormat = Literal["json", "slack", "teams"]
+
+
 class WebhookNotifyParams(ActionParams):
     url: str = Field(pattern=r"^https?://")
     message: str = Field(min_length=1)
-    format: Literal["json", "slack"] = Field(
-        default="json", description="slack: a Slack-compatible {'text': ...} body; json: the incident and message"
+    format: WebhookFormat = Field(
+        default="json",
+        description="slack: a Slack-compatible {'text': ...} body; teams: a Microsoft Teams Workflows message with "
+        "an Adaptive Card; json: the incident and message",
     )
 
     def describe(self) -> str:
@@ -204,6 +210,87 @@ class GrafanaAnnotateParams(ActionParams):
         return "delete the annotation"
 
 
+# PagerDuty's Events API v2 limits and vocabulary.
+PAGERDUTY_SUMMARY_MAX = 1024
+PAGERDUTY_DEDUP_KEY_MAX = 255
+PagerDutySeverity = Literal["critical", "error", "warning", "info"]
+# A routing key is 32 characters: a name that long is more likely a pasted key than a name, so names stay shorter.
+ROUTING_KEY_NAME = r"^[a-z][a-z0-9_-]{0,30}$"
+DEFAULT_ROUTING_KEY = "default"
+
+
+class PagerDutyTriggerParams(ActionParams):
+    summary: str = Field(
+        min_length=1, max_length=PAGERDUTY_SUMMARY_MAX, description="what the alert says (PagerDuty's summary)"
+    )
+    severity: PagerDutySeverity = Field(default="error", description="critical, error, warning or info")
+    source: str = Field(default="aiops-engine", min_length=1, description="the affected system (PagerDuty's source)")
+    routing_key: str = Field(
+        default=DEFAULT_ROUTING_KEY,
+        pattern=ROUTING_KEY_NAME,
+        description="the name of a routing key in AIOPS_PAGERDUTY_ROUTING_KEYS ('default': "
+        "AIOPS_PAGERDUTY_ROUTING_KEY); never the key itself",
+    )
+    dedup_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=PAGERDUTY_DEDUP_KEY_MAX,
+        description="alerts with the same open dedup_key are one alert in PagerDuty (default: the incident id, "
+        "the playbook and the step)",
+    )
+
+    def describe(self) -> str:
+        return f"trigger a PagerDuty alert ({self.severity}, routing key {self.routing_key}): {self.summary}"
+
+    def target(self) -> str:
+        return f"pagerduty:{self.routing_key}"
+
+
+class PagerDutyPayload(BaseModel):
+    """The ``payload`` of a PagerDuty trigger event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    summary: str = Field(min_length=1, max_length=PAGERDUTY_SUMMARY_MAX)
+    source: str = Field(min_length=1)
+    severity: PagerDutySeverity
+    component: str | None = None
+    group: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    timestamp: str | None = Field(default=None, description="when the problem began, ISO 8601")
+    custom_details: dict[str, Any] = Field(default_factory=dict)
+
+
+class PagerDutyLink(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    href: str = Field(pattern=r"^https?://")
+    text: str
+
+
+class PagerDutyEventParams(ActionParams):
+    """One event of an incident's PagerDuty lifecycle, planned by the engine (``engine.core.paging``)."""
+
+    event_action: Literal["trigger", "acknowledge", "resolve"]
+    dedup_key: str = Field(min_length=1, max_length=PAGERDUTY_DEDUP_KEY_MAX)
+    payload: PagerDutyPayload | None = None
+    links: list[PagerDutyLink] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _trigger_has_payload(self) -> PagerDutyEventParams:
+        if (self.event_action == "trigger") != (self.payload is not None):
+            raise ValueError("a trigger event carries a payload, and only a trigger event does")
+        return self
+
+    def describe(self) -> str:
+        if self.payload is None:
+            return f"send a PagerDuty {self.event_action} event for {self.dedup_key}"
+        return f"send a PagerDuty trigger event for {self.dedup_key} ({self.payload.severity}): {self.payload.summary}"
+
+    def target(self) -> str:
+        return f"pagerduty:{self.dedup_key}"
+
+
 CATALOGUE: Mapping[str, type[ActionParams]] = MappingProxyType(
     {
         "scale_deployment": ScaleDeploymentParams,
@@ -214,9 +301,12 @@ CATALOGUE: Mapping[str, type[ActionParams]] = MappingProxyType(
         "mlflow_rollback_prompt": MlflowRollbackPromptParams,
         "alertmanager_silence": AlertmanagerSilenceParams,
         "webhook_notify": WebhookNotifyParams,
+        "pagerduty_trigger": PagerDutyTriggerParams,
         "grafana_annotate": GrafanaAnnotateParams,
     }
 )
+# Actions the engine plans by itself, outside any playbook.
+ENGINE_ACTIONS: Mapping[str, type[ActionParams]] = MappingProxyType({"pagerduty_event": PagerDutyEventParams})
 
 
 class UnknownActionError(LookupError):
@@ -232,5 +322,7 @@ def params_model(action: str) -> type[ActionParams]:
 
 
 def parse_params(action: str, raw: Mapping[str, Any]) -> ActionParams:
-    """Validate ``raw`` against the action's parameter model (raises pydantic.ValidationError)."""
-    return params_model(action).model_validate(dict(raw))
+    """Validate ``raw`` against the action's parameter model (raises pydantic.ValidationError); the engine's own
+    actions are known here too, since the ledger carries them out like any step."""
+    model = ENGINE_ACTIONS.get(action) or params_model(action)
+    return model.model_validate(dict(raw))

@@ -211,6 +211,63 @@ async def test_json_format_carries_the_incident_and_repeats_keep_the_same_key(
 
 
 @pytest.mark.parametrize(
+    ("public_url", "actions"),
+    [
+        ("", None),
+        (
+            "https://aiops.example.com/",
+            [
+                {
+                    "type": "Action.OpenUrl",
+                    "title": "Open the incident",
+                    "url": "https://aiops.example.com/ui/incidents/inc-42",
+                }
+            ],
+        ),
+    ],
+)
+async def test_teams_format_posts_a_workflows_message_with_an_adaptive_card(
+    serve: Callable[[Responder], Recorder], public_url: str, actions: list[dict[str, str]] | None
+) -> None:
+    hook = serve(lambda _: (202, None))
+    # Teams Workflows URLs carry their signature in the query string.
+    url = f"{hook.url}/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=secret"
+    params = WebhookNotifyParams(url=url, message="fraud p99 high: *scaled* out", format="teams")
+    request = request_for("webhook_notify", params)
+    async with WebhookNotifier(timeout_s=2.0, public_url=public_url) as notifier:
+        sentence = await notifier.execute(params, request)
+
+    [got] = hook.received
+    assert got.body["type"] == "message"
+    [attachment] = got.body["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
+    assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
+    text, facts = card["body"]
+    assert text == {
+        "type": "TextBlock",
+        "text": "fraud p99 high: *scaled* out",
+        "wrap": True,
+        "weight": "Bolder",
+        "size": "Medium",
+    }
+    assert facts == {
+        "type": "FactSet",
+        "facts": [
+            {"title": "Incident", "value": "inc-42"},
+            {"title": "Playbook", "value": "fraud-latency"},
+            {"title": "Step", "value": "3"},
+            {"title": "Action ID", "value": request.id},
+        ],
+    }
+    assert card.get("actions") == actions
+    assert got.headers["idempotency-key"] == request.id
+    assert sentence == f"posted a teams notification to {hook.url} (HTTP 202)"
+    assert "secret" not in sentence
+
+
+@pytest.mark.parametrize(
     ("status", "error"),
     [(503, TemporaryError), (429, TemporaryError), (400, PermanentError), (404, PermanentError)],
 )
