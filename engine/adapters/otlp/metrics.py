@@ -1,0 +1,574 @@
+"""OTLP metrics flattened into the engine's series: one module for the Kafka formats and the OTLP/HTTP receiver.
+
+An ``ExportMetricsServiceRequest`` (protobuf, or its proto3 JSON form) becomes runs of ``(SeriesKey, points)``, each
+run one series' points in time order. What an OTLP point becomes (the README's table says the same):
+
+- labels: the resource's attributes and the point's, names sanitised (``metric_names``), the point's winning over
+  the resource's; scope attributes are left out. Values that are not strings are written as OTLP's attribute
+  rules say (booleans ``true``/``false``, arrays and maps as JSON, bytes as base64).
+- gauge, and a non-monotonic cumulative sum (an up-down counter): the value, under the metric's name.
+- monotonic cumulative sum (a counter): its per-second rate between consecutive points of the series, under the
+  metric's name. The first point of a series gives no rate; a lower value or a new start time is a reset (the
+  increase is the new value).
+- delta sum: the point's value divided by its interval (per second); a point without a start time gives nothing.
+- histogram and exponential histogram: ``<name>_count`` and ``<name>_sum`` as per-second rates (as counters
+  are), and ``<name>{quantile="0.5"}`` and ``<name>{quantile="0.99"}`` estimated from the buckets of the interval
+  (the difference to the previous point when cumulative), interpolating linearly within a bucket as Prometheus'
+  ``histogram_quantile`` does.
+- summary: ``<name>_count`` and ``<name>_sum`` as per-second rates, and each quantile as ``<name>{quantile="q"}``.
+
+Points flagged "no recorded value" (a series that ended), points without a time, and NaN or infinite values carry
+no measurement and are dropped (the last two counted in ``Flattened.dropped``). The previous point of each rated
+series is kept in a bounded map (``max_state`` series, the least recently updated forgotten first): a series
+forgotten, or one whose partition moved to another replica, starts again with no rate for its first point.
+
+Flattening is on the path of every point, so the series key of an attribute set is cached, and points are gathered
+in flat lists that become arrays once per request; protobuf objects are never built per point.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from engine.adapters.metric_names import metric_name, sanitized_labels
+from engine.adapters.series_runs import GatheredPoints
+from engine.domain.batches import FloatArray
+from engine.domain.events import SeriesKey
+from engine.domain.limits import LabelLimits, LabelProblem, label_problem, metric_name_problem
+
+Run = tuple[SeriesKey, FloatArray]
+# One variant of a metric's series: a name suffix and extra labels (``_count``; ``quantile="0.99"``).
+Variant = tuple[str, tuple[tuple[str, str], ...]]
+
+_CUMULATIVE = 2
+_DELTA = 1
+_NO_RECORDED_VALUE = 1
+_NS = 1e-9
+# The quantiles estimated from histogram buckets.
+HISTOGRAM_QUANTILES = (0.5, 0.99)
+_PLAIN: tuple[Variant, ...] = (("", ()),)
+_HISTOGRAM: tuple[Variant, ...] = (
+    ("_count", ()),
+    ("_sum", ()),
+    *(("", (("quantile", repr(q)),)) for q in HISTOGRAM_QUANTILES),
+)
+# Exponential histograms' scales outside this range are not defined by OTLP.
+_MIN_SCALE, _MAX_SCALE = -10, 20
+# Arrays and maps in attribute values nest at most this deep (deeper: the request is refused).
+_MAX_NESTING = 8
+_DEFAULT_MAX_STATE = 100_000
+_DEFAULT_MAX_CACHED = 100_000
+
+
+class OtlpDecodeError(ValueError):
+    """A body that is not an ``ExportMetricsServiceRequest`` (or breaks its rules); the message says why."""
+
+
+@dataclass
+class Flattened:
+    """What one request became: runs of series in time order, the series refused for their labels (with how many
+    of their points), how many points it carried and how many of them had no usable value."""
+
+    runs: list[Run]
+    refused: list[tuple[LabelProblem, int]] = field(default_factory=list)
+    points: int = 0
+    dropped: int = 0
+
+    @property
+    def samples(self) -> int:
+        return sum(len(points) for _, points in self.runs)
+
+
+def parse_proto(body: bytes) -> ExportMetricsServiceRequest:
+    """The request a protobuf body holds; OtlpDecodeError if it holds none."""
+    request = ExportMetricsServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise OtlpDecodeError(f"not an OTLP ExportMetricsServiceRequest: {exc}") from exc
+    return request
+
+
+def parse_json(body: bytes) -> ExportMetricsServiceRequest:
+    """The request a proto3 JSON body holds (camelCase or original field names, 64-bit integers as strings or
+    numbers, enums by name or number; unknown fields ignored, as OTLP asks of receivers); OtlpDecodeError if none.
+    orjson reads the text (faster than the json module ``Parse`` uses, and it bounds nesting)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise OtlpDecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise OtlpDecodeError("an OTLP JSON request must be an object")
+    request = ExportMetricsServiceRequest()
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise OtlpDecodeError(f"not an OTLP ExportMetricsServiceRequest: {exc}") from exc
+    return request
+
+
+def count_points(request: ExportMetricsServiceRequest) -> int:
+    """How many data points ``request`` carries (to bound the work before flattening it)."""
+    total = 0
+    for resource_metrics in request.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    total += len(getattr(metric, kind).data_points)
+    return total
+
+
+class _Bounded:
+    """A map of at most ``limit`` entries; the least recently set entry goes first."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: dict[Any, Any] = {}
+        self._limit = limit
+
+    def swap(self, key: Any, value: Any) -> Any:
+        """Set ``key`` to ``value``; its previous value (None if none)."""
+        items = self._items
+        previous = items.pop(key, None)
+        items[key] = value
+        if len(items) > self._limit:
+            del items[next(iter(items))]
+        return previous
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class OtlpFlattener:
+    """Flattens requests into runs; keeps the previous point of rated series (counters, histograms, summaries) and
+    a cache of series keys, both bounded. One flattener per stream whose series it rates (a Kafka source's topic,
+    the HTTP receiver)."""
+
+    def __init__(
+        self, labels: LabelLimits, *, max_state: int = _DEFAULT_MAX_STATE, max_cached: int = _DEFAULT_MAX_CACHED
+    ) -> None:
+        self._limits = labels
+        self._state = _Bounded(max_state)
+        self._cache: dict[tuple[Any, ...], tuple[SeriesKey, ...] | LabelProblem] = {}
+        self._max_cached = max_cached
+
+    @property
+    def state_size(self) -> int:
+        """How many series' previous points are kept."""
+        return len(self._state)
+
+    def flatten(self, request: ExportMetricsServiceRequest) -> Flattened:
+        out = GatheredPoints(_NS)
+        result = Flattened([])
+        refused: dict[tuple[Any, ...], list[Any]] = {}
+        for resource_metrics in request.resource_metrics:
+            resource = _attributes(resource_metrics.resource.attributes)
+            # Per resource: each attribute set of a metric is resolved to its series once.
+            local: dict[tuple[Any, ...], tuple[int, ...] | None] = {}
+
+            def family(
+                name: str,
+                variants: tuple[Variant, ...],
+                attributes: tuple[tuple[str, str], ...],
+                resource: tuple[tuple[str, str], ...] = resource,
+                local: dict[tuple[Any, ...], tuple[int, ...] | None] = local,
+            ) -> tuple[int, ...] | None:
+                found = self._family(name, variants, resource, attributes)
+                if isinstance(found, LabelProblem):
+                    entry = refused.setdefault((name, resource, attributes), [found, 0])
+                    entry[1] += 1
+                    return None
+                ids = tuple(out.id_of(series) for series in found)
+                local[(name, variants, attributes)] = ids
+                return ids
+
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    result.points += self._metric(metric, out, local, family)
+        result.runs, dropped = out.runs()
+        result.dropped += dropped
+        result.refused = [(problem, count) for problem, count in refused.values()]
+        return result
+
+    def _family(
+        self,
+        name: str,
+        variants: tuple[Variant, ...],
+        resource: tuple[tuple[str, str], ...],
+        attributes: tuple[tuple[str, str], ...],
+    ) -> tuple[SeriesKey, ...] | LabelProblem:
+        cache_key = (name, variants, resource, attributes)
+        found = self._cache.get(cache_key)
+        if found is not None:
+            return found
+        if len(self._cache) >= self._max_cached:
+            self._cache.clear()
+        found = self._cache[cache_key] = self._resolve(name, variants, resource, attributes)
+        return found
+
+    def _resolve(
+        self,
+        name: str,
+        variants: tuple[Variant, ...],
+        resource: tuple[tuple[str, str], ...],
+        attributes: tuple[tuple[str, str], ...],
+    ) -> tuple[SeriesKey, ...] | LabelProblem:
+        base = metric_name(name)
+        labels = sanitized_labels(resource)
+        labels.update(sanitized_labels(attributes))
+        keys = []
+        for suffix, extra in variants:
+            full = base + suffix
+            variant = {**labels, **dict(extra)}
+            problem = metric_name_problem(full, self._limits) or label_problem(
+                variant.items(), self._limits, count=len(variant)
+            )
+            if problem is not None:
+                return problem
+            keys.append(SeriesKey(full, tuple(sorted(variant.items()))))
+        return tuple(keys)
+
+    def _metric(
+        self,
+        metric: Any,
+        out: GatheredPoints,
+        local: dict[tuple[Any, ...], tuple[int, ...] | None],
+        family: Callable[..., tuple[int, ...] | None],
+    ) -> int:
+        kind = metric.WhichOneof("data")
+        name = metric.name
+        if kind == "gauge":
+            points = metric.gauge.data_points
+            self._gauge(points, name, out, local, family)
+        elif kind == "sum":
+            data = metric.sum
+            points = data.data_points
+            temporality = data.aggregation_temporality
+            if temporality == _DELTA:
+                self._delta_sum(points, name, out, local, family)
+            elif temporality == _CUMULATIVE and data.is_monotonic:
+                self._counter(points, name, out, local, family)
+            else:
+                self._gauge(points, name, out, local, family)
+        elif kind == "histogram":
+            data = metric.histogram
+            points = data.data_points
+            self._histogram(points, name, data.aggregation_temporality == _CUMULATIVE, out, local, family)
+        elif kind == "exponential_histogram":
+            data = metric.exponential_histogram
+            points = data.data_points
+            self._exponential(points, name, data.aggregation_temporality == _CUMULATIVE, out, local, family)
+        elif kind == "summary":
+            points = metric.summary.data_points
+            self._summary(points, name, out, local, family)
+        else:
+            return 0
+        return len(points)
+
+    def _gauge(
+        self,
+        points: Iterable[Any],
+        name: str,
+        out: GatheredPoints,
+        local: dict[tuple[Any, ...], tuple[int, ...] | None],
+        family: Callable[..., tuple[int, ...] | None],
+    ) -> None:
+        # The hottest loop of OTLP ingestion: attribute lookups are hoisted, the cache hit costs one dict lookup.
+        add_id, add_time, add_value = out.ids.append, out.times.append, out.values.append
+        plain = _PLAIN
+        for point in points:
+            attributes = _attributes(point.attributes)
+            ids = local.get((name, plain, attributes), ())
+            if ids == ():
+                ids = family(name, plain, attributes)
+            if ids is None or point.flags & _NO_RECORDED_VALUE:
+                continue
+            add_id(ids[0])
+            add_time(point.time_unix_nano)
+            # as_double reads 0.0 when the point holds an integer, and an integer point's as_int 0 when it holds a
+            # double: ``or`` picks whichever is set without asking the oneof (NaN is truthy and kept as it is).
+            add_value(point.as_double or point.as_int)
+
+    def _delta_sum(
+        self,
+        points: Iterable[Any],
+        name: str,
+        out: GatheredPoints,
+        local: dict[tuple[Any, ...], tuple[int, ...] | None],
+        family: Callable[..., tuple[int, ...] | None],
+    ) -> None:
+        for point in points:
+            ids = _ids(local, family, name, _PLAIN, point)
+            if ids is None or point.flags & _NO_RECORDED_VALUE:
+                continue
+            rate = _per_second(point.as_double or point.as_int, point.start_time_unix_nano, point.time_unix_nano)
+            if rate is not None:
+                _add(out, ids[0], point.time_unix_nano, rate)
+
+    def _counter(
+        self,
+        points: Iterable[Any],
+        name: str,
+        out: GatheredPoints,
+        local: dict[tuple[Any, ...], tuple[int, ...] | None],
+        family: Callable[..., tuple[int, ...] | None],
+    ) -> None:
+        for point in points:
+            ids = _ids(local, family, name, _PLAIN, point)
+            if ids is None or point.flags & _NO_RECORDED_VALUE:
+                continue
+            self._rate(out, ids[0], point.start_time_unix_nano, point.time_unix_nano, point.as_double or point.as_int)
+
+    def _rate(self, out: GatheredPoints, series_id: int, start: int, time: int, value: float) -> None:
+        """The per-second rate of a cumulative value since the series' previous point."""
+        if not time or not math.isfinite(value):
+            return
+        key = out.keys[series_id]
+        previous = self._state.swap(key, (start, time, value))
+        if previous is None:
+            return
+        previous_start, previous_time, previous_value = previous
+        if time <= previous_time:
+            # Older than what the series already had: keep the newer point as the base.
+            self._state.swap(key, previous)
+            return
+        increase = value if (start != previous_start or value < previous_value) else value - previous_value
+        _add(out, series_id, time, increase / ((time - previous_time) * _NS))
+
+    def _histogram(
+        self,
+        points: Iterable[Any],
+        name: str,
+        cumulative: bool,
+        out: GatheredPoints,
+        local: dict[tuple[Any, ...], tuple[int, ...] | None],
+        family: Callable[..., tuple[int, ...] | None],
+    ) -> None:
+        for point in points:
+            ids = _ids(local, family, name, _HISTOGRAM, point)
+            if ids is None or point.flags & _NO_RECORDED_VALUE:
+                continue
+            bounds = tuple(point.explicit_bounds)
+            counts = tuple(point.bucket_counts)
+            if counts and len(counts) != len(bounds) + 1:
+                raise OtlpDecodeError(
+                    f"histogram {name!r}: {len(counts)} bucket counts for {len(bounds)} bounds (expected one more)"
+                )
+            if any(not math.isfinite(bound) for bound in bounds) or any(b >= a for b, a in pairwise(bounds)):
+                raise OtlpDecodeError(f"histogram {name!r}: bucket bounds must be finite and increasing")
+            self._distribution(out, ids, point, cumulative, counts, partial(_explicit_buckets, bounds), bounds)
+
+    def _exponential(
+        self,
+        points: Iterable[Any],
+        name: str,
+        cumulative: bool,
+        out: GatheredPoints,
+        local: dict[tuple[Any, ...], tuple[int, ...] | None],
+        family: Callable[..., tuple[int, ...] | None],
+    ) -> None:
+        for point in points:
+            ids = _ids(local, family, name, _HISTOGRAM, point)
+            if ids is None or point.flags & _NO_RECORDED_VALUE:
+                continue
+            scale = point.scale
+            if not _MIN_SCALE <= scale <= _MAX_SCALE:
+                raise OtlpDecodeError(f"exponential histogram {name!r}: scale {scale} outside [-10, 20]")
+            offsets = (point.positive.offset, point.negative.offset)
+            shape = ("exponential", scale, *offsets, point.zero_threshold)
+            positive, negative = tuple(point.positive.bucket_counts), tuple(point.negative.bucket_counts)
+            counts = (*reversed(negative), point.zero_count, *positive)
+            buckets = partial(_exponential_buckets, scale, point.zero_threshold, offsets, len(positive), len(negative))
+            self._distribution(out, ids, point, cumulative, counts, buckets, shape)
+
+    def _distribution(
+        self,
+        out: GatheredPoints,
+        ids: tuple[int, ...],
+        point: Any,
+        cumulative: bool,
+        counts: Sequence[int],
+        buckets: Callable[[], tuple[FloatArray, FloatArray]],
+        shape: tuple[Any, ...],
+    ) -> None:
+        """``_count``, ``_sum`` and the quantiles of one histogram point; ``buckets`` gives each bucket's lower and
+        upper bounds, ``shape`` says whether two points' buckets are the same ones."""
+        count_id, sum_id, *quantile_ids = ids
+        start, time = point.start_time_unix_nano, point.time_unix_nano
+        interval = counts
+        if cumulative:
+            self._rate(out, count_id, start, time, float(point.count))
+            self._rate(out, sum_id, start, time, point.sum)
+            state_key = (out.keys[count_id], "buckets")
+            previous = self._state.swap(state_key, (start, time, shape, counts))
+            if previous is None:
+                return
+            previous_start, previous_time, previous_shape, previous_counts = previous
+            if time <= previous_time:
+                # Older than what the series already had: keep the newer point as the base.
+                self._state.swap(state_key, previous)
+                return
+            if previous_shape != shape or len(previous_counts) != len(counts):
+                # Other buckets than the previous point's: no interval to estimate over.
+                return
+            difference = [now - before for now, before in zip(counts, previous_counts, strict=True)]
+            # A new start time or a lower count is a reset: the counts since the start are the interval's.
+            if start == previous_start and all(d >= 0 for d in difference):
+                interval = difference
+        else:
+            for series_id, value in ((count_id, float(point.count)), (sum_id, point.sum)):
+                rate = _per_second(value, start, time)
+                if rate is not None:
+                    _add(out, series_id, time, rate)
+        if not any(interval):
+            return
+        lowers, uppers = buckets()
+        weights = np.array(interval, dtype=np.float64)
+        for series_id, q in zip(quantile_ids, HISTOGRAM_QUANTILES, strict=True):
+            _add(out, series_id, time, _quantile(q, lowers, uppers, weights))
+
+    def _summary(
+        self,
+        points: Iterable[Any],
+        name: str,
+        out: GatheredPoints,
+        local: dict[tuple[Any, ...], tuple[int, ...] | None],
+        family: Callable[..., tuple[int, ...] | None],
+    ) -> None:
+        for point in points:
+            quantiles = [(q.quantile, q.value) for q in point.quantile_values]
+            variants: tuple[Variant, ...] = (
+                ("_count", ()),
+                ("_sum", ()),
+                *(("", (("quantile", repr(q)),)) for q, _ in quantiles),
+            )
+            ids = _ids(local, family, name, variants, point)
+            if ids is None or point.flags & _NO_RECORDED_VALUE:
+                continue
+            start, time = point.start_time_unix_nano, point.time_unix_nano
+            self._rate(out, ids[0], start, time, float(point.count))
+            self._rate(out, ids[1], start, time, point.sum)
+            for series_id, (_, value) in zip(ids[2:], quantiles, strict=True):
+                _add(out, series_id, time, value)
+
+
+def _ids(
+    local: dict[tuple[Any, ...], tuple[int, ...] | None],
+    family: Callable[..., tuple[int, ...] | None],
+    name: str,
+    variants: tuple[Variant, ...],
+    point: Any,
+) -> tuple[int, ...] | None:
+    attributes = _attributes(point.attributes)
+    ids = local.get((name, variants, attributes), ())
+    return family(name, variants, attributes) if ids == () else ids
+
+
+def _add(out: GatheredPoints, series_id: int, time: int, value: float) -> None:
+    out.ids.append(series_id)
+    out.times.append(time)
+    out.values.append(value)
+
+
+def _per_second(value: float, start: int, time: int) -> float | None:
+    if not start or time <= start:
+        return None
+    return value / ((time - start) * _NS)
+
+
+def _attributes(attributes: Iterable[Any]) -> tuple[tuple[str, str], ...]:
+    # Most attribute values are strings: a non-empty string_value needs no look at the oneof.
+    return tuple([(kv.key, kv.value.string_value or _text(kv.value, 0)) for kv in attributes])
+
+
+def _text(value: Any, depth: int) -> str:
+    """An attribute value that is not a (non-empty) string, as text."""
+    kind = value.WhichOneof("value")
+    if kind is None or kind == "string_value":
+        return ""
+    return orjson.dumps(_plain(value, depth)).decode() if kind in ("array_value", "kvlist_value") else _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    kind = value.WhichOneof("value")
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return str(value.string_value)
+
+
+def _plain(value: Any, depth: int) -> object:
+    if depth >= _MAX_NESTING:
+        raise OtlpDecodeError(f"an attribute value nested deeper than {_MAX_NESTING} levels")
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_plain(item, depth + 1) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _plain(kv.value, depth + 1) for kv in value.kvlist_value.values}
+    if kind == "double_value":
+        number = value.double_value
+        return number if math.isfinite(number) else repr(number)
+    if kind == "int_value":
+        return value.int_value
+    if kind == "bool_value":
+        return bool(value.bool_value)
+    return _scalar(value) if kind is not None else None
+
+
+def _explicit_buckets(bounds: tuple[float, ...]) -> tuple[FloatArray, FloatArray]:
+    uppers = np.array([*bounds, math.inf], dtype=np.float64)
+    lowers = np.empty_like(uppers)
+    lowers[1:] = uppers[:-1]
+    # As Prometheus: the first bucket starts at 0 when its upper bound is positive (observations are mostly
+    # durations and sizes); otherwise its estimate is its upper bound.
+    lowers[0] = 0.0 if len(bounds) and bounds[0] > 0 else -math.inf
+    return lowers, uppers
+
+
+def _exponential_buckets(
+    scale: int, zero: float, offsets: tuple[int, int], positive: int, negative: int
+) -> tuple[FloatArray, FloatArray]:
+    """Bounds of the buckets ordered from the most negative: negative buckets, the zero bucket, positive ones.
+    Bucket ``i`` of the positive range covers ``(base**i, base**(i+1)]`` with ``base = 2**(2**-scale)``."""
+    step = 2.0**-scale
+    with np.errstate(over="ignore"):
+        positive_edges = np.exp2((offsets[0] + np.arange(positive + 1, dtype=np.float64)) * step)
+        negative_edges = np.exp2((offsets[1] + np.arange(negative + 1, dtype=np.float64)) * step)
+    lowers = np.concatenate((-negative_edges[1:][::-1], [-zero], positive_edges[:-1]))
+    uppers = np.concatenate((-negative_edges[:-1][::-1], [zero], positive_edges[1:]))
+    return lowers, uppers
+
+
+def _quantile(q: float, lowers: FloatArray, uppers: FloatArray, counts: FloatArray) -> float:
+    """The ``q`` quantile of observations spread evenly within each bucket (``histogram_quantile``'s estimate)."""
+    cumulative = np.cumsum(counts)
+    rank = q * float(cumulative[-1])
+    bucket = int(np.searchsorted(cumulative, rank, side="left"))
+    bucket = min(bucket, len(counts) - 1)
+    lower, upper = float(lowers[bucket]), float(uppers[bucket])
+    if math.isinf(upper):
+        return lower
+    if math.isinf(lower):
+        return upper
+    below = float(cumulative[bucket - 1]) if bucket else 0.0
+    inside = float(counts[bucket])
+    if inside <= 0:
+        return upper
+    return lower + (upper - lower) * (rank - below) / inside
