@@ -42,6 +42,7 @@ Messages = list[tuple[bytes | None, bytes]]
 # key, one partition, the series' order kept.
 RESOURCE_KEY = b"region=eu"
 NS = 1_000_000_000
+START_NS = int(START) * NS
 
 
 def _chunks(series: dict[SeriesKey, np.ndarray]) -> list[list[tuple[SeriesKey, float, float]]]:
@@ -143,3 +144,24 @@ async def test_each_format_is_consumed_and_its_malformed_messages_dead_lettered(
     anomalies = await _documents(BOOTSTRAP, topics.anomalies)
     spiked = {a["timestamp"] for a in anomalies if a["labels"] == {"service": "checkout", "region": "eu"}}
     assert {START + i * STEP_S for i in SPIKE} <= spiked, anomalies
+
+
+async def test_new_series_past_the_bound_are_left_out_of_a_message_whose_other_series_are_taken(
+    topics: Topics,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    assert BOOTSTRAP is not None
+    points = [number(START_NS, 1.0, {"service": name}) for name in ("a", "b", "c")]
+    message = request(gauge("up", points), resource={}).SerializeToString()
+    await produce(BOOTSTRAP, topics.samples, [(RESOURCE_KEY, message)])
+    settings = _settings(topics, tmp_path).model_copy(
+        update={"kafka_topic_formats": f"{topics.samples}=otlp_proto", "max_series": 2}
+    )
+    engine = await open_kafka_engine(settings, clock=SystemClock(), idle_stop_s=3.0)
+    await run_engine(engine)
+
+    assert engine.summary.samples == 2
+    [dead] = await _dead_letters(topics.dead_letters, 1)
+    headers = dict(dead.headers)
+    assert (dead.value, headers["aiops-error-kind"].decode()) == (message, "series_limit")
+    assert 'up{service="c"}' in headers["aiops-error"].decode()
