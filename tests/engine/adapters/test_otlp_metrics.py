@@ -294,3 +294,34 @@ def test_exponential_histograms_with_an_undefined_scale_or_huge_offsets_do_not_b
 def test_a_huge_count_of_points_is_counted_before_flattening() -> None:
     metric = gauge("m", [number(T0 + n, 1.0) for n in range(1, 20_001)])
     assert count_points(request(metric)) == 20_000
+
+
+def test_large_metrics_read_as_columns_give_what_small_ones_give() -> None:
+    # A hundred points of about 60 bytes: past the size from which a metric's points are read as columns.
+    points = [
+        number(T0 + (n // 10 + 1) * S, n if n % 2 else n + 0.5, {"pod": f"pod-{n % 10:03d}", "zone": "eu-west-1a"})
+        for n in range(100)
+    ]
+    points[7].flags = pb.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+    large = _points(_flatten(request(gauge("m", points), resource={})))
+    small = {}
+    for part in range(0, 100, 10):
+        small.update(
+            {
+                key: small.get(key, []) + values
+                for key, values in _points(_flatten(request(gauge("m", points[part : part + 10]), resource={}))).items()
+            }
+        )
+    assert large == small
+    assert len(large) == 10
+    assert sum(len(values) for values in large.values()) == 99
+    assert large[SeriesKey.of("m", {"pod": "pod-003", "zone": "eu-west-1a"})][0] == (1_700_000_001.0, 3.0)
+
+
+def test_large_metrics_with_exemplars_or_without_start_times_are_read_field_by_field() -> None:
+    points = [number(T0 + S, float(n), {"pod": f"pod-{n:03d}", "zone": "eu-west-1a"}) for n in range(100)]
+    points[50].exemplars.add(time_unix_nano=T0, as_double=1.0)
+    points[60].ClearField("start_time_unix_nano")
+    result = _points(_flatten(request(gauge("m", points), resource={})))
+    assert len(result) == 100
+    assert result[SeriesKey.of("m", {"pod": "pod-050", "zone": "eu-west-1a"})] == [(1_700_000_001.0, 50.0)]
