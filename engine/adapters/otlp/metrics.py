@@ -19,7 +19,7 @@ run one series' points in time order. What an OTLP point becomes (the README's t
 
 Points flagged "no recorded value" (a series that ended), points without a time, and NaN or infinite values carry
 no measurement and are dropped (the last two counted in ``Flattened.dropped``). The previous point of each rated
-series is kept in a bounded map (``max_state`` series, the least recently updated forgotten first): a series
+series is kept in a bounded map (``max_state`` series, the one first seen longest ago forgotten first): a series
 forgotten, or one whose partition moved to another replica, starts again with no rate for its first point.
 
 Flattening is on the path of every point, so the series key of an attribute set is cached, and points are gathered
@@ -135,7 +135,8 @@ def count_points(request: ExportMetricsServiceRequest) -> int:
 
 
 class _Bounded:
-    """A map of at most ``limit`` entries; the least recently set entry goes first."""
+    """A map of at most ``limit`` entries (after ``trim`` for those set through ``items``); the entry set or
+    added longest ago goes first (entries updated in place keep their place)."""
 
     def __init__(self, limit: int) -> None:
         self._items: dict[Any, Any] = {}
@@ -378,14 +379,16 @@ class OtlpFlattener:
             if series_id is None or flag & _NO_RECORDED_VALUE or not time or not isfinite(value):
                 continue
             key = keys[series_id]
-            previous = items.pop(key, None)
-            items[key] = (start, time, value)
+            # Updated in place: one lookup a point (hashing a series key is the largest part of a counter's cost).
+            previous = items.get(key)
             if previous is None:
+                items[key] = [start, time, value]
                 continue
             previous_start, previous_time, previous_value = previous
             if time <= previous_time:
-                items[key] = previous
+                # Older than what the series already had: the newer point stays the base.
                 continue
+            previous[0], previous[1], previous[2] = start, time, value
             increase = value if (start != previous_start or value < previous_value) else value - previous_value
             add_id(series_id)
             add_time(time)
@@ -394,19 +397,7 @@ class OtlpFlattener:
 
     def _rate(self, out: GatheredPoints, series_id: int, start: int, time: int, value: float) -> None:
         """The per-second rate of a cumulative value since the series' previous point."""
-        if not time or not math.isfinite(value):
-            return
-        key = out.keys[series_id]
-        previous = self._state.swap(key, (start, time, value))
-        if previous is None:
-            return
-        previous_start, previous_time, previous_value = previous
-        if time <= previous_time:
-            # Older than what the series already had: keep the newer point as the base.
-            self._state.swap(key, previous)
-            return
-        increase = value if (start != previous_start or value < previous_value) else value - previous_value
-        _add(out, series_id, time, increase / ((time - previous_time) * _NS))
+        self._rates(out, [series_id], [start], [time], [value], [0])
 
     def _histogram(
         self,
