@@ -2,10 +2,12 @@
 
 Records are fetched in large batches and decoded into one batch of samples for the pipeline, so detection runs on
 its vectorised path. A record that does not decode or validate goes to the dead-letter topic with the reason and
-its original bytes, and consumption goes on. Partition order is kept, and the message key is the series key, so
-each series' samples arrive in order. What is bounded goes the same way: a message past its size bound (sent on
-without its bytes, which the dead-letter topic may not take, but with its position to find it by), a series
-breaking the label rules, and a new series that detection has no room for (``series``, the engine's series bound).
+its original bytes, and consumption goes on. Each topic has its message format (``formats``): the engine's own
+JSON carries one series a message, keyed by it, the other formats many series a message, keyed by what they come
+from (a resource, a host); either way partition order is kept, so each series' samples arrive in order. What is
+bounded goes the same way: a message past its size bound (sent on without its bytes, which the dead-letter topic may
+not take, but with its position to find it by), a series breaking the label rules, and a new series that detection
+has no room for (``series``, the engine's series bound; a message's other series are taken).
 
 Offsets are committed by hand, in batch order, once the pipeline acknowledges a batch (its incident changes stored,
 its events published: ``acknowledge``, the pipeline's ``BatchAcknowledger``) and the ``before_commit`` hook (the
