@@ -46,6 +46,16 @@ class IngestMetrics:
             "remote_write bodies refused whole: undecodable or larger than their bound",
             registry=registry,
         )
+        self.otlp_samples = Counter(
+            "aiops_otlp_samples_total",
+            "Samples taken from OTLP/HTTP metric requests (after flattening)",
+            registry=registry,
+        )
+        self.otlp_rejected = Counter(
+            "aiops_otlp_rejected_total",
+            "OTLP/HTTP metric requests refused whole: undecodable, larger than their bound, or of another media type",
+            registry=registry,
+        )
         self.series_refused = Counter(
             "aiops_series_refused_total",
             "Series whose samples were refused, by reason (series_limit: past AIOPS_MAX_SERIES, counted once per "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.adapters.api.ingest_auth import IngestCredentials
+from engine.adapters.kafka.formats import topic_formats
 from engine.adapters.kafka.schema import MessageLimits
 from engine.adapters.kafka.sink import KafkaEventPublisher, KafkaTopics
 from engine.adapters.kafka.source import Checkpointing, KafkaSampleSource, KafkaSourceConfig, KafkaSourceMetrics
@@ -80,6 +81,7 @@ def kafka_source_config(settings: Settings, *, idle_stop_s: float | None = None)
         idle_stop_s=idle_stop_s,
         limits=MessageLimits(settings.kafka_max_message_bytes, label_limits(settings)),
         connect_limit_s=settings.kafka_connect_limit_s,
+        formats=topic_formats(settings.kafka_topic_formats, topics),
     )
 
 

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         default="", description="Kafka bootstrap servers (host:port,...) of `aiops serve`, the Kafka-driven engine"
     )
     kafka_topics: str = Field(default="aiops.samples", description="comma-separated topics of metric samples")
+    kafka_topic_formats: str = Field(
+        default="",
+        description="message format of each topic as topic=format,... (json, otlp_proto, otlp_json, "
+        "prometheus_adapter_json, influx_line); topics not named carry the engine's own json",
+    )
     kafka_group_id: str = Field(default="aiops-engine", description="consumer group the engine's replicas share")
     kafka_dead_letter_topic: str = Field(
         default="aiops.samples.dead-letter", description="where malformed or invalid sample messages go"

@@ -25,6 +25,7 @@ from engine.adapters.api.cursors import BadCursorError, decode_cursor, encode_cu
 from engine.adapters.api.incident_routes import incident_router
 from engine.adapters.api.ingest_auth import IngestCredentials
 from engine.adapters.api.ingest_limits import IngestLimits
+from engine.adapters.api.otlp_routes import add_otlp_route
 from engine.adapters.api.playbook_routes import playbook_router
 from engine.adapters.api.readiness import InputClosedError, Readiness, ReadinessCheck
 from engine.adapters.api.remote_write_routes import add_remote_write_route
@@ -91,6 +92,10 @@ def create_app(
     if ingest and remote_write is not None:
         # ``series``: detection, which admits new series within the engine's bound.
         add_remote_write_route(
+            app.router, sink=remote_write, credentials=ingest, metrics=metrics.ingest, limits=limits, series=series
+        )
+        # OTLP/HTTP feeds the same source, within the same bounds.
+        add_otlp_route(
             app.router, sink=remote_write, credentials=ingest, metrics=metrics.ingest, limits=limits, series=series
         )
     # Routes, not a mount: a mount answers /metrics with a redirect to /metrics/. Both paths answer directly.

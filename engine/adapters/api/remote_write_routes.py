@@ -24,6 +24,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from engine.adapters.api.ingest_auth import IngestCredentials, ingest_guard
 from engine.adapters.api.ingest_limits import IngestLimits, read_body, too_large
+from engine.adapters.api.series_admission import admit_series
 from engine.adapters.prometheus.remote_write import (
     DecodedWrite,
     RemoteWriteDecodeError,
@@ -34,8 +35,6 @@ from engine.adapters.prometheus.remote_write import (
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.telemetry import IngestMetrics
 from engine.core.detection import SERIES_LIMIT, SeriesAdmission
-from engine.domain.batches import parts
-from engine.domain.events import MetricSample, SeriesKey
 from engine.domain.limits import LabelProblem
 
 INVALID_LABELS = "invalid_labels"
@@ -103,7 +102,7 @@ def add_remote_write_route(
             exc.headers = {**(exc.headers or {}), **written(0)}
             raise
         samples = decoded.samples
-        refused = await _admit(series, samples) if series is not None else set()
+        refused = await admit_series(series, samples) if series is not None else set()
         if refused:
             samples = [sample for sample in samples if sample.series not in refused]
         await sink.push(samples)
@@ -157,24 +156,6 @@ def _protobuf_message(content_type: str) -> str:
         if name.strip().lower() == "proto":
             return value.strip().strip('"')
     return ""
-
-
-# New series are admitted this many at a time, the event loop free between: making room for fifty thousand new
-# series at once held it (and /healthz) for a tenth of a second and more.
-ADMISSION_CHUNK = 1000
-
-
-async def _admit(series: SeriesAdmission, samples: list[MetricSample]) -> set[SeriesKey]:
-    """The series of ``samples`` that the engine refused; those it took have their room made."""
-    # In the order sent, so that which series are refused does not depend on hashing.
-    keys = list(dict.fromkeys(sample.series for sample in samples))
-    await series.make_room(keys)
-    refused: set[SeriesKey] = set()
-    for index, part in enumerate(parts(keys, ADMISSION_CHUNK)):
-        if index:
-            await asyncio.sleep(0)
-        refused |= series.admit(part)
-    return refused
 
 
 def _refusal(error: str, accepted: int, invalid: list[LabelProblem], limited: int) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from engine.domain.limits import LabelLimits, label_problem, metric_name_problem
 
 # A bound on one message, so that one huge message cannot take the engine's memory.
 MAX_SAMPLES_PER_MESSAGE = 100_000
+# One series' points (rows of timestamp, value) in time order: what a message yields, once or many times.
+Run = tuple[SeriesKey, FloatArray]
 TOO_LARGE = "too_large"
 
 
@@ -68,11 +70,7 @@ def decode_run(
 ) -> tuple[SeriesKey, FloatArray]:
     """The one series a message carries and its points (rows of timestamp, value) in message order;
     InvalidMessageError saying what is wrong."""
-    if value is None:
-        raise InvalidMessageError("malformed", "empty message (tombstone)")
-    size = len(value) + (len(key) if key is not None else 0)
-    if size > limits.max_message_bytes:
-        raise InvalidMessageError(TOO_LARGE, f"message of {size} bytes, more than {limits.max_message_bytes}")
+    value = checked_value(value, key, limits)
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -88,6 +86,28 @@ def decode_run(
         if text != str(series):
             raise InvalidMessageError("key", f"message key {quoted(text)} is not the series key {quoted(str(series))}")
     return series, points
+
+
+def decode_json_runs(value: bytes | None, key: bytes | None, limits: MessageLimits) -> list[Run]:
+    """``decode_run`` as the runs every message format yields (the ``json`` format)."""
+    return [decode_run(value, key, limits)]
+
+
+def checked_value(value: bytes | None, key: bytes | None, limits: MessageLimits) -> bytes:
+    """A message's value once it is known to be there and within its size bound (value and key together, checked
+    before anything is parsed); InvalidMessageError otherwise. What every message format checks first."""
+    if value is None:
+        raise InvalidMessageError("malformed", "empty message (tombstone)")
+    size = len(value) + (len(key) if key is not None else 0)
+    if size > limits.max_message_bytes:
+        raise InvalidMessageError(TOO_LARGE, f"message of {size} bytes, more than {limits.max_message_bytes}")
+    return value
+
+
+def check_sample_count(count: int) -> None:
+    """InvalidMessageError if one message carries more samples than any message may."""
+    if count > MAX_SAMPLES_PER_MESSAGE:
+        raise InvalidMessageError("schema", f"more than {MAX_SAMPLES_PER_MESSAGE} samples in one message")
 
 
 class SampleColumns:
@@ -200,8 +220,7 @@ def _check_entries(points: list[Any]) -> None:
 
 
 def _check_size(points: list[Any]) -> None:
-    if len(points) > MAX_SAMPLES_PER_MESSAGE:
-        raise InvalidMessageError("schema", f"more than {MAX_SAMPLES_PER_MESSAGE} samples in one message")
+    check_sample_count(len(points))
 
 
 def _series(item: Mapping[str, Any], limits: LabelLimits) -> SeriesKey:

@@ -2,10 +2,12 @@
 
 Records are fetched in large batches and decoded into one batch of samples for the pipeline, so detection runs on
 its vectorised path. A record that does not decode or validate goes to the dead-letter topic with the reason and
-its original bytes, and consumption goes on. Partition order is kept, and the message key is the series key, so
-each series' samples arrive in order. What is bounded goes the same way: a message past its size bound (sent on
-without its bytes, which the dead-letter topic may not take, but with its position to find it by), a series
-breaking the label rules, and a new series that detection has no room for (``series``, the engine's series bound).
+its original bytes, and consumption goes on. Each topic has its message format (``formats``): the engine's own
+JSON carries one series a message, keyed by it, the other formats many series a message, keyed by what they come
+from (a resource, a host); either way partition order is kept, so each series' samples arrive in order. What is
+bounded goes the same way: a message past its size bound (sent on without its bytes, which the dead-letter topic may
+not take, but with its position to find it by), a series breaking the label rules, and a new series that detection
+has no room for (``series``, the engine's series bound; a message's other series are taken).
 
 Offsets are committed by hand, in batch order, once the pipeline acknowledges a batch (its incident changes stored,
 its events published: ``acknowledge``, the pipeline's ``BatchAcknowledger``) and the ``before_commit`` hook (the
@@ -34,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,11 +44,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from engine.adapters.kafka.schema import TOO_LARGE, InvalidMessageError, MessageLimits, SampleColumns, decode_run
+from engine.adapters.kafka.formats import JSON, MessageDecoder, message_decoder
+from engine.adapters.kafka.schema import TOO_LARGE, InvalidMessageError, MessageLimits, Run, SampleColumns
 from engine.adapters.kafka.startup import start_when_reachable
 from engine.core.checkpoints import CheckpointStore, PartitionCheckpoint, SeriesState, SeriesStates
 from engine.core.detection import SERIES_LIMIT, DetectorSlotState, SeriesAdmission
-from engine.domain.batches import FloatArray, SampleBatch
+from engine.domain.batches import SampleBatch
 from engine.domain.events import MetricSample, SeriesKey
 from engine.domain.limits import clip_text, quoted
 
@@ -76,6 +79,8 @@ class KafkaSourceConfig:
     limits: MessageLimits = field(default_factory=MessageLimits)
     # How long the clients' first connection is tried while no broker answers (0: once).
     connect_limit_s: float = 0.0
+    # The message format of each topic (``formats.FORMATS``); topics not named carry the engine's own JSON.
+    formats: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,10 @@ class KafkaSampleSource:
             raise ValueError("max_batch_records must be positive")
         self._config = config
         self._metrics = metrics
+        # One decoder per topic: a format that rates counters keeps the previous point of its topic's series.
+        self._decoders: dict[str, MessageDecoder] = {
+            topic: message_decoder(config.formats.get(topic, JSON), config.limits) for topic in config.topics
+        }
         self._stopping = asyncio.Event()
         self._before_commit = before_commit
         self._in_flight: deque[_InFlight] = deque()
@@ -273,22 +282,7 @@ class KafkaSampleSource:
             for partition, records in fetched.items():
                 owned = series.setdefault(partition, set())
                 first_row = len(columns)
-                decoded: list[tuple[ConsumerRecord[bytes, bytes], SeriesKey, FloatArray]] = []
-                for record in records:
-                    try:
-                        # One series a message (the decoder checks it).
-                        decoded.append((record, *decode_run(record.value, record.key, config.limits)))
-                    except InvalidMessageError as fault:
-                        await self._dead_letter(dead_letters, record, fault)
-                # In partition order, so that which series are refused does not depend on hashing.
-                refused = self._series.admit(dict.fromkeys(key for _, key, _ in decoded)) if self._series else set()
-                for record, key, points in decoded:
-                    if key in refused:
-                        reason = f"new series {quoted(str(key))}: the engine keeps no more series (AIOPS_MAX_SERIES)"
-                        await self._dead_letter(dead_letters, record, InvalidMessageError(SERIES_LIMIT, reason))
-                        continue
-                    columns.append(key, points)
-                    owned.add(key)
+                await self._take(partition.topic, records, columns, owned, dead_letters)
                 rows[partition] = (first_row, len(columns))
                 commits[partition] = records[-1].offset + 1
                 self._metrics.records.inc(len(records))
@@ -311,6 +305,39 @@ class KafkaSampleSource:
             else:
                 # Only dead letters (already acknowledged by the broker): done, in its turn.
                 await self.acknowledge(batch)
+
+    async def _take(
+        self,
+        topic: str,
+        records: list[ConsumerRecord[bytes, bytes]],
+        columns: SampleColumns,
+        owned: set[SeriesKey],
+        dead_letters: AIOKafkaProducer,
+    ) -> None:
+        """Decode one partition's records into ``columns`` (their series into ``owned``); dead-letter the faulty."""
+        decoded: list[tuple[ConsumerRecord[bytes, bytes], list[Run]]] = []
+        decode = self._decoders[topic]
+        limits = self._config.limits
+        for record in records:
+            try:
+                # The engine's own JSON carries one series a message (its decoder checks the key); other formats many.
+                decoded.append((record, decode(record.value, record.key, limits)))
+            except InvalidMessageError as fault:
+                await self._dead_letter(dead_letters, record, fault)
+        # In partition order, so that which series are refused does not depend on hashing.
+        refused = (
+            self._series.admit(dict.fromkeys(key for _, runs in decoded for key, _ in runs)) if self._series else set()
+        )
+        for record, runs in decoded:
+            left_out = [key for key, _ in runs if key in refused] if refused else []
+            if left_out:
+                # The message's other series are taken: the dead letter says which were not.
+                await self._dead_letter(dead_letters, record, _series_refusal(left_out, len(runs)))
+            for key, points in runs:
+                if left_out and key in refused:
+                    continue
+                columns.append(key, points)
+                owned.add(key)
 
     def _stream_times(
         self,
@@ -551,6 +578,18 @@ class KafkaSampleSource:
             value, key = b"", None
         # The original bytes, untouched, so that the message can be inspected and replayed once fixed.
         await producer.send_and_wait(self._config.dead_letter_topic, value=value, key=key, headers=headers)
+
+
+def _series_refusal(left_out: list[SeriesKey], carried: int) -> InvalidMessageError:
+    first = quoted(str(left_out[0]))
+    if carried == 1:
+        reason = f"new series {first}: the engine keeps no more series (AIOPS_MAX_SERIES)"
+    else:
+        reason = (
+            f"{len(left_out)} of the message's {carried} series are new and were left out (first: {first}): the "
+            "engine keeps no more series (AIOPS_MAX_SERIES); its other series were taken"
+        )
+    return InvalidMessageError(SERIES_LIMIT, reason)
 
 
 def _no_stream_time(series: SeriesKey) -> float | None:

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.adapters.api.app import create_app
 from engine.adapters.api.ingest_limits import IngestLimits
-from engine.adapters.api.remote_write_routes import ADMISSION_CHUNK
+from engine.adapters.api.series_admission import ADMISSION_CHUNK
 from engine.adapters.prometheus.remote_write import encode_write_request
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.store.sql_store import SqlStore

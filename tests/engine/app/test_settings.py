@@ -1,5 +1,6 @@
 import pytest
 
+from engine.app.kafka_engine import kafka_source_config
 from engine.app.settings import load_settings, settings_table
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionMode
@@ -45,3 +46,11 @@ def test_every_setting_is_documented() -> None:
 def test_page_sessions_need_a_long_key_and_a_bounded_lifetime(variable: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=f"invalid setting {variable}"):
         load_settings({variable: value})
+
+
+def test_topic_formats_are_read_and_checked_against_the_topics_at_start() -> None:
+    environ = {"AIOPS_KAFKA_BOOTSTRAP": "localhost:9092", "AIOPS_KAFKA_TOPICS": "aiops.samples,otel"}
+    config = kafka_source_config(load_settings({**environ, "AIOPS_KAFKA_TOPIC_FORMATS": "otel=otlp_proto"}))
+    assert dict(config.formats) == {"aiops.samples": "json", "otel": "otlp_proto"}
+    with pytest.raises(ConfigurationError, match="topic 'telegraf' is not in AIOPS_KAFKA_TOPICS"):
+        kafka_source_config(load_settings({**environ, "AIOPS_KAFKA_TOPIC_FORMATS": "telegraf=influx_line"}))

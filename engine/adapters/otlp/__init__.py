@@ -1,0 +1,1 @@
+"""OpenTelemetry metrics (OTLP): requests decoded and flattened into the engine's series."""
