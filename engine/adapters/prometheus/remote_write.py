@@ -13,6 +13,13 @@ series and samples it carries are counted before any becomes an object (``Remote
 becomes an object of about a hundred bytes, several times its size on the wire); every series' name and labels are
 checked against the engine's label rules. A series that breaks them is left out and reported (``DecodedWrite.
 refused``) while the others go on, so that one bad exporter does not blind the engine to every series sent with it.
+
+The library builds every submessage of what it parses before anything can be counted, tens of bytes of memory for
+a two-byte empty series or label: a 32 MiB body of empty series took 600 MB parsed whole. So the top level of the
+1.0 message is walked first (tags and lengths only, a few microseconds a series): more series than the sample bound
+are refused and a series larger than ``MAX_SERIES_BYTES`` left out before any parsing, and the series are parsed a
+slice of at most ``PARSE_SLICE_BYTES`` at a time, each slice's objects gone before the next. A 2.0 body, whose strings
+are sent once, is bounded to ``V2_MAX_DECODED_BYTES`` instead and parsed whole.
 """
 
 from __future__ import annotations
@@ -31,6 +38,14 @@ from engine.domain.limits import LabelLimits, LabelProblem, label_problem, metri
 
 DEFAULT_MAX_DECODED_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_SAMPLES = 100_000
+# One series on the wire: 50,000 samples (Prometheus sends 2,000 a request by default) take about 1 MB. A series of
+# that size made of empty labels costs about 60 MB parsed.
+MAX_SERIES_BYTES = 1024 * 1024
+# The most a 2.0 body may expand to (at most the general bound): parsed whole, each two-byte empty symbol or series
+# costs about 35 bytes.
+V2_MAX_DECODED_BYTES = 2 * 1024 * 1024
+# Series are parsed this many bytes of the body at a time (a larger series alone).
+PARSE_SLICE_BYTES = 256 * 1024
 
 
 class RemoteWriteDecodeError(ValueError):
@@ -65,8 +80,10 @@ def decode_write_request(
     """The samples of a snappy-compressed 1.0 WriteRequest, series by series in the order they were sent, and the
     problems of the series left out; RemoteWriteTooLargeError if the body expands past ``max_decoded_bytes`` or
     carries more than ``max_samples`` samples."""
-    request = _parse(WriteRequest, body, max_decoded_bytes)
-    reader = _Reader(request.timeseries, max_samples, labels or LabelLimits())
+    raw = _decompress(body, max_decoded_bytes)
+    fields = _top_level(raw, _V1_SERIES, max_samples, _V1_SERIES)
+    reader = _Reader(_series(WriteRequest, raw, fields.spans[_V1_SERIES]), max_samples, labels or LabelLimits())
+    reader.refuse_oversized(fields.oversized)
     for series in reader.series_with_samples():
         if reader.too_many_labels(len(series.labels)):
             continue
@@ -91,7 +108,11 @@ def decode_request_v2(
     """decode_write_request for a Remote-Write 2.0 Request: labels are pairs of references into the symbols table,
     which must start with the empty string; a reference past the table, or an odd number of them, makes the whole
     body undecodable. Histograms, exemplars, metadata and created timestamps are not read."""
-    request = _parse(RequestV2, body, max_decoded_bytes)
+    # 2.0 bodies are small (strings are sent once), and parsed whole: within this bound even a body of nothing but
+    # empty symbols or series stays under a hundred MB parsed, so no walk of millions of top-level fields is needed.
+    request = _parse(RequestV2, _decompress(body, min(max_decoded_bytes, V2_MAX_DECODED_BYTES)))
+    if len(request.timeseries) > max_samples:
+        raise RemoteWriteTooLargeError("too_many_samples", max_samples, f"more than {max_samples} series")
     symbols = request.symbols
     count = len(symbols)
     if count and symbols[0] != "":
@@ -99,7 +120,7 @@ def decode_request_v2(
     # Only the symbols referenced become Python strings, once each: a table of millions of short strings costs
     # nothing until a series names them, and series that share a label share its strings.
     text: dict[int, str] = {}
-    reader = _Reader(request.timeseries, max_samples, labels or LabelLimits())
+    reader = _Reader(iter(request.timeseries), max_samples, labels or LabelLimits())
     for series in reader.series_with_samples():
         refs = series.labels_refs
         if len(refs) % 2:
@@ -123,8 +144,8 @@ def decode_request_v2(
     return reader.decoded
 
 
-def _parse(message: Any, body: bytes, max_decoded_bytes: int) -> Any:
-    """The ``message`` in the snappy block ``body``, its announced length checked against the bound first."""
+def _decompress(body: bytes, max_decoded_bytes: int) -> bytes:
+    """The snappy block ``body`` decompressed, its announced length checked against the bound first."""
     try:
         size = cramjam.snappy.decompress_raw_len(body)
     except cramjam.DecompressionError as exc:
@@ -134,9 +155,97 @@ def _parse(message: Any, body: bytes, max_decoded_bytes: int) -> Any:
             "body_too_large", max_decoded_bytes, f"body expands to {size} bytes, more than {max_decoded_bytes}"
         )
     try:
-        raw = bytes(cramjam.snappy.decompress_raw(body))
+        return bytes(cramjam.snappy.decompress_raw(body))
     except cramjam.DecompressionError as exc:
         raise RemoteWriteDecodeError(f"not snappy block data: {exc}") from exc
+
+
+# The field number of 1.0's WriteRequest.timeseries.
+_V1_SERIES = 1
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+
+
+class _TopLevel:
+    """Where each wanted field lies in the top level of a message (start of its tag, end of its value), and how many
+    series were left out for their size."""
+
+    def __init__(self, wanted: tuple[int, ...]) -> None:
+        self.spans: dict[int, list[tuple[int, int]]] = {number: [] for number in wanted}
+        self.oversized = 0
+
+
+def _top_level(raw: bytes, series_field: int, max_series: int, *wanted: int) -> _TopLevel:
+    """The fields of ``wanted`` in the top level of the message ``raw``, the others skipped; a series larger than
+    ``MAX_SERIES_BYTES`` is counted, not kept. RemoteWriteTooLargeError past ``max_series`` series (a series without
+    samples gives nothing, so more series than the sample bound cannot all be worth reading), RemoteWriteDecodeError
+    where the wire format is broken."""
+    found_fields = _TopLevel(wanted)
+    spans = found_fields.spans
+    series_seen = 0
+    position, end = 0, len(raw)
+    while position < end:
+        start = position
+        tag, position = _varint(raw, position)
+        number, wire = tag >> 3, tag & 7
+        if wire == _LEN:
+            length, position = _varint(raw, position)
+            stop = position + length
+        elif wire == _VARINT:
+            _, stop = _varint(raw, position)
+        elif wire == _I64:
+            stop = position + 8
+        elif wire == _I32:
+            stop = position + 4
+        else:
+            raise RemoteWriteDecodeError(f"corrupt wire format: wire type {wire} at byte {start}")
+        if number == 0:
+            raise RemoteWriteDecodeError(f"corrupt wire format: field number 0 at byte {start}")
+        if stop > end:
+            raise RemoteWriteDecodeError(f"corrupt wire format: field at byte {start} runs past the end")
+        found = spans.get(number)
+        if found is not None and wire == _LEN:
+            if number != series_field:
+                found.append((start, stop))
+            else:
+                series_seen += 1
+                if series_seen > max_series:
+                    raise RemoteWriteTooLargeError("too_many_samples", max_series, f"more than {max_series} series")
+                if stop - position > MAX_SERIES_BYTES:
+                    found_fields.oversized += 1
+                else:
+                    found.append((start, stop))
+        position = stop
+    return found_fields
+
+
+def _varint(raw: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if position >= len(raw) or shift > 63:
+            raise RemoteWriteDecodeError("corrupt wire format: truncated or overlong varint")
+        byte = raw[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+
+
+def _series(message: Any, raw: bytes, spans: list[tuple[int, int]]) -> Iterator[Any]:
+    """The series at ``spans``, parsed a slice of the body at a time: only one slice's objects live at once."""
+    view = memoryview(raw)
+    first = 0
+    while first < len(spans):
+        last, size = first, 0
+        while last < len(spans) and (last == first or size + spans[last][1] - spans[last][0] <= PARSE_SLICE_BYTES):
+            size += spans[last][1] - spans[last][0]
+            last += 1
+        # Top-level fields of one message may be concatenated: a slice of them is a message of its own.
+        yield from _parse(message, b"".join(view[start:end] for start, end in spans[first:last])).timeseries
+        first = last
+
+
+def _parse(message: Any, raw: bytes) -> Any:
     try:
         return message.FromString(raw)
     except DecodeError as exc:
@@ -161,8 +270,6 @@ class _Reader:
         refused series and staleness markers too, so that neither the work nor the list of refusals can grow past
         the bound; and since a series without samples gives nothing, more series than the sample bound are refused
         before any is read (an 8 MiB body of empty series is millions of them)."""
-        if len(self._series) > self._max_samples:
-            raise self._too_many("series")
         for series in self._series:
             points = len(series.samples)
             if not points:
@@ -171,6 +278,11 @@ class _Reader:
             if self._read > self._max_samples:
                 raise self._too_many("samples")
             yield series
+
+    def refuse_oversized(self, count: int) -> None:
+        """Report ``count`` series left out unread for their size."""
+        message = f"a series of more than {MAX_SERIES_BYTES} bytes"
+        self.decoded.refused.extend(LabelProblem("series_too_large", None, message) for _ in range(count))
 
     def too_many_labels(self, count: int) -> bool:
         """Whether a series of ``count`` labels (``__name__`` among them) is refused before they are read: one

@@ -8,6 +8,8 @@ import cramjam
 import pytest
 
 from engine.adapters.prometheus.remote_write import (
+    MAX_SERIES_BYTES,
+    V2_MAX_DECODED_BYTES,
     DecodedWrite,
     RemoteWriteDecodeError,
     RemoteWriteTooLargeError,
@@ -160,10 +162,21 @@ def test_series_without_samples_give_nothing_and_past_the_bound_are_refused_unre
 
 
 def test_a_series_with_a_million_labels_is_refused_without_reading_them() -> None:
-    labels = _label(b"__name__", b"up") + _label(b"a", b"b") * 1_000_000
+    labels = _label(b"__name__", b"up") + _label(b"a", b"b") * 100_000
     series = bytes([1 << 3 | 2]) + _varint(len(labels) + 13) + labels + _sample(1.0)
     decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(series)))
     assert [(problem.kind, problem.label) for problem in decoded.refused] == [("too_many_labels", None)]
+
+
+def test_series_past_the_size_bound_are_refused_unparsed_and_the_others_kept() -> None:
+    # Each 2-byte empty label would be tens of bytes once parsed: such series are left out on their size alone.
+    labels = _label(b"__name__", b"up") + b"\x0a\x00" * (MAX_SERIES_BYTES // 2)
+    huge = bytes([1 << 3 | 2]) + _varint(len(labels) + 13) + labels + _sample(1.0)
+    small = _label(b"__name__", b"ok") + _sample(2.0)
+    raw = huge * 3 + bytes([1 << 3 | 2]) + _varint(len(small)) + small
+    decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
+    assert [(problem.kind, problem.label) for problem in decoded.refused] == [("series_too_large", None)] * 3
+    assert [(sample.series.name, sample.value) for sample in decoded.samples] == [("ok", 2.0)]
 
 
 def _varint(value: int) -> bytes:
@@ -254,9 +267,14 @@ def test_v2_every_truncation_of_a_body_is_a_decode_error_or_a_request_read_whole
 
 
 def test_v2_bounds_hold_before_the_work() -> None:
-    # A symbols table of two million short strings is not turned into Python strings.
+    # A body past the 2.0 bound (of short strings, parsed whole) is refused before it is parsed; within it, a
+    # table of hundreds of thousands of symbols is not turned into Python strings.
+    too_large = _v2(["", *(f"{n}" for n in range(V2_MAX_DECODED_BYTES // 2))], ([1, 2], [(1.0, 1)]))
+    with pytest.raises(RemoteWriteTooLargeError) as refused:
+        decode_request_v2(too_large)
+    assert (refused.value.error, refused.value.limit) == ("body_too_large", V2_MAX_DECODED_BYTES)
     started = time.perf_counter()
-    body = _v2(["", "__name__", "up", *(f"{n}" for n in range(2_000_000))], ([1, 2], [(1.0, 1)]))
+    body = _v2(["", "__name__", "up", *(f"{n}" for n in range(200_000))], ([1, 2], [(1.0, 1)]))
     built = time.perf_counter() - started
     started = time.perf_counter()
     assert len(decode_request_v2(body).samples) == 1
