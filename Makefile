@@ -34,6 +34,7 @@ services: $(STAMP)
 	bash scripts/services/kafka.sh start
 	bash scripts/services/mlflow.sh start
 	bash scripts/services/kubernetes.sh start
+	bash scripts/services/otelcol.sh build
 
 services-down:
 	bash scripts/services/kubernetes.sh stop

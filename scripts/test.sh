@@ -29,6 +29,9 @@ eval "$(bash scripts/services/mlflow.sh env)"
 # The control plane is compiled from the Go module proxy on a machine's first run (see docs/real-services.md).
 bash scripts/services/kubernetes.sh start
 eval "$(bash scripts/services/kubernetes.sh env)"
+# The OpenTelemetry Collector that produces OTLP metrics to Kafka in the tests (built once, like the control plane).
+bash scripts/services/otelcol.sh build
+eval "$(bash scripts/services/otelcol.sh env)"
 echo "services ready in $(( $(date +%s) - started )) s"
 
 bash scripts/system-packages.sh
