@@ -35,11 +35,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -76,6 +79,11 @@ REMOTE_WRITE = {
     "Content-Type": "application/x-protobuf",
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
+REMOTE_WRITE_V2 = REMOTE_WRITE | {
+    "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+    "X-Prometheus-Remote-Write-Version": "2.0.0",
+}
+OTLP_PROTOBUF = {"Content-Type": "application/x-protobuf"}
 MIB = 1024 * 1024
 
 STALL_TARGET_S = 0.1
@@ -387,15 +395,15 @@ def _samples(count: int, *, value: float = 1.0, name: str = "adversarial_series"
     return [MetricSample(SeriesKey.of(name, {"i": str(i)}), now, value) for i in range(count)]
 
 
-def _snappy_of_zeros(size: int) -> bytes:
+def _snappy(raw: bytes) -> bytes:
     import cramjam  # noqa: PLC0415  (the engine's own snappy library)
 
-    return bytes(cramjam.snappy.compress_raw(bytes(size)))
+    return bytes(cramjam.snappy.compress_raw(raw))
 
 
 REMOTE_WRITE_INPUTS = [
     _remote_write("remote_write: body claiming 200 MB", lambda: _varint(200 * MIB) + b"\x00" * 64, quick=True),
-    _remote_write("remote_write: 30 MB of zeros, snappy-compressed", lambda: _snappy_of_zeros(30 * MIB)),
+    _remote_write("remote_write: 30 MB of zeros, snappy-compressed", lambda: _snappy(bytes(30 * MIB))),
     _remote_write("remote_write: 200,000 series", lambda: encode_write_request(_samples(200_000))),
     _remote_write(
         "remote_write: 50,000 new series", lambda: encode_write_request(_samples(50_000, name="adversarial_new"))
@@ -408,6 +416,141 @@ REMOTE_WRITE_INPUTS = [
         ),
     ),
     _remote_write("remote_write: 9 MB body", lambda: os.urandom(9 * MIB)),
+]
+
+
+def _remote_write_v2(name: str, body: Callable[[], bytes], *, quick: bool = False) -> Hostile:
+    headers = INGEST | REMOTE_WRITE_V2
+    return Hostile(name, "watch", lambda _: [Call("POST", "/api/v1/write", headers, body())], quick=quick)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (written by hand: the large inputs below would take seconds as objects)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _v2_symbols(count: int, refs: Sequence[int]) -> bytes:
+    """A 2.0 Request: a symbols table of ``count`` strings (the first the required empty one, then empty ones past
+    a metric name) and one series of one sample with label references ``refs``."""
+    symbols = _field(4, b"") + _field(4, b"__name__") + _field(4, b"adversarial_v2") + _field(4, b"") * (count - 3)
+    sample = b"\x09" + struct.pack("<d", 1.0) + b"\x10" + _varint(int(time.time() * 1000))
+    series = _field(5, _field(1, b"".join(_varint(ref) for ref in refs)) + _field(2, sample))
+    return _snappy(symbols + series)
+
+
+REMOTE_WRITE_V2_INPUTS = [
+    # Two bytes an empty symbol: 2,000,000 of the 2 MiB a 2.0 body may expand to.
+    _remote_write_v2("remote_write 2.0: 1,000,000 empty symbols", lambda: _v2_symbols(1_000_000, [1, 2])),
+    _remote_write_v2(
+        "remote_write 2.0: label refs past the table", lambda: _v2_symbols(3, [1, 2, 7, 2**32 - 1]), quick=True
+    ),
+]
+
+
+def _otlp(name: str, body: Callable[[], bytes], *, json_body: bool = False, quick: bool = False) -> Hostile:
+    headers = INGEST | (JSON if json_body else OTLP_PROTOBUF)
+    return Hostile(name, "watch", lambda _: [Call("POST", "/v1/metrics", headers, body())], quick=quick)
+
+
+def _otlp_gzip(name: str, body: Callable[[], bytes], *, quick: bool = False) -> Hostile:
+    headers = INGEST | OTLP_PROTOBUF | {"Content-Encoding": "gzip"}
+    return Hostile(name, "watch", lambda _: [Call("POST", "/v1/metrics", headers, gzip.compress(body()))], quick=quick)
+
+
+def _otlp_request(*metrics: bytes) -> bytes:
+    """An ExportMetricsServiceRequest of one resource and scope holding ``metrics`` (each a serialized Metric)."""
+    return _field(1, _field(2, b"".join(_field(2, metric) for metric in metrics)))
+
+
+def _gauge(name: str, points: bytes) -> bytes:
+    """A Metric named ``name``: a gauge of ``points`` (serialized data_points fields)."""
+    return _field(1, name.encode()) + _field(5, points)
+
+
+def _point(value: float, attributes: bytes = b"") -> bytes:
+    """A NumberDataPoint field (``attributes``: serialized KeyValue fields), in upb's own layout."""
+    at = time.time_ns()
+    fixed = (
+        b"\x11" + struct.pack("<Q", at - 10**9) + b"\x19" + struct.pack("<Q", at) + b"\x21" + struct.pack("<d", value)
+    )
+    return _field(1, fixed + attributes)
+
+
+def _attribute(key: bytes, value: bytes) -> bytes:
+    """A KeyValue field of NumberDataPoint (number 7) with a string value."""
+    return _field(7, _field(1, key) + _field(2, _field(1, value)))
+
+
+# A KeyValue field of NumberDataPoint with neither key nor value.
+_EMPTY_ATTRIBUTE = _field(7, b"")
+
+
+def _otlp_new_series(count: int) -> bytes:
+    round_ = str(next(_SENT)).encode()
+    points = b"".join(_point(1.0, _attribute(b"i", b"%d" % i) + _attribute(b"round", round_)) for i in range(count))
+    return _otlp_request(_gauge("adversarial_otlp_new", points))
+
+
+def _otlp_histogram(buckets: int) -> bytes:
+    """One cumulative histogram series of two points, each of ``buckets`` explicit bounds."""
+    now = time.time_ns()
+    bounds = struct.pack(f"<{buckets}d", *range(buckets))
+    points = b""
+    for step, at in enumerate((now - 10**9, now)):
+        counts = struct.pack(f"<{buckets + 1}Q", *([step + 1] * (buckets + 1)))
+        fixed = b"\x11" + struct.pack("<Q", now - 60 * 10**9) + b"\x19" + struct.pack("<Q", at)
+        total = b"\x21" + struct.pack("<Q", (step + 1) * (buckets + 1)) + b"\x29" + struct.pack("<d", 1.0)
+        points += _field(1, fixed + total + _field(6, counts) + _field(7, bounds))
+    aggregation = b"\x10\x02"
+    return _otlp_request(_field(1, b"adversarial_otlp_histogram") + _field(9, points + aggregation))
+
+
+def _otlp_json_non_finite() -> bytes:
+    now = str(time.time_ns())
+    points = [{"timeUnixNano": now, "asDouble": value} for value in ("NaN", "Infinity", "-Infinity")]
+    metric = {"name": "adversarial_otlp_json_nan", "gauge": {"dataPoints": points}}
+    return _dumps({"resourceMetrics": [{"scopeMetrics": [{"metrics": [metric]}]}]})
+
+
+OTLP_INPUTS = [
+    # 40 MiB of a metric name, inflated from about 40 KB: past the 32 MiB a body may expand to.
+    _otlp_gzip("otlp: gzip bomb (40 MiB inflated)", lambda: _otlp_request(_gauge("a" * (40 * MIB), b"")), quick=True),
+    _otlp(
+        "otlp: JSON nested 5,000 deep",
+        lambda: b'{"resourceMetrics": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        json_body=True,
+    ),
+    # 11 MB, gzip-compressed under the 8 MiB body bound.
+    _otlp_gzip("otlp: 200,000 new series", lambda: _otlp_new_series(200_000)),
+    # 29 bytes a point: 29 MB inflated, under the 32 MiB bound; a million points, ten times the sample bound.
+    _otlp_gzip(
+        "otlp: 1,000,000 points of empty attributes (29 MB inflated)",
+        lambda: _otlp_request(_gauge("adversarial_otlp_points", _point(1.0) * 1_000_000)),
+    ),
+    # Within both bounds (95,000 points, 31 MB inflated), each point 150 two-byte empty attributes: parsed whole.
+    _otlp_gzip(
+        "otlp: 95,000 points of 150 empty attributes (31 MB inflated)",
+        lambda: _otlp_request(_gauge("adversarial_otlp_empty", _point(1.0, _EMPTY_ATTRIBUTE * 150) * 95_000)),
+    ),
+    _otlp(
+        "otlp: NaN and infinite values",
+        lambda: _otlp_request(
+            _gauge("adversarial_otlp_nan", b"".join(_point(v) for v in (math.nan, math.inf, -math.inf)))
+        ),
+    ),
+    _otlp("otlp: NaN and infinite values (JSON)", _otlp_json_non_finite, json_body=True),
+    _otlp(
+        "otlp: attribute keys empty, NUL, 10 KB",
+        lambda: _otlp_request(
+            _gauge(
+                "adversarial_otlp_keys",
+                b"".join(_point(1.0, _attribute(key, b"v")) for key in (b"", b"a\x00b", b"k" * 10_240)),
+            )
+        ),
+        quick=True,
+    ),
+    _otlp("otlp: histogram of 100,000 buckets", lambda: _otlp_histogram(100_000)),
+    _otlp("otlp: truncated protobuf", lambda: _otlp_request(_gauge("adversarial_otlp_cut", _point(1.0) * 10))[:-7]),
 ]
 
 
@@ -751,7 +894,15 @@ class Plan:
     kafka_bootstrap: str | None = None
 
     def inputs(self) -> list[Hostile]:
-        every = [*API, *WEBHOOK, *REMOTE_WRITE_INPUTS, *PLAYBOOKS, *(KAFKA if self.kafka_bootstrap else [])]
+        every = [
+            *API,
+            *WEBHOOK,
+            *REMOTE_WRITE_INPUTS,
+            *REMOTE_WRITE_V2_INPUTS,
+            *OTLP_INPUTS,
+            *PLAYBOOKS,
+            *(KAFKA if self.kafka_bootstrap else []),
+        ]
         return [hostile for hostile in every if hostile.quick or not self.quick]
 
     def settings(self) -> list[tuple[str, dict[str, str]]]:

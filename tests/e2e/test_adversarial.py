@@ -25,7 +25,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_every_entry_point_was_attacked(report: dict[str, Any]) -> None:
     kinds = {outcome["input"].split(":")[0] for outcome in report["inputs"]}
     kafka = {"kafka"} if os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP") else set()
-    assert kinds == {"api", "webhook", "remote_write", "playbook"} | kafka
+    assert kinds == {"api", "webhook", "remote_write", "remote_write 2.0", "otlp", "playbook"} | kafka
     assert len(report["settings"]) >= 2
     assert report["inputs_tried"] == len(report["inputs"]) + len(report["settings"])
 
@@ -61,6 +61,8 @@ def test_hostile_input_is_refused_with_a_client_error(report: dict[str, Any]) ->
     assert statuses["api: 60 MB decision comment"] == [413]
     assert statuses["webhook: 50 MB annotation"] == [413]
     assert statuses["remote_write: body claiming 200 MB"] == [413]
+    assert statuses["remote_write 2.0: label refs past the table"] == [400]
+    assert statuses["otlp: gzip bomb (40 MiB inflated)"] == [413]
     assert statuses["webhook: 10,000 labels"] in ([422], [503])
 
 
