@@ -270,6 +270,7 @@ def ingest_limits(settings: Settings) -> IngestLimits:
         alert_max_body_bytes=settings.alert_max_body_bytes,
         remote_write_max_body_bytes=settings.remote_write_max_body_bytes,
         remote_write_max_decoded_bytes=settings.remote_write_max_decoded_bytes,
+        otlp_max_decoded_bytes=settings.otlp_max_decoded_bytes,
         remote_write_max_samples=settings.remote_write_max_samples,
         annotation_max_length=settings.max_annotation_length,
         labels=label_limits(settings),

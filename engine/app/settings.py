@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         description="largest remote_write body taken once decompressed, read from its snappy header before "
         "decompressing (larger: 413)",
     )
+    otlp_max_decoded_bytes: int = Field(
+        default=2097152,
+        ge=1024,
+        description="largest OTLP/HTTP body taken once decompressed (larger: 413); parsed, each byte can cost up to "
+        "about 25 bytes of memory",
+    )
     remote_write_max_samples: int = Field(
         default=100000, ge=1, description="most samples one remote_write request may carry (more: 413)"
     )

@@ -26,6 +26,9 @@ class IngestLimits:
     remote_write_max_body_bytes: int = 8 * MIB
     # Read from the snappy header before decompressing: what the body claims to expand to.
     remote_write_max_decoded_bytes: int = 32 * MIB
+    # An OTLP request is parsed whole, each two-byte empty attribute or point becoming an object of tens of bytes;
+    # a collector's batch of 8,192 data points is about a MiB.
+    otlp_max_decoded_bytes: int = 2 * MIB
     # Fifty times Prometheus's max_samples_per_send default; each sample is an object until detection takes it.
     remote_write_max_samples: int = 100_000
     # Alert annotations longer than this are stored clipped (with a marker), not refused.

@@ -3,9 +3,11 @@ the detectors beside remote_write.
 
 A request is an ``ExportMetricsServiceRequest`` in protobuf (``Content-Type: application/x-protobuf``) or proto3
 JSON (``application/json``), gzip-compressed or not (``Content-Encoding: gzip``); it is authenticated, bounded and
-admitted as remote_write is (the same credentials and body bounds, compressed and decompressed, and the same sample
-bound). It is flattened into series by ``otlp.metrics`` (the module the Kafka formats use): counters become rates, so
-the receiver keeps the previous point of each rated series.
+admitted as remote_write is (the same credentials, compressed body bound and sample bound; decompressed, a body may
+be at most ``AIOPS_OTLP_MAX_DECODED_BYTES``, 2 MiB: the protobuf library builds every part of a request before it can
+be counted, tens of bytes for a two-byte empty attribute, so 32 MiB of them took 900 MB). It is flattened into
+series by ``otlp.metrics`` (the module the Kafka formats use): counters become rates, so the receiver keeps the
+previous point of each rated series.
 
 Replies follow the OTLP/HTTP specification: 200 with an ``ExportMetricsServiceResponse`` in the request's encoding;
 when some series were refused (their labels break the label rules, or they are new past the engine's series bound)
@@ -64,17 +66,18 @@ def add_otlp_route(
     """Add the receiver to ``router``; ``series`` (detection) admits new series within the engine's bound."""
     guard = ingest_guard(credentials, metrics, "otlp")
     flattener = OtlpFlattener(limits.labels)
-    # Requests are flattened in worker threads; the flattener's state (previous points, cached keys) is one.
-    flattening = threading.Lock()
+    # Requests are decoded in worker threads, one at a time: the flattener's state (previous points, cached keys)
+    # is one, and a parsed request takes many times its size in memory, which concurrent requests would multiply.
+    decoding = threading.Lock()
+    bound = limits.otlp_max_decoded_bytes
 
     def decode(body: bytes, media: str, gzipped: bool) -> Flattened:
-        if gzipped:
-            body = _gunzip(body, limits.remote_write_max_decoded_bytes)
-        request = parse_proto(body) if media == PROTOBUF else parse_json(body)
-        points = count_points(request)
-        if points > limits.remote_write_max_samples:
-            raise _TooManySamplesError(points, limits.remote_write_max_samples)
-        with flattening:
+        with decoding:
+            body = _decompressed(body, gzipped, bound)
+            request = parse_proto(body) if media == PROTOBUF else parse_json(body)
+            points = count_points(request)
+            if points > limits.remote_write_max_samples:
+                raise _TooManySamplesError(points, limits.remote_write_max_samples)
             return flattener.flatten(request)
 
     @router.post(
@@ -152,6 +155,15 @@ def _reply(media: str, invalid: int, limited: int, flattened: Flattened) -> Resp
     if media == PROTOBUF:
         return Response(reply.SerializeToString(), media_type=PROTOBUF)
     return Response(json_format.MessageToJson(reply, indent=None), media_type=JSON)
+
+
+def _decompressed(body: bytes, gzipped: bool, limit: int) -> bytes:
+    """The body as it is parsed, 413 if it is (or would expand to) more than ``limit`` bytes."""
+    if gzipped:
+        return _gunzip(body, limit)
+    if len(body) > limit:
+        raise body_too_large("OTLP body", limit)
+    return body
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:

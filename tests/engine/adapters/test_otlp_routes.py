@@ -27,6 +27,7 @@ JSON = {**AUTH, "Content-Type": "application/json"}
 LIMITS = IngestLimits(
     remote_write_max_body_bytes=64 * 1024,
     remote_write_max_decoded_bytes=256 * 1024,
+    otlp_max_decoded_bytes=48 * 1024,
     remote_write_max_samples=1000,
     labels=LabelLimits(max_labels=8, max_name_length=32, max_value_length=64),
 )
@@ -152,7 +153,10 @@ async def test_bodies_past_their_bounds_get_413(ingest: Ingest) -> None:
     # A gzip bomb: a few hundred bytes that would expand to 10 MiB.
     bomb = gzip.compress(b"\x00" * (10 * 1024 * 1024))
     expanded = await ingest.http.post("/v1/metrics", content=bomb, headers={**PROTOBUF, "Content-Encoding": "gzip"})
-    assert (expanded.status_code, expanded.json()["detail"]["limit"]) == (413, 256 * 1024)
+    assert (expanded.status_code, expanded.json()["detail"]["limit"]) == (413, 48 * 1024)
+    # Within the body bound but past the OTLP bound, which a request parsed whole needs: refused before parsing.
+    plain = await ingest.http.post("/v1/metrics", content=b"\x0a\x00" * (25 * 1024), headers=PROTOBUF)
+    assert (plain.status_code, plain.json()["detail"]["limit"]) == (413, 48 * 1024)
     many = await ingest.http.post("/v1/metrics", content=_gauges(1001).SerializeToString(), headers=PROTOBUF)
     assert (many.status_code, many.json()["detail"]["error"]) == (413, "too_many_samples")
-    assert ingest.counter("aiops_otlp_rejected_total") == 3
+    assert ingest.counter("aiops_otlp_rejected_total") == 4
