@@ -34,7 +34,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,13 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from benchmarks.kafka import DetectedAll
 from engine.adapters.kafka.formats import FORMATS, message_decoder
 from engine.adapters.kafka.schema import MessageLimits, SampleColumns, encode_samples, series_key_bytes
 from engine.app.kafka_engine import open_kafka_engine
 from engine.app.settings import load_settings
 from engine.domain.clock import SystemClock
-from engine.domain.events import Anomaly, MetricSample, SeriesKey
+from engine.domain.events import SeriesKey
 
 REPO = Path(__file__).resolve().parents[1]
 Messages = list[tuple[bytes | None, bytes]]
@@ -201,31 +202,6 @@ def decode_all(format_name: str, messages: Sequence[tuple[bytes | None, bytes]])
     return time.perf_counter() - started, samples
 
 
-class _Done:
-    """Stops the engine's source once every expected sample went through detection."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.seen = total, 0
-        self.stop: Callable[[], None] | None = None
-
-    def on_samples(self, samples: Sequence[MetricSample]) -> None:
-        self.seen += len(samples)
-        if self.seen >= self.total and self.stop is not None:
-            self.stop()
-
-    def on_detection(self, samples: Sequence[MetricSample], seconds: float) -> None:
-        return
-
-    def on_anomalies(self, anomalies: Sequence[Anomaly]) -> None:
-        return
-
-    def on_incident_change(self, change: object) -> None:
-        return
-
-    def on_action(self, result: object) -> None:
-        return
-
-
 async def end_to_end(bootstrap: str, format_name: str, messages: Messages, samples: int, workdir: Path) -> float:
     """Seconds ``aiops serve``'s wiring takes from its start to having detected all ``samples`` of ``messages``."""
     topic = f"bench-formats-{uuid.uuid4().hex[:8]}"
@@ -250,7 +226,7 @@ async def end_to_end(bootstrap: str, format_name: str, messages: Messages, sampl
         database_url=f"sqlite+aiosqlite:///{workdir / f'{topic}.db'}",
         playbook_dir=REPO / "playbooks",
     )
-    done = _Done(samples)
+    done = DetectedAll(samples)
     engine = await open_kafka_engine(settings, clock=SystemClock(), observers=[done])
     done.stop = engine.source.stop
     started = time.perf_counter()

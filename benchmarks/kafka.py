@@ -144,7 +144,7 @@ def decode_and_detect(messages: Sequence[tuple[bytes, bytes]], settings: Setting
     return best_decode_s, best_detect_s
 
 
-class _Done:
+class DetectedAll:
     """Stops the source once every produced sample went through detection."""
 
     def __init__(self, total: int) -> None:
@@ -188,7 +188,7 @@ def engine_settings(bootstrap: str, topic: str, workdir: Path) -> Settings:
 async def engine_consume(bootstrap: str, topic: str, total: int, workdir: Path) -> float:
     """Seconds from the engine's start (joining its group included) until its last offsets are committed."""
     settings = engine_settings(bootstrap, topic, workdir)
-    done = _Done(total)
+    done = DetectedAll(total)
     engine = await open_kafka_engine(settings, clock=SystemClock(), observers=[done])
     done.stop = engine.source.stop
     started = time.perf_counter()
@@ -205,7 +205,7 @@ def detector_warmup() -> int:
     return DefaultKernel().level.global_.warmup
 
 
-class _Watch(_Done):
+class _Watch(DetectedAll):
     """Also counts the anomalies detected, so that all of them can be read back from the anomaly topic."""
 
     def __init__(self, total: int) -> None:
