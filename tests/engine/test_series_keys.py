@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -123,3 +126,15 @@ def test_any_text_reads_as_a_valid_key_or_is_rejected_as_malformed(text: str) ->
 )
 def test_names_follow_prometheus_rules(text: str, metric: bool, label: bool) -> None:
     assert (is_metric_name(text), is_label_name(text)) == (metric, label)
+
+
+def test_a_key_hashes_as_its_name_and_labels_and_copies_compute_their_own_hash() -> None:
+    key = SeriesKey.of("latency", {"pod": "a", "zone": "z"})
+    same = SeriesKey("latency", (("pod", "a"), ("zone", "z")))
+    assert (hash(key), {key: 1}[same]) == (hash(("latency", key.labels)), 1)
+    # A pickled key is read back with the hash of the process that reads it, not a stored one.
+    state = key.__reduce__()
+    assert state == (SeriesKey, ("latency", key.labels))
+    assert pickle.loads(pickle.dumps(key)) == key
+    assert hash(copy.deepcopy(key)) == hash(key)
+    assert repr(key) == "SeriesKey(name='latency', labels=(('pod', 'a'), ('zone', 'z')))"

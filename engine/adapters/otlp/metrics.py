@@ -9,7 +9,8 @@ run one series' points in time order. What an OTLP point becomes (the README's t
 - gauge, and a non-monotonic cumulative sum (an up-down counter): the value, under the metric's name.
 - monotonic cumulative sum (a counter): its per-second rate between consecutive points of the series, under the
   metric's name. The first point of a series gives no rate; a lower value or a new start time is a reset (the
-  increase is the new value).
+  increase is the new value). A request's points are taken in time order per series; one no later than the
+  series' latest point is older data and gives nothing.
 - delta sum: the point's value divided by its interval (per second); a point without a start time gives nothing.
 - histogram and exponential histogram: ``<name>_count`` and ``<name>_sum`` as per-second rates (as counters
   are), and ``<name>{quantile="0.5"}`` and ``<name>{quantile="0.99"}`` estimated from the buckets of the interval
@@ -22,13 +23,10 @@ no measurement and are dropped (the last two counted in ``Flattened.dropped``). 
 series is kept in a bounded map (``max_state`` series, the one first seen longest ago forgotten first): a series
 forgotten, or one whose partition moved to another replica, starts again with no rate for its first point.
 
-Flattening is on the path of every point. upb parses a request (and refuses what is malformed) at about 3 million
-points/s; reading its points back as Python objects, one wrapper per point and per attribute, gave 55,000 points/s
-on collector-shaped requests (``python -m benchmarks.formats``, 2-core machine). So gauges and sums, most points, are
-read from upb's own serialization of the metric (well-formed: written from the message it parsed), a point's
-attribute set is known by its bytes, which map to its series in caches, and large metrics are read as numpy
-columns: 150,000-390,000 points/s on the same machine. Histograms and summaries, fewer and costlier anyway, are
-read as objects. Points are gathered in flat lists that become arrays once per request.
+Gauges and sums, most points, are read from the request's serialization as columns
+(``engine.adapters.otlp.number_points``), a point's series found by its attributes' bytes in a cache of series
+indexes kept across requests; rates are computed for a whole request at once (``engine.adapters.otlp.counter_rates``).
+Histograms and summaries are read as objects.
 """
 
 from __future__ import annotations
@@ -48,8 +46,21 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from engine.adapters.metric_names import metric_name, sanitized_labels
+from engine.adapters.otlp.counter_rates import Bounded, CumulativePoints, rate_points
+from engine.adapters.otlp.number_points import (
+    COUNTER,
+    DELTA,
+    GAUGE,
+    NumberMetric,
+    RequestWalk,
+    WireError,
+    number_columns,
+    number_points,
+    walk_request,
+)
 from engine.adapters.series_runs import GatheredPoints
 from engine.domain.batches import FloatArray
 from engine.domain.events import SeriesKey
@@ -60,7 +71,6 @@ Run = tuple[SeriesKey, FloatArray]
 Variant = tuple[str, tuple[tuple[str, str], ...]]
 
 _CUMULATIVE = 2
-_DELTA = 1
 _NO_RECORDED_VALUE = 1
 
 _NS = 1e-9
@@ -139,37 +149,6 @@ def count_points(request: ExportMetricsServiceRequest) -> int:
     return total
 
 
-class _Bounded:
-    """A map of at most ``limit`` entries (after ``trim`` for those set through ``items``); the entry set or
-    added longest ago goes first (entries updated in place keep their place)."""
-
-    def __init__(self, limit: int) -> None:
-        self._items: dict[Any, Any] = {}
-        self._limit = limit
-
-    @property
-    def items(self) -> dict[Any, Any]:
-        """The entries, for a loop that sets many and calls ``trim`` after."""
-        return self._items
-
-    def trim(self) -> None:
-        items = self._items
-        while len(items) > self._limit:
-            del items[next(iter(items))]
-
-    def swap(self, key: Any, value: Any) -> Any:
-        """Set ``key`` to ``value``; its previous value (None if none)."""
-        items = self._items
-        previous = items.pop(key, None)
-        items[key] = value
-        if len(items) > self._limit:
-            del items[next(iter(items))]
-        return previous
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 class OtlpFlattener:
     """Flattens requests into runs; keeps the previous point of rated series (counters, histograms, summaries) and
     a cache of series keys, both bounded. One flattener per stream whose series it rates (a Kafka source's topic,
@@ -179,10 +158,14 @@ class OtlpFlattener:
         self, labels: LabelLimits, *, max_state: int = _DEFAULT_MAX_STATE, max_cached: int = _DEFAULT_MAX_CACHED
     ) -> None:
         self._limits = labels
-        self._state = _Bounded(max_state)
+        self._state = Bounded(max_state)
         self._cache: dict[tuple[Any, ...], tuple[SeriesKey, ...] | LabelProblem] = {}
         self._max_cached = max_cached
-        self._known: dict[tuple[str, bytes], dict[bytes, SeriesKey | tuple[tuple[str, str], ...]]] = {}
+        # Every series met gets an index that stays while the cache does, so that a number point's attribute bytes
+        # lead to its series' index (``known``) without a series key hashed per request.
+        self._keys: list[SeriesKey] = []
+        self._index: dict[SeriesKey, int] = {}
+        self._known: dict[tuple[str, bytes], dict[bytes, int]] = {}
         self._known_entries = 0
 
     @property
@@ -191,42 +174,38 @@ class OtlpFlattener:
         return len(self._state)
 
     def flatten(self, request: ExportMetricsServiceRequest) -> Flattened:
-        out = GatheredPoints(_NS)
-        result = Flattened([])
+        buffer = request.SerializeToString()
+        try:
+            walk = walk_request(buffer)
+        except WireError as exc:
+            raise OtlpDecodeError(f"not an OTLP ExportMetricsServiceRequest: {exc}") from exc
+        if len(self._keys) > self._max_cached:
+            # Dropped whole, not one by one: the indexes only save work, and refilling them is cheap.
+            self._keys, self._index = [], {}
+            self._known.clear()
+            self._known_entries = 0
+        out = GatheredPoints(_NS, keys=self._keys, index=self._index)
+        cumulative = CumulativePoints()
         refused: dict[tuple[Any, ...], list[Any]] = {}
-        for resource_metrics in request.resource_metrics:
-            resource = _attributes(resource_metrics.resource.attributes)
-            # Per resource: each attribute set of a metric is resolved to its series once.
-            local: dict[tuple[Any, ...], tuple[int, ...] | None] = {}
-
-            def family(
-                name: str,
-                variants: tuple[Variant, ...],
-                attributes: tuple[tuple[str, str], ...],
-                resource: tuple[tuple[str, str], ...] = resource,
-                local: dict[tuple[Any, ...], tuple[int, ...] | None] = local,
-            ) -> tuple[int, ...] | None:
-                found = self.family_of(name, variants, resource, attributes)
-                if isinstance(found, LabelProblem):
-                    entry = refused.setdefault((name, resource, attributes), [found, 0])
-                    entry[1] += 1
-                    return None
-                ids = tuple(out.id_of(series) for series in found)
-                local[(name, variants, attributes)] = ids
-                return ids
-
-            numbers = _NumberSeries(self, resource, resource_metrics.resource.SerializeToString(), out, family)
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    result.points += self._metric(metric, out, local, family, numbers)
+        resources = [
+            _ResourceSeries(self, _attributes(_RESOURCE_OF(raw).attributes), raw, out, refused)
+            for raw in walk.resources
+        ]
+        result = Flattened([], points=len(walk.starts))
+        if walk.starts:
+            self._numbers(buffer, walk, resources, out, cumulative)
+        for resource_index, scope_index, metric_index in walk.others:
+            metric = request.resource_metrics[resource_index].scope_metrics[scope_index].metrics[metric_index]
+            result.points += self._distribution_metric(metric, resources[resource_index], out, cumulative)
+        result.dropped = rate_points(cumulative, out, self._state)
         result.runs, dropped = out.runs()
         result.dropped += dropped
         result.refused = [(problem, count) for problem, count in refused.values()]
         return result
 
-    def known(self, name: str, resource: bytes) -> dict[bytes, SeriesKey | tuple[tuple[str, str], ...]]:
-        """Series keys of a metric's number points in a resource by their serialized attributes (the attributes
-        themselves for a refused series); bounded with the other cached keys."""
+    def known(self, name: str, resource: bytes) -> dict[bytes, int]:
+        """Series indexes of a metric's number points in a resource by their serialized attributes (series taken
+        only); bounded with the other cached keys."""
         found = self._known.get((name, resource))
         if found is None:
             found = self._known[(name, resource)] = {}
@@ -234,9 +213,9 @@ class OtlpFlattener:
 
     def remember(
         self,
-        known: dict[bytes, SeriesKey | tuple[tuple[str, str], ...]],
+        known: dict[bytes, int],
         raw: bytes,
-        found: SeriesKey | tuple[Any, ...],
+        found: int,
     ) -> None:
         """Keep what a ``known`` map learnt, all such maps together bounded by the cache's size."""
         self._known_entries += 1
@@ -285,127 +264,105 @@ class OtlpFlattener:
             keys.append(SeriesKey(full, tuple(sorted(variant.items()))))
         return tuple(keys)
 
-    def _metric(
+    def _numbers(
         self,
-        metric: Any,
+        buffer: bytes,
+        walk: RequestWalk,
+        resources: list[_ResourceSeries],
         out: GatheredPoints,
-        local: dict[tuple[Any, ...], tuple[int, ...] | None],
-        family: Callable[..., tuple[int, ...] | None],
-        numbers: _NumberSeries,
-    ) -> int:
-        kind = metric.WhichOneof("data")
-        name = metric.name
-        if kind == "gauge":
-            return self._numbers(metric.gauge, name, out, numbers, "gauge")
-        if kind == "sum":
-            data = metric.sum
-            temporality = data.aggregation_temporality
-            if temporality == _DELTA:
-                return self._numbers(data, name, out, numbers, "delta")
-            if temporality == _CUMULATIVE and data.is_monotonic:
-                return self._numbers(data, name, out, numbers, "counter")
-            return self._numbers(data, name, out, numbers, "gauge")
-        if kind == "histogram":
-            data = metric.histogram
-            points = data.data_points
-            self._histogram(points, name, data.aggregation_temporality == _CUMULATIVE, out, local, family)
-        elif kind == "exponential_histogram":
-            data = metric.exponential_histogram
-            points = data.data_points
-            self._exponential(points, name, data.aggregation_temporality == _CUMULATIVE, out, local, family)
-        elif kind == "summary":
-            points = metric.summary.data_points
-            self._summary(points, name, out, local, family)
-        else:
-            return 0
-        return len(points)
+        cumulative: CumulativePoints,
+    ) -> None:
+        """The points of all gauges and sums: their series found by their attribute bytes, metric by metric; what
+        they become computed on columns of the whole request."""
+        columns = number_columns(buffer, walk.starts, walk.ends)
+        irregular = np.flatnonzero(~columns.regular)
+        odd: set[int] = set()
+        if len(irregular):
+            firsts = [metric.first for metric in walk.numbers]
+            odd = set((np.searchsorted(firsts, irregular, side="right") - 1).tolist())
+        ids: list[int] = []
+        extend, keys = ids.extend, columns.keys
+        for index, metric in enumerate(walk.numbers):
+            if index in odd:
+                extend([-1] * (metric.stop - metric.first))
+                self._odd_metric(buffer, metric, resources[metric.resource], out, cumulative)
+            else:
+                extend(resources[metric.resource].numbers(metric.name, keys[metric.first : metric.stop]))
+        series = np.array(ids, dtype=np.int64)
+        kinds = np.repeat(
+            np.array([metric.kind for metric in walk.numbers], dtype=np.int8),
+            [metric.stop - metric.first for metric in walk.numbers],
+        )
+        starts, times, values = columns.start_times, columns.times, columns.values
+        taken = series >= 0
+        gauge = taken & (kinds == GAUGE)
+        out.add_columns(series[gauge], times[gauge], values[gauge])
+        # A delta point without a start time has no interval: no rate.
+        delta = taken & (kinds == DELTA) & (starts > 0) & (times > starts)
+        if delta.any():
+            seconds = (times[delta] - starts[delta]) * _NS
+            out.add_columns(series[delta], times[delta], values[delta] / seconds)
+        counter = taken & (kinds == COUNTER)
+        cumulative.add_columns(series[counter], starts[counter], times[counter], values[counter])
 
-    def _numbers(self, data: Any, name: str, out: GatheredPoints, numbers: _NumberSeries, kind: str) -> int:
-        """The points of a gauge or a sum: the hottest path of OTLP ingestion. Their fields are read from the
-        message's own serialization (upb wrote it, from a message it had parsed and checked): reading the points as
-        Python objects, one wrapper per point and per attribute, cost three times as much. A point's attributes are
-        known by their bytes, so that an attribute set seen before costs one dict lookup."""
-        buffer = data.SerializeToString()
-        columns = _number_columns(buffer) if len(buffer) >= _COLUMNS_FROM_BYTES else None
-        if columns is None:
-            try:
-                points = _number_points(buffer)
-            except (IndexError, struct.error) as exc:
-                raise OtlpDecodeError(f"metric {name!r}: a data point that does not decode") from exc
-            if not points:
-                return 0
-            attributes, starts, times, values, flags = (list(column) for column in zip(*points, strict=True))
-        else:
-            attributes, starts, times, values = columns
-            flags = [0] * len(attributes)
-        series = numbers.of(name, attributes)
-        if kind == "gauge" and None not in series and not any(flags):
-            out.ids.extend(series)  # type: ignore[arg-type]
-            out.times.extend(times)
-            out.values.extend(values)
-            return len(series)
-        if kind == "counter":
-            self._rates(out, series, starts, times, values, flags)
-            return len(series)
-        for series_id, start, time, value, flag in zip(series, starts, times, values, flags, strict=True):
-            if series_id is None or flag & _NO_RECORDED_VALUE:
+    def _odd_metric(
+        self,
+        buffer: bytes,
+        metric: NumberMetric,
+        resource: _ResourceSeries,
+        out: GatheredPoints,
+        cumulative: CumulativePoints,
+    ) -> None:
+        """A gauge or sum with a point of an unusual layout (an exemplar, no value): read one field at a time."""
+        try:
+            points = number_points(buffer[metric.data[0] : metric.data[1]])
+        except (IndexError, struct.error, WireError) as exc:
+            raise OtlpDecodeError(f"metric {metric.name!r}: a data point that does not decode") from exc
+        series = resource.numbers(metric.name, [attributes for attributes, *_ in points])
+        for series_id, (_, start, time, value, flags) in zip(series, points, strict=True):
+            if series_id < 0 or flags & _NO_RECORDED_VALUE:
                 continue
-            if kind == "delta":
+            if metric.kind == COUNTER:
+                cumulative.add(series_id, start, time, value)
+            elif metric.kind == DELTA:
                 rate = _per_second(value, start, time)
                 if rate is not None:
                     _add(out, series_id, time, rate)
             else:
                 _add(out, series_id, time, value)
-        return len(series)
 
-    def _rates(
-        self,
-        out: GatheredPoints,
-        series: list[int | None],
-        starts: list[int],
-        times: list[int],
-        values: list[float],
-        flags: list[int],
-    ) -> None:
-        """``_rate`` of many counter points, its loop inlined (a call per point cost a third of a counter's time)."""
-        keys, state, isfinite = out.keys, self._state, math.isfinite
-        items = state.items
-        add_id, add_time, add_value = out.ids.append, out.times.append, out.values.append
-        for series_id, start, time, value, flag in zip(series, starts, times, values, flags, strict=True):
-            if series_id is None or flag & _NO_RECORDED_VALUE or not time or not isfinite(value):
-                continue
-            key = keys[series_id]
-            # Updated in place: one lookup a point (hashing a series key is the largest part of a counter's cost).
-            previous = items.get(key)
-            if previous is None:
-                items[key] = [start, time, value]
-                continue
-            previous_start, previous_time, previous_value = previous
-            if time <= previous_time:
-                # Older than what the series already had: the newer point stays the base.
-                continue
-            previous[0], previous[1], previous[2] = start, time, value
-            increase = value if (start != previous_start or value < previous_value) else value - previous_value
-            add_id(series_id)
-            add_time(time)
-            add_value(increase / ((time - previous_time) * _NS))
-        state.trim()
-
-    def _rate(self, out: GatheredPoints, series_id: int, start: int, time: int, value: float) -> None:
-        """The per-second rate of a cumulative value since the series' previous point."""
-        self._rates(out, [series_id], [start], [time], [value], [0])
+    def _distribution_metric(
+        self, metric: Any, resource: _ResourceSeries, out: GatheredPoints, cumulative: CumulativePoints
+    ) -> int:
+        """The points of a histogram, exponential histogram or summary; how many."""
+        kind = metric.WhichOneof("data")
+        name = metric.name
+        if kind == "histogram":
+            data = metric.histogram
+            points = data.data_points
+            self._histogram(points, name, data.aggregation_temporality == _CUMULATIVE, out, resource, cumulative)
+        elif kind == "exponential_histogram":
+            data = metric.exponential_histogram
+            points = data.data_points
+            self._exponential(points, name, data.aggregation_temporality == _CUMULATIVE, out, resource, cumulative)
+        elif kind == "summary":
+            points = metric.summary.data_points
+            self._summary(points, name, out, resource, cumulative)
+        else:
+            return 0
+        return len(points)
 
     def _histogram(
         self,
         points: Iterable[Any],
         name: str,
-        cumulative: bool,
+        rated: bool,
         out: GatheredPoints,
-        local: dict[tuple[Any, ...], tuple[int, ...] | None],
-        family: Callable[..., tuple[int, ...] | None],
+        resource: _ResourceSeries,
+        cumulative: CumulativePoints,
     ) -> None:
         for point in points:
-            ids = _ids(local, family, name, _HISTOGRAM, point)
+            ids = resource.of_point(name, _HISTOGRAM, point)
             if ids is None or point.flags & _NO_RECORDED_VALUE:
                 continue
             bounds = tuple(point.explicit_bounds)
@@ -416,19 +373,21 @@ class OtlpFlattener:
                 )
             if any(not math.isfinite(bound) for bound in bounds) or any(b >= a for b, a in pairwise(bounds)):
                 raise OtlpDecodeError(f"histogram {name!r}: bucket bounds must be finite and increasing")
-            self._distribution(out, ids, point, cumulative, counts, partial(_explicit_buckets, bounds), bounds)
+            self._distribution(
+                out, cumulative if rated else None, ids, point, counts, partial(_explicit_buckets, bounds), bounds
+            )
 
     def _exponential(
         self,
         points: Iterable[Any],
         name: str,
-        cumulative: bool,
+        rated: bool,
         out: GatheredPoints,
-        local: dict[tuple[Any, ...], tuple[int, ...] | None],
-        family: Callable[..., tuple[int, ...] | None],
+        resource: _ResourceSeries,
+        cumulative: CumulativePoints,
     ) -> None:
         for point in points:
-            ids = _ids(local, family, name, _HISTOGRAM, point)
+            ids = resource.of_point(name, _HISTOGRAM, point)
             if ids is None or point.flags & _NO_RECORDED_VALUE:
                 continue
             scale = point.scale
@@ -439,14 +398,14 @@ class OtlpFlattener:
             positive, negative = tuple(point.positive.bucket_counts), tuple(point.negative.bucket_counts)
             counts = (*reversed(negative), point.zero_count, *positive)
             buckets = partial(_exponential_buckets, scale, point.zero_threshold, offsets, len(positive), len(negative))
-            self._distribution(out, ids, point, cumulative, counts, buckets, shape)
+            self._distribution(out, cumulative if rated else None, ids, point, counts, buckets, shape)
 
     def _distribution(
         self,
         out: GatheredPoints,
+        cumulative: CumulativePoints | None,
         ids: tuple[int, ...],
         point: Any,
-        cumulative: bool,
         counts: Sequence[int],
         buckets: Callable[[], tuple[FloatArray, FloatArray]],
         shape: tuple[Any, ...],
@@ -456,9 +415,9 @@ class OtlpFlattener:
         count_id, sum_id, *quantile_ids = ids
         start, time = point.start_time_unix_nano, point.time_unix_nano
         interval = counts
-        if cumulative:
-            self._rate(out, count_id, start, time, float(point.count))
-            self._rate(out, sum_id, start, time, point.sum)
+        if cumulative is not None:
+            cumulative.add(count_id, start, time, float(point.count))
+            cumulative.add(sum_id, start, time, point.sum)
             state_key = (out.keys[count_id], "buckets")
             previous = self._state.swap(state_key, (start, time, shape, counts))
             if previous is None:
@@ -492,8 +451,8 @@ class OtlpFlattener:
         points: Iterable[Any],
         name: str,
         out: GatheredPoints,
-        local: dict[tuple[Any, ...], tuple[int, ...] | None],
-        family: Callable[..., tuple[int, ...] | None],
+        resource: _ResourceSeries,
+        cumulative: CumulativePoints,
     ) -> None:
         for point in points:
             quantiles = [(q.quantile, q.value) for q in point.quantile_values]
@@ -502,26 +461,14 @@ class OtlpFlattener:
                 ("_sum", ()),
                 *(("", (("quantile", repr(q)),)) for q, _ in quantiles),
             )
-            ids = _ids(local, family, name, variants, point)
+            ids = resource.of_point(name, variants, point)
             if ids is None or point.flags & _NO_RECORDED_VALUE:
                 continue
             start, time = point.start_time_unix_nano, point.time_unix_nano
-            self._rate(out, ids[0], start, time, float(point.count))
-            self._rate(out, ids[1], start, time, point.sum)
+            cumulative.add(ids[0], start, time, float(point.count))
+            cumulative.add(ids[1], start, time, point.sum)
             for series_id, (_, value) in zip(ids[2:], quantiles, strict=True):
                 _add(out, series_id, time, value)
-
-
-def _ids(
-    local: dict[tuple[Any, ...], tuple[int, ...] | None],
-    family: Callable[..., tuple[int, ...] | None],
-    name: str,
-    variants: tuple[Variant, ...],
-    point: Any,
-) -> tuple[int, ...] | None:
-    attributes = _attributes(point.attributes)
-    ids = local.get((name, variants, attributes), ())
-    return family(name, variants, attributes) if ids == () else ids
 
 
 def _add(out: GatheredPoints, series_id: int, time: int, value: float) -> None:
@@ -622,10 +569,11 @@ def _quantile(q: float, lowers: FloatArray, uppers: FloatArray, counts: FloatArr
     return lower + (upper - lower) * (rank - below) / inside
 
 
-class _NumberSeries:
-    """The series of number points within one resource of one request, found by the points' serialized attributes:
-    per request, an attribute set's bytes to its series' index; across requests (``known``, the flattener's, by
-    metric name and the resource's bytes), to its series key."""
+class _ResourceSeries:
+    """The series of one resource's points within one request: for points read as objects, by their metric, variants
+    and attributes; for number points, by their attributes' bytes (per request, to the series' index in ``out``;
+    across requests, through the flattener's ``known`` maps by metric name and the resource's bytes, to its key).
+    Points of refused series are counted in ``refused``."""
 
     def __init__(
         self,
@@ -633,193 +581,59 @@ class _NumberSeries:
         resource: tuple[tuple[str, str], ...],
         resource_bytes: bytes,
         out: GatheredPoints,
-        family: Callable[..., tuple[int, ...] | None],
+        refused: dict[tuple[Any, ...], list[Any]],
     ) -> None:
         self._flattener = flattener
         self._resource = resource
         self._resource_bytes = resource_bytes
         self._out = out
-        self._family = family
-        self._local: dict[str, dict[bytes, int]] = {}
+        self._refused = refused
+        self._families: dict[tuple[Any, ...], tuple[int, ...]] = {}
 
-    def of(self, name: str, attributes: list[bytes]) -> list[int | None]:
-        local = self._local.get(name)
-        if local is None:
-            local = self._local[name] = {}
-        get = local.get
-        series: list[int | None] = []
-        append = series.append
-        for raw in attributes:
-            found = get(raw, -1)
-            append(found if found >= 0 else None if found == _NO_VALUE else self._resolve(name, raw, local))
+    def family(
+        self, name: str, variants: tuple[Variant, ...], attributes: tuple[tuple[str, str], ...]
+    ) -> tuple[int, ...] | None:
+        """The indexes of a point's series (one per variant), None if they are refused (and counted)."""
+        key = (name, variants, attributes)
+        ids = self._families.get(key)
+        if ids is not None:
+            return ids
+        found = self._flattener.family_of(name, variants, self._resource, attributes)
+        if isinstance(found, LabelProblem):
+            entry = self._refused.setdefault((name, self._resource, attributes), [found, 0])
+            entry[1] += 1
+            return None
+        ids = self._families[key] = tuple(self._out.id_of(series) for series in found)
+        return ids
+
+    def of_point(self, name: str, variants: tuple[Variant, ...], point: Any) -> tuple[int, ...] | None:
+        return self.family(name, variants, _attributes(point.attributes))
+
+    def numbers(self, name: str, keys: list[bytes]) -> list[int]:
+        """The series index of each number point of metric ``name`` given by its key (-1: none, the point is
+        refused or has no value)."""
+        known = self._flattener.known(name, self._resource_bytes)
+        get = known.get
+        series = [get(raw, -1) for raw in keys]
+        if -1 in series:
+            for index, found in enumerate(series):
+                if found < 0:
+                    series[index] = self._resolve(name, keys[index], known)
         return series
 
-    def _resolve(self, name: str, raw: bytes, local: dict[bytes, int]) -> int | None:
-        known = self._flattener.known(name, self._resource_bytes)
-        found = known.get(raw)
-        if found is None:
-            point = _ATTRIBUTES_OF(raw)
-            if point.flags & _NO_RECORDED_VALUE:
-                # Only keys read by ``_number_columns`` hold the flags: such a point has no value.
-                local[raw] = _NO_VALUE
-                return None
-            attributes = _attributes(point.attributes)
-            family = self._flattener.family_of(name, _PLAIN, self._resource, attributes)
-            found = attributes if isinstance(family, LabelProblem) else family[0]
-            self._flattener.remember(known, raw, found)
-        if isinstance(found, SeriesKey):
-            series_id = local[raw] = self._out.id_of(found)
-            return series_id
-        # Refused: counted at each of its points, through the path that records why.
-        self._family(name, _PLAIN, found)
-        return None
+    def _resolve(self, name: str, raw: bytes, known: dict[bytes, int]) -> int:
+        """A key not known yet: its series' index (remembered), or -1 (a refused series, counted; a point without
+        a value; neither remembered, both rare)."""
+        point = _ATTRIBUTES_OF(raw)
+        if point.flags & _NO_RECORDED_VALUE:
+            # Only keys read as columns hold the flags: such a point has no value.
+            return -1
+        ids = self.family(name, _PLAIN, _attributes(point.attributes))
+        if ids is None:
+            return -1
+        self._flattener.remember(known, raw, ids[0])
+        return ids[0]
 
 
 _ATTRIBUTES_OF = NumberDataPoint.FromString
-# In a request's map of attribute bytes to series indexes: a point flagged "no recorded value".
-_NO_VALUE = -2
-# The layout upb writes a number point in (fields in number order): start time, time, value, then the attributes
-# and the flags. Its first 27 bytes are the three fixed-size fields with their tags.
-_FIXED_PART = 27
-_OFFSETS_8 = np.arange(8)
-# numpy's cost per call outweighs what it saves below about 40 points (4 KB) a metric: smaller ones are read one
-# field at a time (``benchmarks.formats`` with ``--series 2``, ``20`` and ``80`` shows the crossover).
-_COLUMNS_FROM_BYTES = 4096
-
-
-def _number_columns(buffer: bytes) -> tuple[list[bytes], list[int], list[int], list[float]] | None:
-    """The data points of a serialized Gauge or Sum whose every point has upb's usual layout (a start time, a time,
-    a value, no exemplar), read as columns: each point's bytes past its fixed part (its attributes, and its flags
-    if any: the key of its attribute set), start time, time and value. None if a point has another layout (then
-    ``_number_points`` reads them one field at a time). The fixed fields of all points are gathered by numpy: only
-    the walk from one point to the next is Python's."""
-    bodies: list[int] = []
-    ends: list[int] = []
-    index, end = 0, len(buffer)
-    while index < end and buffer[index] == 0x0A:
-        length = buffer[index + 1] if index + 1 < end else 0x80
-        if length < 0x80:
-            index += 2
-        else:
-            try:
-                length, index = _varint(buffer, index + 1)
-            except IndexError:
-                return None
-        bodies.append(index)
-        index += length
-        ends.append(index)
-    if not bodies or index > end:
-        return None
-    data = np.frombuffer(buffer, dtype=np.uint8)
-    starts, stops = np.array(bodies), np.array(ends)
-    if (stops - starts).min() < _FIXED_PART:
-        return None
-    value_tags = data[starts + 18]
-    is_double = value_tags == _AS_DOUBLE
-    has_more = stops > starts + _FIXED_PART
-    if not (
-        (data[starts] == _START).all()
-        and (data[starts + 9] == _TIME).all()
-        and (is_double | (value_tags == _AS_INT)).all()
-        and not (data[starts[has_more] + _FIXED_PART] == _EXEMPLAR).any()
-    ):
-        return None
-    gather = starts[:, None] + _OFFSETS_8
-    start_times = data[gather + 1].view("<u8").ravel()
-    times = data[gather + 10].view("<u8").ravel()
-    raw_values = data[gather + 19]
-    values = np.where(is_double, raw_values.view("<f8").ravel(), raw_values.view("<i8").ravel().astype(np.float64))
-    keys = [buffer[first:last] for first, last in zip((starts + _FIXED_PART).tolist(), ends, strict=True)]
-    return keys, start_times.tolist(), times.tolist(), values.tolist()
-
-
-_FIXED64 = struct.Struct("<Q").unpack_from
-_SFIXED64 = struct.Struct("<q").unpack_from
-_DOUBLE = struct.Struct("<d").unpack_from
-# Tags of NumberDataPoint's fields (field number << 3 | wire type).
-_START, _TIME, _AS_DOUBLE, _EXEMPLAR, _AS_INT, _ATTRIBUTE, _FLAGS = 0x11, 0x19, 0x21, 0x2A, 0x31, 0x3A, 0x40
-
-
-def _number_points(buffer: bytes) -> list[tuple[bytes, int, int, float, int]]:
-    """The data points (field 1) of a serialized Gauge or Sum: each one's attributes (their serialized fields, the
-    key of its attribute set), start time, time, value and flags."""
-    points: list[tuple[bytes, int, int, float, int]] = []
-    index, end = 0, len(buffer)
-    while index < end:
-        tag = buffer[index]
-        if tag != 0x0A:
-            tag, index = _varint(buffer, index)
-            index = _skip(buffer, index, tag)
-            continue
-        # Lengths below 128 (most points, every attribute of a usual size) are one byte: read inline, as a call
-        # per length cost a fifth of the whole.
-        length = buffer[index + 1]
-        if length < 0x80:
-            index += 2
-        else:
-            length, index = _varint(buffer, index + 1)
-        stop = index + length
-        first = last = index
-        start = time = flag = 0
-        value = 0.0
-        while index < stop:
-            tag = buffer[index]
-            if tag == _TIME:
-                time = _FIXED64(buffer, index + 1)[0]
-                index += 9
-            elif tag == _AS_DOUBLE:
-                value = _DOUBLE(buffer, index + 1)[0]
-                index += 9
-            elif tag == _ATTRIBUTE:
-                size = buffer[index + 1]
-                if size < 0x80:
-                    after = index + 2
-                else:
-                    size, after = _varint(buffer, index + 1)
-                if first == last:
-                    first = index
-                index = last = after + size
-            elif tag == _START:
-                start = _FIXED64(buffer, index + 1)[0]
-                index += 9
-            elif tag == _AS_INT:
-                value = float(_SFIXED64(buffer, index + 1)[0])
-                index += 9
-            elif tag == _FLAGS:
-                flag, index = _varint(buffer, index + 1)
-            else:
-                tag, index = _varint(buffer, index)
-                index = _skip(buffer, index, tag)
-        if index != stop:
-            raise IndexError("a data point runs past its length")
-        points.append((buffer[first:last], start, time, value, flag))
-    return points
-
-
-def _varint(buffer: bytes, index: int) -> tuple[int, int]:
-    byte = buffer[index]
-    if byte < 0x80:
-        return byte, index + 1
-    result, shift = byte & 0x7F, 7
-    while True:
-        index += 1
-        byte = buffer[index]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, index + 1
-        shift += 7
-
-
-def _skip(buffer: bytes, index: int, tag: int) -> int:
-    """The index past the value of a field with ``tag`` (one the reader does not need)."""
-    wire = tag & 7
-    if wire == 0:
-        return _varint(buffer, index)[1]
-    if wire == 1:
-        return index + 8
-    if wire == 2:
-        size, index = _varint(buffer, index)
-        return index + size
-    if wire == 5:
-        return index + 4
-    raise IndexError(f"wire type {wire}")
+_RESOURCE_OF = Resource.FromString

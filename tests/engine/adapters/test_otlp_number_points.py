@@ -1,0 +1,180 @@
+"""Gauges and sums read from a request's serialization give what reading their points as objects gives: every
+layout (start time or none, integer or double, exemplars, flags, long attributes), several resources and metrics of
+each kind in one request, rates across requests, and the series cache dropped and refilled."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+
+from engine.adapters.metric_names import metric_name, sanitized_labels
+from engine.adapters.otlp.metrics import OtlpFlattener, parse_proto
+from engine.adapters.otlp.number_points import COUNTER, DELTA, GAUGE, number_points, walk_request
+from engine.domain.events import SeriesKey
+from engine.domain.limits import LabelLimits
+from tests.support.otlp_requests import T0, S, attributes, gauge, histogram, number, request, sum_metric
+
+Expected = dict[SeriesKey, list[tuple[float, float]]]
+KINDS = ("gauge", "up_down", "delta", "counter")
+# Short and long values: a point past 127 bytes has a two-byte length.
+VALUES = st.sampled_from(["a", "b", "x" * 140])
+
+
+@st.composite
+def _point(draw: st.DrawFn) -> pb.NumberDataPoint:
+    time = T0 + draw(st.integers(0, 5)) * S
+    value = draw(st.one_of(st.integers(-5, 1000), st.floats(-1e3, 1e3), st.sampled_from([math.nan, math.inf])))
+    labels = {"route": draw(VALUES)} if draw(st.booleans()) else {}
+    flags = pb.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK if draw(st.integers(0, 9)) == 0 else 0
+    point = number(time, value, labels, start=draw(st.sampled_from([0, T0 - S, T0])), flags=flags)
+    if draw(st.integers(0, 9)) == 0:
+        point.exemplars.add(time_unix_nano=time, as_double=1.0)
+    return point
+
+
+@st.composite
+def _request(draw: st.DrawFn) -> ExportMetricsServiceRequest:
+    message = ExportMetricsServiceRequest()
+    for resource in range(draw(st.integers(1, 3))):
+        resource_metrics = message.resource_metrics.add()
+        resource_metrics.resource.attributes.extend(attributes({"host": f"h{resource % 2}"}))
+        for _ in range(draw(st.integers(1, 2))):
+            scope = resource_metrics.scope_metrics.add()
+            for index in range(draw(st.integers(1, 4))):
+                kind = draw(st.sampled_from(KINDS))
+                points = draw(st.lists(_point(), max_size=6))
+                name = f"m_{kind}_{index}"
+                if kind == "gauge":
+                    scope.metrics.append(gauge(name, points))
+                else:
+                    temporality = pb.AGGREGATION_TEMPORALITY_DELTA if kind == "delta" else None
+                    metric = sum_metric(name, points, monotonic=kind != "up_down")
+                    if temporality is not None:
+                        metric.sum.aggregation_temporality = temporality
+                    scope.metrics.append(metric)
+    return message
+
+
+class _Reference:
+    """What the flattener's documentation says, computed from the points as objects, one at a time."""
+
+    def __init__(self) -> None:
+        self.bases: dict[SeriesKey, tuple[int, int, float]] = {}
+
+    def flatten(self, message: ExportMetricsServiceRequest) -> Expected:
+        out: Expected = defaultdict(list)
+        counters: dict[SeriesKey, list[tuple[int, int, float]]] = defaultdict(list)
+        for resource_metrics in message.resource_metrics:
+            resource = [(kv.key, kv.value.string_value) for kv in resource_metrics.resource.attributes]
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    data = metric.gauge if metric.HasField("gauge") else metric.sum
+                    for point in data.data_points:
+                        labels = sanitized_labels(resource)
+                        labels.update(sanitized_labels([(kv.key, kv.value.string_value) for kv in point.attributes]))
+                        key = SeriesKey(metric_name(metric.name), tuple(sorted(labels.items())))
+                        value = point.as_double if point.HasField("as_double") else float(point.as_int)
+                        start, time = point.start_time_unix_nano, point.time_unix_nano
+                        if point.flags & 1 or not time or not math.isfinite(value):
+                            continue
+                        kind = _kind(metric)
+                        if kind == COUNTER:
+                            counters[key].append((time, start, value))
+                        elif kind == DELTA:
+                            if start and time > start:
+                                out[key].append((time * 1e-9, value / ((time - start) * 1e-9)))
+                        else:
+                            out[key].append((time * 1e-9, value))
+        for key, points in counters.items():
+            for time, start, value in sorted(points, key=lambda p: p[0]):
+                base = self.bases.get(key)
+                if base is not None and time <= base[1]:
+                    continue
+                self.bases[key] = (start, time, value)
+                if base is None:
+                    continue
+                increase = value if (start != base[0] or value < base[2]) else value - base[2]
+                out[key].append((time * 1e-9, increase / ((time - base[1]) * 1e-9)))
+        return {key: sorted(points) for key, points in out.items() if points}
+
+
+def _kind(metric: pb.Metric) -> int:
+    if metric.HasField("gauge"):
+        return GAUGE
+    if metric.sum.aggregation_temporality == pb.AGGREGATION_TEMPORALITY_DELTA:
+        return DELTA
+    if metric.sum.aggregation_temporality == pb.AGGREGATION_TEMPORALITY_CUMULATIVE and metric.sum.is_monotonic:
+        return COUNTER
+    return GAUGE
+
+
+def _flattened(flattener: OtlpFlattener, message: ExportMetricsServiceRequest) -> Expected:
+    result = flattener.flatten(parse_proto(message.SerializeToString()))
+    out: Expected = {}
+    for key, points in result.runs:
+        out.setdefault(key, []).extend((t, v) for t, v in points.tolist())
+    return {key: sorted(points) for key, points in out.items()}
+
+
+def _close(left: Expected, right: Expected) -> bool:
+    if left.keys() != right.keys():
+        return False
+    return all(
+        len(left[key]) == len(right[key])
+        and all(
+            a == c and math.isclose(b, d, rel_tol=1e-9, abs_tol=1e-9)
+            for (a, b), (c, d) in zip(left[key], right[key], strict=True)
+        )
+        for key in left
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_request(), min_size=1, max_size=3), st.sampled_from([1, 3, 100_000]))
+def test_number_points_read_from_bytes_match_the_points_read_as_objects(
+    messages: list[ExportMetricsServiceRequest], max_cached: int
+) -> None:
+    # A cache of one or three series is dropped within the first requests: what comes out must not change.
+    flattener = OtlpFlattener(LabelLimits(), max_cached=max_cached)
+    reference = _Reference()
+    for message in messages:
+        assert _close(_flattened(flattener, message), reference.flatten(message))
+
+
+def test_the_walk_finds_every_metric_of_every_scope_and_resource() -> None:
+    first = request(
+        gauge("a", [number(T0 + S, 1.0)]),
+        histogram("h", T0 + S, [1.0], [1, 1]),
+        sum_metric("c", [number(T0 + S, 5), number(T0 + 2 * S, 6)]),
+        resource={"host": "one"},
+    )
+    second = request(sum_metric("d", [number(T0 + S, 2.0)], temporality=pb.AGGREGATION_TEMPORALITY_DELTA))
+    first.resource_metrics.extend(second.resource_metrics)
+    walk = walk_request(first.SerializeToString())
+    assert [(m.resource, m.name, m.kind, m.stop - m.first) for m in walk.numbers] == [
+        (0, "a", GAUGE, 1),
+        (0, "c", COUNTER, 2),
+        (1, "d", DELTA, 1),
+    ]
+    assert walk.others == [(0, 0, 1)]
+    assert (len(walk.resources), len(walk.starts)) == (2, 4)
+
+
+def test_an_odd_metric_is_read_field_by_field_beside_regular_ones() -> None:
+    odd = number(T0 + S, 7.0, {"pod": "p"})
+    odd.exemplars.add(time_unix_nano=T0, as_double=1.0)
+    message = request(gauge("regular", [number(T0 + S, 1.0, {"pod": "p"})]), gauge("odd", [odd]), resource={})
+    result = OtlpFlattener(LabelLimits()).flatten(parse_proto(message.SerializeToString()))
+    assert {key.name: points.tolist() for key, points in result.runs} == {
+        "regular": [[1_700_000_001.0, 1.0]],
+        "odd": [[1_700_000_001.0, 7.0]],
+    }
+    [(_, start, time, value, flags)] = number_points(
+        message.resource_metrics[0].scope_metrics[0].metrics[1].gauge.SerializeToString()
+    )
+    assert (start, time, value, flags) == (T0, T0 + S, 7.0, 0)
