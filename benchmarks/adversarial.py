@@ -1,7 +1,8 @@
 """Hostile input against real engine processes, at every entry point: nothing fed to the engine may take it down,
 bloat it, stall it or make it lose work.
 
-    python -m benchmarks.adversarial [--quick] [--replay-seconds 60] [--kafka-bootstrap HOST:PORT] [--json]
+    python -m benchmarks.adversarial [--quick] [--only TEXT] [--replay-seconds 60] [--kafka-bootstrap HOST:PORT]
+                                     [--json]
 
 Two engines run on free loopback ports, each in a process of its own with API tokens and an ingest credential:
 ``aiops run`` replays the bundled scenario (paced to last about ``--replay-seconds``, so that the hostile input
@@ -892,6 +893,8 @@ class Plan:
     replay_seconds: float
     # A broker for the Kafka inputs (an `aiops serve` consumes a topic of its own there); None: not attacked.
     kafka_bootstrap: str | None = None
+    # Only the inputs (and bad settings) whose name holds this text; empty: all.
+    only: str = ""
 
     def inputs(self) -> list[Hostile]:
         every = [
@@ -903,10 +906,10 @@ class Plan:
             *PLAYBOOKS,
             *(KAFKA if self.kafka_bootstrap else []),
         ]
-        return [hostile for hostile in every if hostile.quick or not self.quick]
+        return [hostile for hostile in every if (hostile.quick or not self.quick) and self.only in hostile.name]
 
     def settings(self) -> list[tuple[str, dict[str, str]]]:
-        return [(name, values) for name, values, quick in SETTINGS if quick or not self.quick]
+        return [(name, values) for name, values, quick in SETTINGS if (quick or not self.quick) and self.only in name]
 
 
 @contextlib.asynccontextmanager
@@ -1025,10 +1028,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP"),
         help="a broker for the Kafka inputs (default: AIOPS_TEST_KAFKA_BOOTSTRAP; none: Kafka is not attacked)",
     )
+    parser.add_argument("--only", default="", help="only the inputs whose name holds this text (to recheck one)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
+    plan = Plan(args.quick, args.replay_seconds, args.kafka_bootstrap, args.only)
     with tempfile.TemporaryDirectory(prefix="aiops-adversarial-") as work:
-        result = asyncio.run(run(Plan(args.quick, args.replay_seconds, args.kafka_bootstrap), Path(work)))
+        result = asyncio.run(run(plan, Path(work)))
     if not args.json:
         for outcome in result["inputs"]:
             print(

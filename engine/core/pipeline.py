@@ -157,6 +157,9 @@ class Pipeline:
                 self._observer.on_detection(batch, detection_s)
                 self._observer.on_anomalies(anomalies)
                 await out.send(_Detected(anomalies, watermark, batch))
+                # Queued batches are taken without waiting: let the loop answer others (health checks, requests)
+                # between two, so that a large pushed request is never handled in one go.
+                await asyncio.sleep(0)
         finally:
             # The source is done: stop taking alerts too, so that the incident stage can drain and finish.
             if alerts is not None and self._alerts is not None:
