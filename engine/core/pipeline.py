@@ -40,7 +40,7 @@ DECISION_SYNC_S = 1.0
 # The incident stage runs on the event loop that also answers the API, the webhook and the health checks: a storm
 # of alerts (thousands in one notification) is taken this many alerts at a time, and at most BURST_ITEMS such sets
 # or detected batches are stored in one transaction, with the loop free between them.
-ALERTS_PER_ITEM = 250
+ALERTS_PER_ITEM = 100
 BURST_ITEMS = 8
 
 
@@ -194,7 +194,9 @@ class Pipeline:
                         if step.failure is not None
                     ]
                 )
-                for item, item_changes in outcomes:
+                for index, (item, item_changes) in enumerate(outcomes):
+                    if index:
+                        await asyncio.sleep(0)  # see ALERTS_PER_ITEM
                     for change in item_changes:
                         self._observer.on_incident_change(change)
                     if isinstance(item, _Detected) and self._acknowledger is not None:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from engine.adapters.api.alert_routes import OFF_LOOP_BODY_BYTES
 from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import hash_secret
 from engine.adapters.api.ingest_auth import IngestCredentials
@@ -96,6 +97,27 @@ async def test_a_notification_reaches_the_alert_feed_as_alerts(harness: Harness)
     assert alert.severity is Severity.CRITICAL
     assert alert.starts_at == 1_795_687_200.0
     assert alert.ends_at is None
+
+
+async def test_a_large_notification_is_taken_whole_and_a_bad_one_refused_as_a_small_one_is(harness: Harness) -> None:
+    # Past the size from which a notification is decoded in a worker thread.
+    large = notification()
+    template = large["alerts"][0]
+    large["alerts"] = [
+        {**template, "labels": {**template["labels"], "pod": f"p{i}"}, "fingerprint": f"{i:016x}"} for i in range(1000)
+    ]
+    body = json.dumps(large).encode()
+    assert len(body) > OFF_LOOP_BODY_BYTES
+    reply = await harness.http.post("/api/v1/alerts", content=body, headers=AUTH | {"Content-Type": "application/json"})
+    assert reply.json() == {"accepted": 1000, "duplicate": False}
+    alerts = [alert for part in harness.drained_alerts() for alert in part]
+    assert [alert.fingerprint for alert in alerts] == [f"{i:016x}" for i in range(1000)]
+    large["alerts"][500]["startsAt"] = "not a time"
+    refused = await harness.http.post(
+        "/api/v1/alerts", content=json.dumps(large).encode(), headers=AUTH | {"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "alerts", 500, "startsAt"]
 
 
 async def test_the_same_notification_twice_is_taken_once(harness: Harness) -> None:
