@@ -6,12 +6,13 @@ The table is a constant; nothing registers itself at import time.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from detectors import drift, ensemble, isolation_forest, river_adapters, zscore
+from detectors import ensemble, zscore
 from detectors.base import BatchDetector, Detector
 
 
@@ -32,7 +33,18 @@ class DetectorKind:
     default_threshold: float
 
 
-# One entry per family; import the family's module at the top of this file and add its entry here.
+def _on_use(module: str, factory: str) -> Callable[..., Any]:
+    """``detectors.<module>.<factory>``, imported when first called: the families on river, scikit-learn and SciPy
+    cost a process 100 MB and more of imports, and most engines use none of them."""
+
+    def build(*args: Any, **params: Any) -> Any:
+        return getattr(importlib.import_module(f"detectors.{module}"), factory)(*args, **params)
+
+    build.__qualname__ = build.__name__ = f"{module}.{factory}"
+    return build
+
+
+# One entry per family: numpy-only families are imported here, the others named for ``_on_use``.
 _KINDS: tuple[DetectorKind, ...] = (
     DetectorKind(
         name="default",
@@ -65,43 +77,43 @@ _KINDS: tuple[DetectorKind, ...] = (
     DetectorKind(
         name="hst",
         summary="river Half-Space Trees on the min-max scaled value (or a fixed value_range)",
-        make_one=river_adapters.half_space_trees,
-        make_batch=river_adapters.half_space_trees_batch,
+        make_one=_on_use("river_adapters", "half_space_trees"),
+        make_batch=_on_use("river_adapters", "half_space_trees_batch"),
         default_threshold=0.5,
     ),
     DetectorKind(
         name="adwin",
         summary="river ADWIN change detector: 1 on the point where the mean is found to have changed",
-        make_one=river_adapters.adwin,
-        make_batch=river_adapters.adwin_batch,
+        make_one=_on_use("river_adapters", "adwin"),
+        make_batch=_on_use("river_adapters", "adwin_batch"),
         default_threshold=0.5,
     ),
     DetectorKind(
         name="page_hinkley",
         summary="river Page-Hinkley change detector: 1 on the point where a lasting shift is found",
-        make_one=river_adapters.page_hinkley,
-        make_batch=river_adapters.page_hinkley_batch,
+        make_one=_on_use("river_adapters", "page_hinkley"),
+        make_batch=_on_use("river_adapters", "page_hinkley_batch"),
         default_threshold=0.5,
     ),
     DetectorKind(
         name="isolation_forest",
         summary="scikit-learn Isolation Forest on [jump, distance from recent mean], refitted on a bounded history",
-        make_one=isolation_forest.isolation_forest,
-        make_batch=isolation_forest.isolation_forest_batch,
+        make_one=_on_use("isolation_forest", "isolation_forest"),
+        make_batch=_on_use("isolation_forest", "isolation_forest_batch"),
         default_threshold=0.7,
     ),
     DetectorKind(
         name="psi",
         summary="input/output drift: Population Stability Index of a recent window against a reference window",
-        make_one=drift.psi,
-        make_batch=drift.psi_batch,
+        make_one=_on_use("drift", "psi"),
+        make_batch=_on_use("drift", "psi_batch"),
         default_threshold=0.5,
     ),
     DetectorKind(
         name="ks",
         summary="input/output drift: Kolmogorov-Smirnov test of a recent window against a reference window",
-        make_one=drift.ks,
-        make_batch=drift.ks_batch,
+        make_one=_on_use("drift", "ks"),
+        make_batch=_on_use("drift", "ks_batch"),
         default_threshold=0.999,
     ),
 )

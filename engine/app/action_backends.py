@@ -11,23 +11,10 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from kubernetes.config import ConfigException
+from typing import TYPE_CHECKING
 
 from engine.adapters.actions.alertmanager_silences import AlertmanagerSilences
 from engine.adapters.actions.grafana_annotations import GrafanaAnnotations
-from engine.adapters.actions.kubernetes_api import KubernetesApi
-from engine.adapters.actions.kubernetes_jobs import CreateJobBackend
-from engine.adapters.actions.kubernetes_workloads import (
-    RolloutRestartBackend,
-    RolloutUndoBackend,
-    ScaleDeploymentBackend,
-)
-from engine.adapters.actions.mlflow_aliases import (
-    FAIL_FAST_ENVIRONMENT,
-    MlflowModelAliasBackend,
-    MlflowPromptAliasBackend,
-)
 from engine.adapters.actions.notifications import WebhookNotifier
 from engine.adapters.actions.pagerduty import PagerDutyEvents
 from engine.app.paging import routing_keys
@@ -38,6 +25,9 @@ from engine.core.paging import event_id
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
 from engine.domain.events import ActionStatus
+
+if TYPE_CHECKING:
+    from engine.adapters.actions.kubernetes_api import KubernetesApi
 
 IN_CLUSTER = "in-cluster"
 
@@ -83,6 +73,13 @@ def open_action_backends(settings: Settings, clock: Clock, ledger: ActionLedger)
         api = _kubernetes(settings)
         backends.add(_kubernetes_backends(api, clock), lambda: asyncio.to_thread(api.close))
     if settings.mlflow_tracking_uri:
+        # Imported only when configured, as Kubernetes' client is: MLflow's client alone is 100 MB of imports.
+        from engine.adapters.actions.mlflow_aliases import (  # noqa: PLC0415
+            FAIL_FAST_ENVIRONMENT,
+            MlflowModelAliasBackend,
+            MlflowPromptAliasBackend,
+        )
+
         for name, value in FAIL_FAST_ENVIRONMENT.items():
             # MLflow's client reads its retry policy only from the environment; without this an unreachable
             # registry would hold a step for minutes instead of failing into the executor's own retries.
@@ -104,6 +101,10 @@ async def _nothing_to_close() -> None:
 
 
 def _kubernetes(settings: Settings) -> KubernetesApi:
+    from kubernetes.config import ConfigException  # noqa: PLC0415
+
+    from engine.adapters.actions.kubernetes_api import KubernetesApi  # noqa: PLC0415
+
     kubeconfig = None if settings.kubeconfig == IN_CLUSTER else Path(settings.kubeconfig)
     if kubeconfig is not None and not kubeconfig.is_file():
         raise ConfigurationError(f"AIOPS_KUBECONFIG: no such file {kubeconfig}")
@@ -114,6 +115,13 @@ def _kubernetes(settings: Settings) -> KubernetesApi:
 
 
 def _kubernetes_backends(api: KubernetesApi, clock: Clock) -> Mapping[str, ActionBackend]:
+    from engine.adapters.actions.kubernetes_jobs import CreateJobBackend  # noqa: PLC0415
+    from engine.adapters.actions.kubernetes_workloads import (  # noqa: PLC0415
+        RolloutRestartBackend,
+        RolloutUndoBackend,
+        ScaleDeploymentBackend,
+    )
+
     return {
         "scale_deployment": ScaleDeploymentBackend(api, clock),
         "rollout_restart": RolloutRestartBackend(api, clock),

@@ -11,7 +11,6 @@ import typer
 
 from detectors.registry import UnknownDetectorError
 from engine.adapters.label_windows import windows_for
-from engine.adapters.plots import plot_backtest
 from engine.adapters.series_csv import read_series_csv
 from engine.app.cli_common import operator_errors
 from engine.core.backtest import backtest as run_backtest
@@ -35,6 +34,9 @@ def backtest(
         except UnknownDetectorError as exc:
             raise ConfigurationError(str(exc)) from exc
         if plot is not None:
+            # matplotlib is imported only to draw: every other command of the CLI would carry it.
+            from engine.adapters.plots import plot_backtest  # noqa: PLC0415
+
             plot_backtest(result, plot, title=f"{csv_file.name}: {detector}", windows=windows)
     hits = result.timestamps[result.detections]
     caught = sum(bool(((hits >= start) & (hits <= end)).any()) for start, end in windows)
