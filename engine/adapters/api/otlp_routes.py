@@ -14,7 +14,8 @@ when some series were refused (their labels break the label rules, or they are n
 and others taken, still 200, its ``partial_success`` saying how many data points were rejected and why, so that the
 sender does not retry what was taken. A request of which nothing could be taken for those reasons gets 422 (labels)
 or 400 (series bound); 400 for a body that does not decode, 401 for a wrong credential, 413 for a body or a sample
-count past its bound, 415 for another content type or encoding. None of these is retried by an OTLP exporter.
+count past its bound, 415 for another content type or encoding. None of these is retried by an OTLP exporter. Each
+error's body is a ``google.rpc.Status`` in the request's encoding (``otlp_status``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from engine.adapters.api.ingest_auth import IngestCredentials, ingest_guard
 from engine.adapters.api.ingest_limits import IngestLimits, body_too_large, read_body, too_large
+from engine.adapters.api.otlp_status import JSON, PROTOBUF, status_reply
 from engine.adapters.api.remote_write_routes import INVALID_LABELS
 from engine.adapters.api.series_admission import admit_series
 from engine.adapters.otlp.metrics import (
@@ -44,14 +46,31 @@ from engine.adapters.telemetry import IngestMetrics
 from engine.core.detection import SeriesAdmission
 from engine.domain.events import MetricSample
 
-PROTOBUF = "application/x-protobuf"
-JSON = "application/json"
-
 
 class _TooManySamplesError(ValueError):
     def __init__(self, count: int, limit: int) -> None:
         super().__init__(f"OTLP request of {count} data points, more than {limit}")
         self.limit = limit
+
+
+class _Decoder:
+    """Bodies to flattened requests, in worker threads, one at a time: the flattener's state (previous points,
+    cached keys) is one, and a parsed request takes many times its size in memory, which concurrent requests would
+    multiply."""
+
+    def __init__(self, limits: IngestLimits) -> None:
+        self._flattener = OtlpFlattener(limits.labels)
+        self._lock = threading.Lock()
+        self._limits = limits
+
+    def __call__(self, body: bytes, media: str, gzipped: bool) -> Flattened:
+        with self._lock:
+            body = _decompressed(body, gzipped, self._limits.otlp_max_decoded_bytes)
+            request = parse_proto(body) if media == PROTOBUF else parse_json(body)
+            points = count_points(request)
+            if points > self._limits.remote_write_max_samples:
+                raise _TooManySamplesError(points, self._limits.remote_write_max_samples)
+            return self._flattener.flatten(request)
 
 
 def add_otlp_route(
@@ -65,20 +84,7 @@ def add_otlp_route(
 ) -> None:
     """Add the receiver to ``router``; ``series`` (detection) admits new series within the engine's bound."""
     guard = ingest_guard(credentials, metrics, "otlp")
-    flattener = OtlpFlattener(limits.labels)
-    # Requests are decoded in worker threads, one at a time: the flattener's state (previous points, cached keys)
-    # is one, and a parsed request takes many times its size in memory, which concurrent requests would multiply.
-    decoding = threading.Lock()
-    bound = limits.otlp_max_decoded_bytes
-
-    def decode(body: bytes, media: str, gzipped: bool) -> Flattened:
-        with decoding:
-            body = _decompressed(body, gzipped, bound)
-            request = parse_proto(body) if media == PROTOBUF else parse_json(body)
-            points = count_points(request)
-            if points > limits.remote_write_max_samples:
-                raise _TooManySamplesError(points, limits.remote_write_max_samples)
-            return flattener.flatten(request)
+    decode = _Decoder(limits)
 
     @router.post(
         "/v1/metrics",
@@ -97,9 +103,15 @@ def add_otlp_route(
         },
     )
     async def otlp_metrics(request: Request) -> Response:
-        """OTLP/HTTP metrics export (protobuf or JSON, gzip or not)."""
-        guard(request)
+        """OTLP/HTTP metrics export (protobuf or JSON, gzip or not); errors are ``google.rpc.Status`` messages."""
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            return await receive(request, media)
+        except HTTPException as exc:
+            return status_reply(exc, media)
+
+    async def receive(request: Request, media: str) -> Response:
+        guard(request)
         encoding = request.headers.get("content-encoding", "").strip().lower()
         if media not in (PROTOBUF, JSON) or encoding not in ("", "identity", "gzip"):
             metrics.otlp_rejected.inc()

@@ -4,8 +4,10 @@ hostile bodies."""
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from engine.adapters.api.ingest_limits import IngestLimits
+from engine.adapters.api.otlp_status import Status
 from engine.domain.events import MetricSample, SeriesKey
 from engine.domain.limits import LabelLimits
 from tests.engine.adapters.test_ingest_limits import MAX_SERIES, Ingest, _ingest
@@ -147,16 +150,42 @@ async def test_undecodable_bodies_get_400(ingest: Ingest, body: bytes, headers: 
     assert ingest.counter("aiops_otlp_rejected_total") == 1
 
 
+def _status(reply: httpx.Response) -> tuple[int, int, str]:
+    """The HTTP status, and the code and message of the ``google.rpc.Status`` an error reply carries (protobuf or
+    JSON, as the request was)."""
+    if reply.headers["content-type"] == "application/x-protobuf":
+        status = Status.FromString(reply.content)
+        return reply.status_code, status.code, status.message
+    document = reply.json()
+    return reply.status_code, document["code"], document["message"]
+
+
+def _detail(reply: httpx.Response) -> dict[str, Any]:
+    detail: dict[str, Any] = json.loads(_status(reply)[2])
+    return detail
+
+
+async def test_errors_are_google_rpc_status_messages_in_the_request_encoding(ingest: Ingest) -> None:
+    bad = await ingest.http.post("/v1/metrics", content=b"\x0a\xff\xff\xff\xff\x0f", headers=PROTOBUF)
+    code, message = Status.FromString(bad.content).code, Status.FromString(bad.content).message
+    assert (bad.status_code, bad.headers["content-type"], code) == (400, "application/x-protobuf", 3)
+    assert message.startswith("undecodable OTLP request")
+    not_json = await ingest.http.post("/v1/metrics", content=b"{not json", headers=JSON)
+    assert (not_json.headers["content-type"], set(not_json.json())) == ("application/json", {"code", "message"})
+    wrong = await ingest.http.post("/v1/metrics", content=b"", headers={**PROTOBUF, "Authorization": "Bearer wrong"})
+    assert _status(wrong)[:2] == (401, 16)
+
+
 async def test_bodies_past_their_bounds_get_413(ingest: Ingest) -> None:
     large = await ingest.http.post("/v1/metrics", content=b"\x00" * (64 * 1024 + 1), headers=PROTOBUF)
-    assert (large.status_code, large.json()["detail"]["error"]) == (413, "body_too_large")
+    assert (large.status_code, _detail(large)["error"]) == (413, "body_too_large")
     # A gzip bomb: a few hundred bytes that would expand to 10 MiB.
     bomb = gzip.compress(b"\x00" * (10 * 1024 * 1024))
     expanded = await ingest.http.post("/v1/metrics", content=bomb, headers={**PROTOBUF, "Content-Encoding": "gzip"})
-    assert (expanded.status_code, expanded.json()["detail"]["limit"]) == (413, 48 * 1024)
+    assert (expanded.status_code, _detail(expanded)["limit"]) == (413, 48 * 1024)
     # Within the body bound but past the OTLP bound, which a request parsed whole needs: refused before parsing.
     plain = await ingest.http.post("/v1/metrics", content=b"\x0a\x00" * (25 * 1024), headers=PROTOBUF)
-    assert (plain.status_code, plain.json()["detail"]["limit"]) == (413, 48 * 1024)
+    assert (plain.status_code, _detail(plain)["limit"]) == (413, 48 * 1024)
     many = await ingest.http.post("/v1/metrics", content=_gauges(1001).SerializeToString(), headers=PROTOBUF)
-    assert (many.status_code, many.json()["detail"]["error"]) == (413, "too_many_samples")
+    assert (many.status_code, _detail(many)["error"]) == (413, "too_many_samples")
     assert ingest.counter("aiops_otlp_rejected_total") == 4
