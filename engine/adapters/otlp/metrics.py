@@ -97,16 +97,15 @@ class OtlpDecodeError(ValueError):
 @dataclass
 class Flattened:
     """What one request became: runs of series in time order, the series refused for their labels (with how many
-    of their points), how many points it carried and how many of them had no usable value."""
+    of their points), how many points it carried, how many of them had no usable value and how many samples the runs
+    hold."""
 
     runs: list[Run]
     refused: list[tuple[LabelProblem, int]] = field(default_factory=list)
     points: int = 0
     dropped: int = 0
-
-    @property
-    def samples(self) -> int:
-        return sum(len(points) for _, points in self.runs)
+    # The points of all runs (counted once, not run by run: a request may hold a run for each of its points).
+    samples: int = 0
 
 
 def parse_proto(body: bytes) -> ExportMetricsServiceRequest:
@@ -198,8 +197,10 @@ class OtlpFlattener:
             metric = request.resource_metrics[resource_index].scope_metrics[scope_index].metrics[metric_index]
             result.points += self._distribution_metric(metric, resources[resource_index], out, cumulative)
         result.dropped = rate_points(cumulative, out, self._state)
+        gathered = len(out)
         result.runs, dropped = out.runs()
         result.dropped += dropped
+        result.samples = gathered - dropped
         result.refused = [(problem, count) for problem, count in refused.values()]
         return result
 

@@ -105,11 +105,17 @@ def _walk_metric(buffer: bytes, index: int, stop: int, walk: RequestWalk, place:
     name = ""
     data: tuple[int, int, int, int, int] | None = None
     while index < stop:
-        tag, index = _varint(buffer, index)
-        if tag & 7 != 2:
+        # Every tag the walk looks for is one byte, as are most sizes: read inline (a call each was a third of it).
+        tag = buffer[index]
+        if tag >= 0x80 or tag & 7 != 2:
+            tag, index = _varint(buffer, index)
             index = _skip(buffer, index, tag)
             continue
-        size, index = _varint(buffer, index)
+        size = buffer[index + 1]
+        if size < 0x80:
+            index += 2
+        else:
+            size, index = _varint(buffer, index + 1)
         end = index + size
         if tag == _NAME:
             name = buffer[index:end].decode()

@@ -115,6 +115,7 @@ def _kind(metric: pb.Metric) -> int:
 
 def _flattened(flattener: OtlpFlattener, message: ExportMetricsServiceRequest) -> Expected:
     result = flattener.flatten(parse_proto(message.SerializeToString()))
+    assert result.samples == sum(len(points) for _, points in result.runs)
     out: Expected = {}
     for key, points in result.runs:
         out.setdefault(key, []).extend((t, v) for t, v in points.tolist())
