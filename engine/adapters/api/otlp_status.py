@@ -2,17 +2,17 @@
 every 4xx and 5xx response, in the request's encoding (protobuf, or proto3 JSON).
 
 The type is built when the module is imported from its published wire format (``code`` 1, ``message`` 2; the
-``details`` are not sent), in a descriptor pool of its own, as the remote_write types are: no generated file, no
-clash with another library that registers ``google.rpc.Status`` in protobuf's default pool.
+``details`` are not sent) by ``protobuf_types``, as the remote_write types are.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastapi import HTTPException, Response
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import json_format
+
+from engine.adapters.protobuf_types import Field, message_types
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -22,18 +22,9 @@ _CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 3, 415: 3, 422: 3, 429: 14, 500:
 _UNKNOWN = 2
 
 
-def _status_type() -> Any:
-    proto = descriptor_pb2.FileDescriptorProto(name="google/rpc/status.proto", package="google.rpc", syntax="proto3")
-    message = proto.message_type.add(name="Status")
-    field = descriptor_pb2.FieldDescriptorProto
-    message.field.add(name="code", number=1, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL)
-    message.field.add(name="message", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.Status"))
-
-
-Status = _status_type()
+Status = message_types(
+    "google.rpc", {"Status": [("code", 1, Field.TYPE_INT32, False, ""), ("message", 2, Field.TYPE_STRING, False, "")]}
+)["Status"]
 
 
 def status_reply(error: HTTPException, media: str) -> Response:
