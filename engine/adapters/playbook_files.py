@@ -1,5 +1,6 @@
 """Loads the playbook directory: every ``*.yaml`` file holds one playbook, except ``_policy.yaml``, which holds
-the rules for all of them (global allowlist, blast-radius limits). The directory is validated as a whole, so one
+the rules for all of them (global allowlist, blast-radius limits), and ``_correlation.yaml``, which says which
+signals belong to one incident (``engine.core.correlation``). The directory is validated as a whole, so one
 bad file rejects the set and the caller keeps whatever set it had before.
 
 A file may be a symbolic link (a Kubernetes ConfigMap mounts every file as one) only to a file inside the
@@ -15,18 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.adapters.yaml_documents import DocumentProblem, InvalidDocumentError, load_model, load_model_with_warnings
+from engine.core.correlation import NO_RULES, CorrelationRules
 from engine.core.playbooks.guards import Allow, Policy
 from engine.core.playbooks.label_references import unguaranteed_reads
 from engine.core.playbooks.model import Playbook
 from engine.domain.errors import ConfigurationError
 
 POLICY_FILE = "_policy.yaml"
+CORRELATION_FILE = "_correlation.yaml"
 
 
 @dataclass(frozen=True)
 class PlaybookSet:
     playbooks: tuple[Playbook, ...]
     policy: Policy
+    correlation: CorrelationRules = NO_RULES
     # What the authors should hear of though the set is valid (file, line and field as for problems).
     warnings: tuple[DocumentProblem, ...] = ()
 
@@ -49,6 +53,14 @@ def load_playbook_set(directory: Path) -> PlaybookSet:
             policy = load_model(policy_path, Policy)
         except InvalidDocumentError as exc:
             problems.extend(exc.problems)
+    correlation = NO_RULES
+    correlation_path = directory / CORRELATION_FILE
+    if correlation_path.is_file() or correlation_path.is_symlink():
+        try:
+            _check_inside(directory, correlation_path)
+            correlation = load_model(correlation_path, CorrelationRules)
+        except InvalidDocumentError as exc:
+            problems.extend(exc.problems)
     try:
         playbooks, warnings = load_playbooks(directory, policy.allow)
     except InvalidDocumentError as exc:
@@ -56,7 +68,7 @@ def load_playbook_set(directory: Path) -> PlaybookSet:
         playbooks, warnings = [], []
     if problems:
         raise InvalidDocumentError(problems)
-    return PlaybookSet(tuple(playbooks), policy, tuple(warnings))
+    return PlaybookSet(tuple(playbooks), policy, correlation, tuple(warnings))
 
 
 def _check_inside(directory: Path, path: Path) -> None:

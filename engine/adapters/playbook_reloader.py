@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from engine.adapters.playbook_files import PlaybookSet, load_playbook_set
 from engine.adapters.yaml_documents import DocumentProblem, InvalidDocumentError
+from engine.core.incidents import IncidentManager
 from engine.core.playbooks.remediation import Remediator
 from engine.domain.clock import Clock
 from engine.domain.errors import ConfigurationError
@@ -56,9 +57,11 @@ class PlaybookReloader:
         registry: CollectorRegistry,
         *,
         current: PlaybookSet,
+        incidents: IncidentManager | None = None,
     ) -> None:
         self._directory = directory
         self._remediator = remediator
+        self._incidents = incidents
         self._clock = clock
         self._signature = directory_signature(directory)
         self.status = ReloadStatus(clock.now(), tuple(p.name for p in current.playbooks), (), current.warnings)
@@ -101,7 +104,9 @@ class PlaybookReloader:
         if isinstance(loaded, tuple):
             self._reject(loaded)
             return False
-        self._remediator.replace(loaded.playbooks, loaded.policy)
+        self._remediator.replace(loaded.playbooks, loaded.policy, loaded.correlation)
+        if self._incidents is not None:
+            self._incidents.replace_rules(loaded.correlation)
         self.status = ReloadStatus(self._clock.now(), tuple(p.name for p in loaded.playbooks), (), loaded.warnings)
         self._reloads.labels("applied").inc()
         self._valid.set(1)

@@ -385,7 +385,7 @@ async def open_shared_parts(
         owner=settings.replica_id or f"{socket.gethostname()}:{os.getpid()}",
     )
     remediator = Remediator(
-        Planner(playbooks.playbooks, settings.mode),
+        Planner(playbooks.playbooks, settings.mode, playbooks.correlation),
         executor,
         store.ledger,
         playbooks.policy,
@@ -397,7 +397,8 @@ async def open_shared_parts(
             open_window_s=settings.incident_open_window_s,
             resolve_after_s=settings.incident_resolve_after_s,
             max_title_length=settings.max_title_length,
-        )
+        ),
+        playbooks.correlation,
     )
     silence_book = SilenceBook(clock, await store.active_silences(at=clock.now()))
     return SharedParts(
@@ -408,7 +409,9 @@ async def open_shared_parts(
         incidents=incidents,
         executor=executor,
         remediator=remediator,
-        reloader=PlaybookReloader(settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks),
+        reloader=PlaybookReloader(
+            settings.playbook_dir, remediator, clock, metrics.registry, current=playbooks, incidents=incidents
+        ),
         desk=IncidentDesk(RecountingDecisions(store, metrics), incidents, clock, pager),
         backends=backends,
         escalator=Escalator(store, executor, clock, lambda: remediator.policy.escalation, settings.mode),

@@ -79,7 +79,7 @@ def playbooks_test(
     failures = 0
     for path, suite in suites:
         for test in suite.tests:
-            outcome = asyncio.run(run_test(test, loaded.playbooks, loaded.policy))
+            outcome = asyncio.run(run_test(test, loaded.playbooks, loaded.policy, loaded.correlation))
             mark = "PASS" if outcome.passed else "FAIL"
             typer.echo(f"{mark} {path}: {test.name}")
             if not outcome.passed:

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from engine.core.detection import DetectionService, DetectorSlotState
 from engine.core.incidents import IncidentManager
-from engine.domain.events import Anomaly, Incident, IncidentState, SeriesKey, Severity
+from engine.domain.events import Anomaly, Incident, IncidentState, SeriesKey, Severity, Signal
+from engine.domain.signal_documents import signal_documents, signals_of_documents
 
 # Bumped when the document layout changes; older documents are then ignored (the series starts afresh).
 _FORMAT = 1
@@ -150,15 +151,34 @@ def _incident_document(incident: Incident) -> dict[str, Any]:
         "resolved_at": incident.resolved_at,
         "snoozed_until": incident.snoozed_until,
         "state_since": incident.state_since,
+        # The series whose signal opened it: another series of its group, perhaps.
+        "series": str(incident.series),
+        "signals": signal_documents(incident.signals),
     }
 
 
 def _incident_of(series: SeriesKey, document: Mapping[str, Any]) -> Incident:
+    """The incident of a checkpoint; one saved before incidents held signals gets the one signal it stood for."""
+    opened_by = document.get("series")
+    signals = signals_of_documents(document.get("signals"))
+    if "signals" not in document:
+        signals = (
+            Signal(
+                series=series,
+                first_at=float(document["opened_at"]),
+                last_at=float(document["last_signal_at"]),
+                peak_at=float(document["last_signal_at"]),
+                peak_value=0.0,
+                peak_score=float(document["peak_score"]),
+                count=int(document["signal_count"]),
+                severity=Severity(document["severity"]),
+            ),
+        )
     return Incident(
         id=str(document["id"]),
         fingerprint=str(document["fingerprint"]),
         title=str(document["title"]),
-        series=series,
+        series=series if opened_by is None else SeriesKey.parse(str(opened_by)),
         severity=Severity(document["severity"]),
         state=IncidentState(document["state"]),
         opened_at=float(document["opened_at"]),
@@ -168,4 +188,5 @@ def _incident_of(series: SeriesKey, document: Mapping[str, Any]) -> Incident:
         resolved_at=document["resolved_at"],
         snoozed_until=document["snoozed_until"],
         state_since=document["state_since"],
+        signals=signals,
     )

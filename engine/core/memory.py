@@ -15,10 +15,11 @@ from engine.core.actions.ledger import (
     QueuedStep,
     choose_due,
 )
-from engine.core.incidents import holds_change
+from engine.core.incident_merge import Merge
 from engine.core.playbooks.guards import PastRun
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.verification import PendingVerification
+from engine.core.ports import Planning
 from engine.domain.errors import NotFoundError
 from engine.domain.events import (
     ActionResult,
@@ -194,18 +195,30 @@ class InMemoryStore(InMemoryLedger):
         super().__init__()
         self.changes: list[IncidentChange] = []
         self._incidents: dict[str, Incident] = {}
+        # The active incident of each fingerprint (a group has one at a time).
+        self._active: dict[str, str] = {}
 
-    async def apply_changes(self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = ()) -> None:
-        for change in changes:
-            held = self._incidents.get(change.incident.id)
-            if held is not None and holds_change(
-                state=held.state, resolved_at=held.resolved_at, signal_count=held.signal_count, change=change
-            ):
-                continue
-            self._incidents[change.incident.id] = change.incident
-            self.changes.append(change)
-        if planned:
-            await self.plan(planned, at=_latest(changes, planned))
+    async def apply_changes(
+        self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = (), *, plan: Planning | None = None
+    ) -> list[IncidentChange]:
+        fingerprints = {change.incident.fingerprint for change in changes}
+        ids = {change.incident.id for change in changes} | {
+            self._active[fp] for fp in fingerprints if fp in self._active
+        }
+        merge = Merge.of(self._incidents[i] for i in ids if i in self._incidents)
+        stored = merge.apply(changes)
+        for incident in merge.changed.values():
+            self._incidents[incident.id] = incident
+            if incident.state is IncidentState.RESOLVED:
+                if self._active.get(incident.fingerprint) == incident.id:
+                    del self._active[incident.fingerprint]
+            else:
+                self._active[incident.fingerprint] = incident.id
+        self.changes.extend(stored)
+        steps = [*planned, *(plan(stored) if plan is not None else ())]
+        if steps:
+            await self.plan(steps, at=_latest(stored, steps))
+        return stored
 
     async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
         return {

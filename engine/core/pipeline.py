@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.core.alert_feed import AlertFeed
@@ -68,6 +68,32 @@ class _Detected:
     # The latest event time seen so far; drives time-based incident changes.
     watermark: float
     batch: Sequence[MetricSample] = ()
+
+
+class _Planning:
+    """The steps for a burst's changes as stored, planned inside the store's transaction. The planner fires each
+    playbook once per incident, so a transaction tried again (the database was unreachable) must get the steps the
+    first try planned for the same change, not nothing: they are kept by change."""
+
+    def __init__(self, plan: Callable[[Sequence[IncidentChange]], list[PlannedStep]]) -> None:
+        self._plan = plan
+        self._by_change: dict[tuple[str, str, float, float | None], list[PlannedStep]] = {}
+        self.steps: list[PlannedStep] = []
+
+    def __call__(self, stored: Sequence[IncidentChange]) -> list[PlannedStep]:
+        steps: list[PlannedStep] = []
+        for change in stored:
+            key = (
+                change.incident.id,
+                change.kind.value,
+                change.at,
+                None if change.signal is None else change.signal.timestamp,
+            )
+            if key not in self._by_change:
+                self._by_change[key] = self._plan([change])
+            steps += self._by_change[key]
+        self.steps = steps
+        return steps
 
 
 @dataclass(frozen=True)
@@ -183,29 +209,35 @@ class Pipeline:
                         # Before the burst's next batch is taken: the stage's state is exactly as of this one's end.
                         self._acknowledger.processed(item.batch)
                 changes = [change for _, item_changes in outcomes for change in item_changes]
-                planned = self._plan(changes)
-                # Stored (with the steps they call for) before anything is acknowledged, so that no offset is
-                # committed past an unstored change or step, and nothing acts on what the store does not have.
-                await self._store.apply_changes(changes, planned)
+                planning = _Planning(self._plan)
+                # Stored (with the steps they call for, planned for the changes as the store took them in: an
+                # opening may have joined another replica's incident) before anything is acknowledged, so that no
+                # offset is committed past an unstored change or step, and nothing acts on what the store does
+                # not have.
+                stored = await self._store.apply_changes(changes, plan=planning) if changes else []
+                self._incidents.adopt(stored)
                 self._report(
                     [
                         ActionResult(step.request, ActionStatus.FAILED, step.failure, step.request.requested_at)
-                        for step in planned
+                        for step in planning.steps
                         if step.failure is not None
                     ]
                 )
+                for index, part in enumerate(parts(stored, ALERTS_PER_ITEM)):
+                    if index:
+                        await asyncio.sleep(0)  # see ALERTS_PER_ITEM
+                    for change in part:
+                        self._observer.on_incident_change(change)
                 for index, (item, item_changes) in enumerate(outcomes):
                     if index:
                         await asyncio.sleep(0)  # see ALERTS_PER_ITEM
-                    for change in item_changes:
-                        self._observer.on_incident_change(change)
                     if isinstance(item, _Detected) and self._acknowledger is not None:
                         await self._acknowledger.acknowledge(item.batch)
                     if self._workers == 0 and (item_changes or isinstance(item, _Detected)):
                         await self._remediate_inline(item.watermark if isinstance(item, _Detected) else None)
                     elif isinstance(item, _Detected):
                         watermark.advance(item.watermark)
-                if planned and self.workers is not None:
+                if planning.steps and self.workers is not None:
                     self.workers.wake()
         finally:
             watermark.finish()

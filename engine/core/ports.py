@@ -49,10 +49,20 @@ class StreamClock(Protocol):
     def stream_clock(self, batch: Sequence[MetricSample]) -> Callable[[SeriesKey], float | None]: ...
 
 
+# Works out the steps that stored incident changes call for (the playbooks and the pager): called by the store
+# inside the transaction that stores the changes, so that steps follow the incidents as the store decided them.
+Planning = Callable[[Sequence[IncidentChange]], "list[PlannedStep]"]
+
+
 class IncidentStore(Protocol):
-    async def apply_changes(self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = ()) -> None:
-        """Persist the incidents' new states, append the changes to their timelines and put the steps they call
-        for in the action ledger (see ``ActionLedger.plan``), in order and all or nothing."""
+    async def apply_changes(
+        self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = (), *, plan: Planning | None = None
+    ) -> list[IncidentChange]:
+        """Take a process' incident changes in (``engine.core.incident_merge``: its openings may join a group's
+        incident another replica opened, replays change nothing, a resolution waits for every signal), persist
+        the incidents' new states, append the changes to their timelines and put the steps they call for
+        (``planned``, and those ``plan`` gives for the changes as stored) in the action ledger (see
+        ``ActionLedger.plan``), in order and all or nothing. Returns the changes as stored."""
 
     async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
         """Which of these incidents are resolved in the store (a person may have resolved them on any replica)."""

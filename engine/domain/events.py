@@ -223,6 +223,30 @@ class Anomaly:
     severity: Severity
 
 
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One series' part in an incident: when it began, its strongest point, its latest, and whether it is over.
+
+    An anomaly signal goes quiet when its series has been normal long enough; an alert signal (``alert`` True, its
+    series ``ALERTS{...}``) when its resolved notification arrives. An incident stays open while any of its signals
+    is not quiet."""
+
+    series: SeriesKey
+    first_at: float
+    last_at: float
+    peak_at: float
+    peak_value: float
+    peak_score: float
+    count: int
+    severity: Severity
+    quiet_at: float | None = None
+    alert: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.quiet_at is None
+
+
 class IncidentState(enum.StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
@@ -231,7 +255,10 @@ class IncidentState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Incident:
-    """A problem the engine tracks: one or more signals grouped under one fingerprint."""
+    """A problem the engine tracks: one or more signals grouped under one fingerprint (one series, one alert, or
+    the related series of one workload when correlation rules group them). ``series`` is the series whose signal
+    opened it; ``signals`` holds each series' part (up to ``engine.core.incidents.MAX_SIGNALS`` of them: further
+    series still count in ``signal_count``, ``last_signal_at``, ``peak_score`` and ``severity``)."""
 
     id: str
     fingerprint: str
@@ -247,11 +274,19 @@ class Incident:
     snoozed_until: float | None = None
     # When the incident entered its current state (ack timeouts and escalation delays count from here).
     state_since: float | None = None
+    signals: tuple[Signal, ...] = ()
+
+    def signal_of(self, series: SeriesKey) -> Signal | None:
+        return next((signal for signal in self.signals if signal.series == series), None)
 
 
 class IncidentChangeKind(enum.StrEnum):
     OPENED = "opened"
+    # A signal of a series the incident did not hold yet joined it (a related series, by correlation rules).
+    JOINED = "joined"
     UPDATED = "updated"
+    # One of the incident's signals went quiet while others are still anomalous: the incident stays open.
+    QUIETED = "quieted"
     RESOLVED = "resolved"
 
 

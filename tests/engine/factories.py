@@ -22,7 +22,8 @@ def incident(
 ) -> Incident:
     return Incident(
         id=id,
-        fingerprint=f"anomaly:{series}",
+        # One per incident: a store merges an opening into the active incident of the same fingerprint.
+        fingerprint=f"anomaly:{series}" if id == "inc-1" else f"anomaly:{series}#{id}",
         title="t",
         series=series,
         severity=severity,

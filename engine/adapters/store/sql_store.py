@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     tuple_,
     update,
 )
@@ -55,8 +56,10 @@ from engine.adapters.store.tables import (
     SignalSilenceRow,
 )
 from engine.core.checkpoints import PartitionCheckpoint, SeriesState, document_series
-from engine.core.incidents import holds_change
+from engine.core.correlation import GROUP_PREFIX
+from engine.core.incident_merge import Merge
 from engine.core.playbooks.steps import PlannedStep
+from engine.core.ports import Planning
 from engine.core.silences import SignalSilence
 from engine.domain.batches import parts
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
@@ -70,6 +73,7 @@ from engine.domain.events import (
     SeriesKey,
     Severity,
 )
+from engine.domain.signal_documents import signal_documents, signals_of_documents
 from engine.domain.views import ActionRecord, IncidentDetail, TimelineEntry
 
 log = logging.getLogger(__name__)
@@ -190,6 +194,8 @@ _STATE_OF = select(_INCIDENTS.c.state).where(_INCIDENTS.c.id == bindparam("incid
 _ADD_EVENT = insert(_EVENTS)
 # Incident ids a query looks up at once: well inside every supported database's limit on bound parameters.
 _IDS_PER_QUERY = 500
+# A transaction-scoped lock on one correlation group (PostgreSQL; released at commit or rollback).
+_LOCK_GROUP = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
 class SqlStore:
@@ -257,18 +263,24 @@ class SqlStore:
         await self.apply_changes([change])
 
     @patient("storing incident changes")
-    async def apply_changes(self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = ()) -> None:
-        """Store the incidents' new states, their timeline entries and the playbook steps they call for (in the
-        action ledger), all in one transaction: a burst of anomalies (every series at once) commits once rather
-        than once per incident. While the database cannot be reached, waits and tries again (changes and steps it
-        already holds are not stored twice)."""
+    async def apply_changes(
+        self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = (), *, plan: Planning | None = None
+    ) -> list[IncidentChange]:
+        """Take the changes in (``engine.core.incident_merge``), store the incidents' new states, their timeline
+        entries and the playbook steps they call for (in the action ledger), all in one transaction: a burst of
+        anomalies (every series at once) commits once rather than once per incident. On PostgreSQL, the groups
+        the changes touch are locked for the transaction, so that two replicas never open one group's incident
+        twice. While the database cannot be reached, waits and tries again (changes and steps it already holds
+        are not stored twice)."""
         if not changes and not planned:
-            return
-        at = max([change.at for change in changes] + [step.request.requested_at for step in planned])
+            return []
         async with self._sessions.begin() as session:
-            if changes:
-                await _apply(session, changes)
-            await insert_planned(session, planned, at=at, postgres=self._postgres)
+            stored = await _apply(session, changes, lock_groups=self._postgres) if changes else []
+            steps = [*planned, *(plan(stored) if plan is not None and stored else ())]
+            if steps:
+                at = max([change.at for change in stored] + [step.request.requested_at for step in steps])
+                await insert_planned(session, steps, at=at, postgres=self._postgres)
+        return stored
 
     @patient("reading incident states")
     async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
@@ -598,74 +610,73 @@ class _TakingTurns:
             yield session
 
 
-async def _apply(session: AsyncSession, changes: Sequence[IncidentChange]) -> None:
-    """A batch of incident changes, in order, inside the caller's transaction. The incidents they touch are read
-    in one query, new ones written in one statement and their timeline rows in another: a burst (a spike in every
-    series at once, an alert storm) must not cost a round trip, nor a mapped object's bookkeeping, per incident.
-    This runs on the event loop, between the database's answers."""
+async def _apply(
+    session: AsyncSession, changes: Sequence[IncidentChange], *, lock_groups: bool
+) -> list[IncidentChange]:
+    """A batch of incident changes, in order, inside the caller's transaction; returns them as stored. The
+    incidents they name and the active incident of each fingerprint they touch are read in one query, new ones
+    written in one statement and their timeline rows in another: a burst (a spike in every series at once, an alert
+    storm) must not cost a round trip, nor a mapped object's bookkeeping, per incident. This runs on the event loop,
+    between the database's answers."""
     ids = list(dict.fromkeys(change.incident.id for change in changes))
+    fingerprints = list(dict.fromkeys(change.incident.fingerprint for change in changes))
+    if lock_groups:
+        # Replicas that read different series of one group take turns on it until they commit (in a fixed order,
+        # so that two batches never wait on each other).
+        for fingerprint in sorted(fp for fp in fingerprints if fp.startswith(GROUP_PREFIX)):
+            await session.execute(_LOCK_GROUP, {"key": fingerprint})
     rows: dict[str, IncidentRow] = {}
     for part in parts(ids, _IDS_PER_QUERY):
         found = await session.scalars(select(IncidentRow).where(IncidentRow.id.in_(part)))
         rows.update((row.id, row) for row in found)
-    # Incidents this batch opens, as the columns of their rows (changed in place by later changes of the batch).
-    opened: dict[str, dict[str, Any]] = {}
-    events: list[dict[str, Any]] = []
-    for change in changes:
-        incident = change.incident
-        row = rows.get(incident.id)
-        new = opened.get(incident.id)
-        if row is not None:
-            standing: tuple[str, float | None, int] | None = (row.state, row.resolved_at, row.signal_count)
-        elif new is not None:
-            standing = (new["state"], new["resolved_at"], new["signal_count"])
-        else:
-            standing = None
-            opened[incident.id] = _incident_columns(incident)
-        if standing is not None:
-            state, resolved_at, signal_count = standing
-            if holds_change(
-                state=IncidentState(state), resolved_at=resolved_at, signal_count=signal_count, change=change
-            ):
-                continue
-            update = _signal_update(change, state)
-            if row is not None:
-                for column, value in update.items():
-                    setattr(row, column, value)
-            elif new is not None:
-                new.update(update)
-        events.append(
-            {"incident_id": incident.id, "at": change.at, "kind": change.kind.value, "detail": _detail(change)}
+    for part in parts(fingerprints, _IDS_PER_QUERY):
+        found = await session.scalars(
+            select(IncidentRow).where(
+                IncidentRow.fingerprint.in_(part), IncidentRow.state != IncidentState.RESOLVED.value
+            )
         )
+        rows.update((row.id, row) for row in found)
+    merge = Merge.of(_incident(row) for row in rows.values())
+    stored = merge.apply(changes)
+    opened = []
+    for incident_id, incident in merge.changed.items():
+        row = rows.get(incident_id)
+        if row is None:
+            opened.append(_incident_columns(incident))
+            continue
+        row.severity = int(incident.severity)
+        row.last_signal_at = incident.last_signal_at
+        row.signal_count = incident.signal_count
+        row.peak_score = incident.peak_score
+        row.signals = signal_documents(incident.signals)
+        if incident.state is IncidentState.RESOLVED and row.state != IncidentState.RESOLVED.value:
+            row.state = IncidentState.RESOLVED.value
+            row.resolved_at = incident.resolved_at
+            row.state_since = incident.state_since
+    events = [
+        {"incident_id": change.incident.id, "at": change.at, "kind": change.kind.value, "detail": _detail(change)}
+        for change in stored
+    ]
     # The timeline rows refer to their incidents: those are written first.
     if opened:
-        await session.execute(insert(IncidentRow), list(opened.values()))
+        await session.execute(insert(IncidentRow), opened)
     await session.flush()
     if events:
         await session.execute(_ADD_EVENT, events)
-
-
-def _signal_update(change: IncidentChange, state: str) -> dict[str, Any]:
-    """The columns a later change of a stored incident sets: signals update the figures; the state stays whatever
-    people made it (acknowledged), unless the signal itself resolved the incident."""
-    incident = change.incident
-    update: dict[str, Any] = {
-        "severity": int(incident.severity),
-        "last_signal_at": incident.last_signal_at,
-        "signal_count": incident.signal_count,
-        "peak_score": incident.peak_score,
-    }
-    if change.kind is IncidentChangeKind.RESOLVED and state != IncidentState.RESOLVED.value:
-        update |= {"state": IncidentState.RESOLVED.value, "resolved_at": incident.resolved_at, "state_since": change.at}
-    return update
+    return stored
 
 
 def _detail(change: IncidentChange) -> dict[str, Any]:
     """What an incident change's timeline row says about it."""
     incident = change.incident
     detail: dict[str, Any] = {"state": incident.state.value, "severity": incident.severity.label}
+    if change.kind is IncidentChangeKind.QUIETED:
+        detail["quiet"] = [
+            str(s.series) for s in incident.signals if s.quiet_at is not None and s.quiet_at >= change.at
+        ]
     if change.signal is not None:
         detail |= {
+            "series": str(change.signal.series),
             "value": change.signal.value,
             "score": change.signal.score,
             "detector": change.signal.detector,
@@ -705,6 +716,7 @@ def _incident_columns(incident: Incident) -> dict[str, Any]:
         "resolved_at": incident.resolved_at,
         "snoozed_until": None,
         "state_since": incident.opened_at,
+        "signals": signal_documents(incident.signals),
     }
 
 
@@ -743,6 +755,7 @@ def _incident_of_columns(values: Sequence[Any]) -> Incident:
         resolved_at,
         snoozed_until,
         state_since,
+        signals,
     ) = values
     return Incident(
         id=incident_id,
@@ -758,6 +771,7 @@ def _incident_of_columns(values: Sequence[Any]) -> Incident:
         resolved_at=resolved_at,
         snoozed_until=snoozed_until,
         state_since=state_since if state_since is not None else opened_at,
+        signals=signals_of_documents(signals),
     )
 
 

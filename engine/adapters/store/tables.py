@@ -33,6 +33,8 @@ class IncidentRow(Base):
     resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     snoozed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     state_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # engine.domain.signal_documents, one per series (0012); NULL for incidents stored before.
+    signals: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class IncidentEventRow(Base):

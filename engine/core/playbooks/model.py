@@ -28,7 +28,7 @@ class _Strict(BaseModel):
 
 
 class Trigger(_Strict):
-    """Matches incidents on a series with this metric name whose labels satisfy every label rule."""
+    """Matches incidents with a signal on a series with this metric name whose labels satisfy every label rule."""
 
     series: str = Field(min_length=1, description="metric name of the incident's series")
     labels: dict[str, str] = Field(default_factory=dict, description="labels that must be present, exact match")
@@ -42,9 +42,26 @@ class Trigger(_Strict):
         description="the incident must have lasted this long, with signals still arriving, before steps run",
     )
 
-    def matches(self, incident: Incident) -> bool:
+    signal: Literal["any", "cause"] = Field(
+        default="any",
+        description="any: one of the incident's signals (the one that opened it or one that joined it) is on "
+        "this series; cause: its probable cause, the signal ranked first, is",
+    )
+
+    def matches(self, incident: Incident, cause: SeriesKey | None = None) -> bool:
         """Whether the incident is of the kind this trigger is about (ignoring ``for``)."""
-        return incident.severity >= Severity.parse(self.min_severity) and self.matches_series(incident.series)
+        return self.matched_series(incident, cause) is not None
+
+    def matched_series(self, incident: Incident, cause: SeriesKey | None = None) -> SeriesKey | None:
+        """The series of ``incident`` this trigger matches (its opening series first), None if none does.
+        ``cause``: the series of the incident's probable cause."""
+        if incident.severity < Severity.parse(self.min_severity):
+            return None
+        if self.signal == "cause":
+            return cause if cause is not None and self.matches_series(cause) else None
+        if self.matches_series(incident.series):
+            return incident.series
+        return next((s.series for s in incident.signals if self.matches_series(s.series)), None)
 
     def matches_series(self, series: SeriesKey) -> bool:
         """Whether an incident on ``series`` could match (its metric name and labels; severity aside)."""
@@ -166,8 +183,13 @@ class Playbook(_Strict):
                 names |= {step.verify.series} if step.verify.series else {t.series for t in self.triggers}
         return names
 
-    def matching_trigger(self, incident: Incident) -> Trigger | None:
-        return next((trigger for trigger in self.triggers if trigger.matches(incident)), None)
+    def matching_trigger(self, incident: Incident, cause: SeriesKey | None = None) -> tuple[Trigger, SeriesKey] | None:
+        """The first trigger that matches ``incident`` and the series it matches."""
+        for trigger in self.triggers:
+            series = trigger.matched_series(incident, cause)
+            if series is not None:
+                return trigger, series
+        return None
 
     def refused_namespaces(self, policy_allow: Allow | None) -> list[tuple[tuple[str | int, ...], str]]:
         """Steps whose namespace is written literally and is outside an allowlist (the policy's, the playbook's

@@ -13,6 +13,7 @@ from dataclasses import replace
 from engine.core.actions.catalogue import ActionParams
 from engine.core.actions.executor import ActionExecutor, Gate, Refusal
 from engine.core.actions.ledger import ActionLedger, ClaimedStep
+from engine.core.correlation import NO_RULES, CorrelationRules
 from engine.core.playbooks.guards import PastRun, Policy, check, lookback
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.planner import Planner
@@ -54,9 +55,11 @@ class Remediator:
     def planner(self) -> Planner:
         return self._planner
 
-    def replace(self, playbooks: Sequence[Playbook], policy: Policy) -> None:
-        """Swap playbooks and policy together (hot reload); steps already planned keep what they were planned with."""
+    def replace(self, playbooks: Sequence[Playbook], policy: Policy, rules: CorrelationRules = NO_RULES) -> None:
+        """Swap playbooks, policy and correlation rules together (hot reload); steps already planned keep what they
+        were planned with."""
         self._planner.replace_playbooks(playbooks)
+        self._planner.rules = rules
         self._policy = policy
         self._watch_verified_series()
 

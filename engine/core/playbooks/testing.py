@@ -41,6 +41,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from detectors.base import BatchDetector, FloatArray, IntArray, State
 from engine.core.actions.executor import ActionExecutor
 from engine.core.alert_feed import AlertFeed
+from engine.core.correlation import NO_RULES, CorrelationRules
 from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.memory import InMemoryStore
@@ -310,8 +311,8 @@ class _ConditionDetector(BatchDetector):
 class _PacedIncidents(IncidentManager):
     """The real incident manager, telling the test's source how far the incident stage has got."""
 
-    def __init__(self, policy: IncidentPolicy) -> None:
-        super().__init__(policy)
+    def __init__(self, policy: IncidentPolicy, rules: CorrelationRules = NO_RULES) -> None:
+        super().__init__(policy, rules)
         self.watermark = -math.inf
         self.alerts_seen = 0
         self._progress = asyncio.Event()
@@ -426,14 +427,17 @@ def _notifications(test: PlaybookTest, batches: Sequence[Sequence[MetricSample]]
     return [sent for alert in test.alerts for sent in alert.notifications(origin, end)]
 
 
-async def run_test(test: PlaybookTest, playbooks: Sequence[Playbook], policy: Policy) -> TestOutcome:
+async def run_test(
+    test: PlaybookTest, playbooks: Sequence[Playbook], policy: Policy, rules: CorrelationRules = NO_RULES
+) -> TestOutcome:
     recorder = _Recorder()
     clock = FakeClock()
     feed = AlertFeed()
     incidents = _PacedIncidents(
         IncidentPolicy(
             min_signals=test.min_signals, open_window_s=10 * test.interval, resolve_after_s=test.resolve_after
-        )
+        ),
+        rules,
     )
     error = None
     store = InMemoryStore()
@@ -446,7 +450,7 @@ async def run_test(test: PlaybookTest, playbooks: Sequence[Playbook], policy: Po
             ),
             incidents=incidents,
             remediator=Remediator(
-                Planner(playbooks, ActionMode.DRY_RUN),
+                Planner(playbooks, ActionMode.DRY_RUN, rules),
                 ActionExecutor(store, clock, {}, owner="playbook-test"),
                 store,
                 policy,

@@ -14,7 +14,7 @@ from engine.adapters.telemetry import EngineMetrics
 from engine.core.incident_desk import MAX_SNOOZE_S, IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.clock import FakeClock
-from engine.domain.events import IncidentChange, IncidentChangeKind
+from engine.domain.events import IncidentChange, IncidentChangeKind, SeriesKey
 from tests.engine.adapters.tokens import BOOK, bearer
 from tests.engine.factories import anomaly, incident
 
@@ -164,10 +164,12 @@ async def test_text_that_is_not_unicode_and_numbers_that_are_not_finite_are_refu
 
 async def test_resolving_lets_new_signals_open_a_new_incident(store: SqlStore) -> None:
     manager = IncidentManager(IncidentPolicy(min_signals=1))
-    [opened] = manager.observe(anomaly(0.0))
+    # Not the fixture's series, whose incident is open: an opening of it would join that one.
+    series = SeriesKey.of("model_request_errors_ratio", {"model": "fraud-detector"})
+    [opened] = manager.observe(anomaly(0.0, series=series))
     await store.apply_change(opened)
     await IncidentDesk(store, manager, FakeClock(NOW)).resolve(opened.incident.id, by="alice")
-    [again] = manager.observe(anomaly(60.0))
+    [again] = manager.observe(anomaly(60.0, series=series))
     assert again.kind is IncidentChangeKind.OPENED
     assert again.incident.id != opened.incident.id
 

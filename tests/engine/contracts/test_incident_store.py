@@ -33,6 +33,7 @@ from engine.domain.events import (
     IncidentState,
     SeriesKey,
     Severity,
+    Signal,
 )
 from tests.engine.factories import LATENCY, anomaly, incident
 from tests.support.databases import empty_database
@@ -90,9 +91,14 @@ async def held(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     await store.close()
 
 
-def _opened(incident_id: str, at: float, *, series: SeriesKey = LATENCY) -> IncidentChange:
-    opened = replace(incident(id=incident_id, series=series, opened_at=at), signal_count=1)
-    return IncidentChange(IncidentChangeKind.OPENED, opened, at, anomaly(at, series=series))
+def _series_of(incident_id: str) -> SeriesKey:
+    """A series of its own for each incident: one fingerprint has one active incident at a time."""
+    return SeriesKey.of(LATENCY.name, {**LATENCY.label_map, "instance": incident_id})
+
+
+def _opened(incident_id: str, at: float, *, series: SeriesKey | None = None) -> IncidentChange:
+    opened = replace(incident(id=incident_id, series=series or _series_of(incident_id), opened_at=at), signal_count=1)
+    return IncidentChange(IncidentChangeKind.OPENED, opened, at, anomaly(at, series=opened.series))
 
 
 def _updated(change: IncidentChange, at: float, *, score: float = 0.99) -> IncidentChange:
@@ -220,6 +226,70 @@ async def test_a_replayed_step_keeps_what_the_ledger_made_of_it(held: Held) -> N
     assert await held.ledger.status(step.request.id) is ActionStatus.SKIPPED
     assert await held.ledger.load(step.request.id) == step
     assert await held.timeline("inc-1") == [("opened", 100.0)]
+
+
+def _group_signal(incident_id: str, series: SeriesKey, at: float, *, kind: IncidentChangeKind) -> IncidentChange:
+    """What a replica reading ``series`` reports of group ``workload=fraud``'s incident, as the incident manager
+    does: its own signal only."""
+    signal = Signal(series, at, at, at, 1.0, 0.99, 1, Severity.WARNING)
+    local = replace(
+        incident(id=incident_id, series=series, opened_at=at),
+        fingerprint='group:workload{workload="fraud"}',
+        signal_count=1,
+        signals=(signal,),
+    )
+    return IncidentChange(kind, local, at, anomaly(at, series=series))
+
+
+def _quiet(change: IncidentChange, at: float) -> IncidentChange:
+    local = change.incident
+    quiet = replace(local, signals=tuple(replace(s, quiet_at=at) for s in local.signals))
+    return IncidentChange(IncidentChangeKind.RESOLVED, replace(quiet, state=IncidentState.RESOLVED, resolved_at=at), at)
+
+
+ERRORS = SeriesKey.of("model_request_errors_ratio", {"model": "fraud-detector", "namespace": "serving"})
+
+
+async def test_an_opening_of_a_group_with_an_active_incident_joins_it(held: Held) -> None:
+    # Two replicas read the latency and the error series of one workload; each opens the group's incident.
+    first = _group_signal("inc-a", LATENCY, 100.0, kind=IncidentChangeKind.OPENED)
+    second = _group_signal("inc-b", ERRORS, 130.0, kind=IncidentChangeKind.OPENED)
+    assert [c.kind for c in await held.store.apply_changes([first])] == [IncidentChangeKind.OPENED]
+    planned: list[IncidentChange] = []
+
+    def plan(stored: Sequence[IncidentChange]) -> list[PlannedStep]:
+        planned.extend(stored)
+        return []
+
+    [joined] = await held.store.apply_changes([second], plan=plan)
+    # The second opening is the error signal joining the first replica's incident; steps are planned for that.
+    assert (joined.kind, joined.incident.id) == (IncidentChangeKind.JOINED, "inc-a")
+    assert planned == [joined]
+    assert {s.series for s in joined.incident.signals} == {LATENCY, ERRORS}
+    assert (joined.incident.signal_count, joined.incident.last_signal_at) == (2, 130.0)
+    assert await held.timeline("inc-a") == [("opened", 100.0), ("joined", 130.0)]
+    assert await held.timeline("inc-b") == []
+    # Replayed (a restart of the second replica), it changes nothing.
+    assert await held.store.apply_changes([second]) == []
+
+
+async def test_a_group_incident_resolves_only_when_every_signal_is_quiet(held: Held) -> None:
+    latency = _group_signal("inc-a", LATENCY, 100.0, kind=IncidentChangeKind.OPENED)
+    errors = _group_signal("inc-b", ERRORS, 130.0, kind=IncidentChangeKind.OPENED)
+    await held.store.apply_changes([latency, errors])
+    # The latency replica's signal goes quiet: the error signal is still anomalous, so the incident stays open.
+    [quieted] = await held.store.apply_changes([_quiet(latency, 1000.0)])
+    assert quieted.kind is IncidentChangeKind.QUIETED
+    assert await held.store.resolved_among(["inc-a"]) == set()
+    [resolved] = await held.store.apply_changes([_quiet(errors, 1030.0)])
+    assert (resolved.kind, resolved.incident.resolved_at) == (IncidentChangeKind.RESOLVED, 1030.0)
+    assert await held.store.resolved_among(["inc-a"]) == {"inc-a"}
+    assert await held.timeline("inc-a") == [
+        ("opened", 100.0),
+        ("joined", 130.0),
+        ("quieted", 1000.0),
+        ("resolved", 1030.0),
+    ]
 
 
 async def test_a_call_stores_all_of_its_changes_and_steps_or_none(held: Held) -> None:

@@ -12,7 +12,7 @@ from engine.core.detection import DetectionPolicy, DetectionService
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
 from engine.core.playbooks.steps import PlannedStep
-from engine.core.ports import IncidentStore
+from engine.core.ports import IncidentStore, Planning
 from engine.domain.clock import FakeClock
 from engine.domain.events import Anomaly, Incident, IncidentChange, IncidentState, MetricSample, SeriesKey
 from tests.engine.core.remediating import remediator
@@ -73,10 +73,12 @@ class SlowStore:
         self._store = store
         self.writes = 0
 
-    async def apply_changes(self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = ()) -> None:
+    async def apply_changes(
+        self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = (), *, plan: Planning | None = None
+    ) -> list[IncidentChange]:
         self.writes += 1
         await asyncio.sleep(0.01)
-        await self._store.apply_changes(changes, planned)
+        return await self._store.apply_changes(changes, planned, plan=plan)
 
     async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
         return await self._store.resolved_among(incident_ids)

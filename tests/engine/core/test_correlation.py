@@ -1,0 +1,197 @@
+"""Correlation rules, grouped incidents in the incident manager, and the probable-cause ranking."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from pydantic import ValidationError
+
+from engine.core.correlation import CorrelationRules
+from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.core.memory import InMemoryStore
+from engine.core.probable_cause import rank_causes
+from engine.domain.events import (
+    Alert,
+    AlertStatus,
+    IncidentChangeKind,
+    IncidentState,
+    SeriesKey,
+    Severity,
+    Signal,
+)
+from tests.engine.factories import anomaly
+
+RULES = CorrelationRules.model_validate(
+    {"group_by": ["namespace", "workload"], "labels": {"workload": ["model", "deployment"]}, "window": "10m"}
+)
+LATENCY = SeriesKey.of("model_request_latency_p99_seconds", {"model": "fraud", "namespace": "serving"})
+ERRORS = SeriesKey.of("model_request_errors_ratio", {"model": "fraud", "namespace": "serving"})
+GPU_MEMORY = SeriesKey.of("gpu_memory_used_ratio", {"deployment": "fraud", "namespace": "serving", "gpu": "0"})
+OTHER_MODEL = SeriesKey.of("model_request_latency_p99_seconds", {"model": "recommender", "namespace": "serving"})
+UNLABELLED = SeriesKey.of("node_load1", {"instance": "n1"})
+
+
+def test_series_of_one_workload_share_a_group_through_the_label_map() -> None:
+    assert RULES.group_of(LATENCY) == RULES.group_of(GPU_MEMORY) == RULES.group_of(ERRORS)
+    assert RULES.group_of(LATENCY) == 'group:workload{namespace="serving",workload="fraud"}'
+    assert RULES.group_of(OTHER_MODEL) != RULES.group_of(LATENCY)
+    # A series without the group's labels is a group of its own, as without rules.
+    assert RULES.group_of(UNLABELLED) is None
+    assert CorrelationRules().group_of(LATENCY) is None
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"group_by": ["bad-label"]}, "not label names"),
+        ({"group_by": ["workload"], "labels": {"zone": ["az"]}}, "which group_by does not list"),
+        ({"relations": {"traffic": ["nonsense"]}}, "unknown kinds"),
+        ({"kinds": {"Traffic": ["*rps*"]}}, "a kind is lowercase"),
+        ({"group_by": ["namespace"], "windw": "5m"}, "Extra inputs"),
+    ],
+)
+def test_invalid_rules_say_what_is_wrong(document: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        CorrelationRules.model_validate(document)
+
+
+def test_kinds_come_from_metric_names_and_alert_names() -> None:
+    assert RULES.kind_of(LATENCY) == "latency"
+    assert RULES.kind_of(ERRORS) == "errors"
+    assert RULES.kind_of(GPU_MEMORY) == "gpu_memory"
+    assert RULES.kind_of(SeriesKey.of("model_requests_total", {})) == "traffic"
+    assert RULES.kind_of(SeriesKey.of("ALERTS", {"alertname": "HighErrorRate"})) == "errors"
+    custom = CorrelationRules.model_validate({"kinds": {"latency": ["node_load*"]}})
+    assert custom.kind_of(UNLABELLED) == "latency"
+
+
+def test_related_series_open_one_incident_that_each_joins() -> None:
+    manager = IncidentManager(IncidentPolicy(min_signals=1, resolve_after_s=900), RULES)
+    [opened] = manager.observe(anomaly(100.0, series=GPU_MEMORY))
+    [joined] = manager.observe(anomaly(160.0, series=LATENCY))
+    [updated] = manager.observe(anomaly(220.0, series=LATENCY, score=0.999))
+    assert [c.kind for c in (opened, joined, updated)] == [
+        IncidentChangeKind.OPENED,
+        IncidentChangeKind.JOINED,
+        IncidentChangeKind.UPDATED,
+    ]
+    incident = updated.incident
+    assert incident.id == opened.incident.id
+    assert [(s.series, s.first_at, s.last_at, s.count) for s in incident.signals] == [
+        (GPU_MEMORY, 100.0, 100.0, 1),
+        (LATENCY, 160.0, 220.0, 2),
+    ]
+    assert (incident.signal_count, incident.peak_score) == (3, 0.999)
+    # Another model's latency is another problem.
+    [other] = manager.observe(anomaly(230.0, series=OTHER_MODEL))
+    assert other.kind is IncidentChangeKind.OPENED
+    assert len(manager.active()) == 2
+
+
+def test_a_grouped_incident_stays_open_while_any_signal_is_anomalous() -> None:
+    manager = IncidentManager(IncidentPolicy(min_signals=1, resolve_after_s=900), RULES)
+    manager.observe(anomaly(0.0, series=GPU_MEMORY))
+    for at in range(60, 1200, 60):
+        manager.observe(anomaly(float(at), series=LATENCY))
+    # The rules' window (10 minutes) is the grouped signals' quiet time: memory is quiet, latency is not.
+    [quieted] = manager.advance(1200.0)
+    assert quieted.kind is IncidentChangeKind.QUIETED
+    assert [s.series for s in quieted.incident.signals if not s.active] == [GPU_MEMORY]
+    assert manager.advance(1500.0) == []
+    [resolved] = manager.advance(1140.0 + 600.0)
+    assert resolved.kind is IncidentChangeKind.RESOLVED
+    assert resolved.incident.state is IncidentState.RESOLVED
+    assert manager.active() == []
+
+
+def test_an_alert_joins_its_group_and_keeps_the_incident_open_until_it_resolves() -> None:
+    manager = IncidentManager(IncidentPolicy(min_signals=1, resolve_after_s=900), RULES)
+    [opened] = manager.observe(anomaly(0.0, series=ERRORS))
+    firing = Alert(
+        name="FraudErrorBudgetBurn",
+        fingerprint="abc",
+        status=AlertStatus.FIRING,
+        labels=(("model", "fraud"), ("namespace", "serving")),
+        starts_at=30.0,
+        severity=Severity.CRITICAL,
+    )
+    [joined] = manager.observe_alert(firing)
+    assert (joined.kind, joined.incident.id, joined.incident.severity) == (
+        IncidentChangeKind.JOINED,
+        opened.incident.id,
+        Severity.CRITICAL,
+    )
+    assert manager.observe_alert(firing) == []
+    # The anomaly signal goes quiet; the alert still fires.
+    [quieted] = manager.advance(2000.0)
+    assert quieted.kind is IncidentChangeKind.QUIETED
+    resolved_alert = dataclasses.replace(firing, status=AlertStatus.RESOLVED, ends_at=2100.0)
+    [resolved] = manager.observe_alert(resolved_alert)
+    assert (resolved.kind, resolved.incident.resolved_at) == (IncidentChangeKind.RESOLVED, 2100.0)
+
+
+def test_a_group_restored_series_by_series_is_one_incident() -> None:
+    first = IncidentManager(IncidentPolicy(min_signals=1), RULES)
+    first.observe(anomaly(0.0, series=GPU_MEMORY))
+    first.observe(anomaly(60.0, series=LATENCY))
+    states = {series: first.series_state(series) for series in (GPU_MEMORY, LATENCY)}
+    successor = IncidentManager(IncidentPolicy(min_signals=1), RULES)
+    for series, (incident, pending) in states.items():
+        successor.restore_series(series, incident, pending)
+    [incident] = successor.active()
+    assert {s.series for s in incident.signals} == {GPU_MEMORY, LATENCY}
+    assert incident.series == GPU_MEMORY
+    successor.forget_series(GPU_MEMORY)
+    [incident] = successor.active()
+    assert [s.series for s in incident.signals] == [LATENCY]
+
+
+async def test_two_processes_reading_one_group_share_its_incident_through_the_store() -> None:
+    store = InMemoryStore()
+    policy = IncidentPolicy(min_signals=1, resolve_after_s=900)
+    memory_reader, latency_reader = IncidentManager(policy, RULES), IncidentManager(policy, RULES)
+    first = await store.apply_changes(memory_reader.observe(anomaly(0.0, series=GPU_MEMORY)))
+    memory_reader.adopt(first)
+    second = await store.apply_changes(latency_reader.observe(anomaly(60.0, series=LATENCY)))
+    latency_reader.adopt(second)
+    assert [c.kind for c in second] == [IncidentChangeKind.JOINED]
+    # The latency reader now feeds the memory reader's incident.
+    [update] = await store.apply_changes(latency_reader.observe(anomaly(120.0, series=LATENCY)))
+    assert update.incident.id == first[0].incident.id
+    # Memory goes quiet: the store keeps the incident open for the latency signal.
+    [quiet] = await store.apply_changes(memory_reader.advance(1000.0))
+    assert quiet.kind is IncidentChangeKind.QUIETED
+    [resolved] = await store.apply_changes(latency_reader.advance(1200.0))
+    assert (resolved.kind, resolved.incident.id) == (IncidentChangeKind.RESOLVED, first[0].incident.id)
+    assert len({c.incident.id for c in store.changes}) == 1
+
+
+def _signal(series: SeriesKey, first_at: float, score: float = 0.99) -> Signal:
+    return Signal(series, first_at, first_at + 600, first_at, 1.0, score, 5, Severity.WARNING)
+
+
+def test_a_known_cause_ranks_first_even_when_detected_after_its_effect() -> None:
+    # A slow memory leak is detected after the latency it causes; utilisation follows.
+    util = SeriesKey.of("gpu_utilisation_ratio", {"deployment": "fraud"})
+    causes = rank_causes([_signal(LATENCY, 100.0), _signal(GPU_MEMORY, 220.0), _signal(util, 400.0)], RULES)
+    assert [c.signal.series for c in causes] == [GPU_MEMORY, LATENCY, util]
+    assert causes[0].explains == (str(LATENCY), str(util))
+    assert any("known cause of latency" in reason for reason in causes[0].reasons)
+    assert causes[1].explained_by == str(GPU_MEMORY)
+
+
+def test_traffic_ranks_before_the_latency_and_errors_it_moves() -> None:
+    traffic = SeriesKey.of("model_requests_per_second", {"model": "fraud"})
+    causes = rank_causes([_signal(ERRORS, 300.0), _signal(LATENCY, 160.0), _signal(traffic, 100.0)], RULES)
+    assert [c.signal.series for c in causes] == [traffic, LATENCY, ERRORS]
+
+
+def test_without_known_relations_the_first_to_begin_ranks_first_then_the_strongest() -> None:
+    a, b, c = (SeriesKey.of(name, {}) for name in ("thing_a", "thing_b", "thing_c"))
+    causes = rank_causes([_signal(a, 200.0), _signal(b, 100.0, 0.9), _signal(c, 100.0, 0.999)], RULES)
+    assert [cause.signal.series for cause in causes] == [c, b, a]
+    assert [cause.rank for cause in causes] == [1, 2, 3]
+    assert causes[0].reasons[0].startswith("began first")
+    [only] = rank_causes([_signal(a, 0.0)], RULES)
+    assert only.reasons == ("the incident's only signal",)
