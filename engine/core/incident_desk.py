@@ -8,6 +8,7 @@ for (``engine.core.paging``), then the live incident tracking is told.
 from __future__ import annotations
 
 from engine.core.actions.executor import StepDecider
+from engine.core.correlation import CorrelationRules
 from engine.core.incidents import IncidentManager
 from engine.core.paging import IncidentPager
 from engine.core.ports import IncidentDecisions
@@ -34,6 +35,11 @@ class IncidentDesk:
         self._manager = manager
         self._clock = clock
         self._pager = pager
+
+    @property
+    def rules(self) -> CorrelationRules:
+        """The correlation rules in force (they rank an incident's probable cause)."""
+        return self._manager.rules
 
     async def acknowledge(self, incident_id: str, *, by: str, comment: str = "") -> Incident:
         return await self._decide(incident_id, _OPEN, IncidentState.ACKNOWLEDGED, "acknowledged", by, comment)

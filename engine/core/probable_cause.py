@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from engine.core.correlation import NO_RULES, CorrelationRules
 from engine.domain.events import Signal
+from engine.domain.signal_documents import signal_document
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,22 @@ def rank_causes(signals: Sequence[Signal], rules: CorrelationRules = NO_RULES) -
             )
         )
     return causes
+
+
+def cause_documents(signals: Sequence[Signal], rules: CorrelationRules = NO_RULES) -> list[dict[str, Any]]:
+    """The ranking as JSON-ready documents (each signal's document with its rank, kind and reasons): the one form
+    the API, the page and the incident events on Kafka show."""
+    return [
+        {
+            **signal_document(cause.signal),
+            "rank": cause.rank,
+            "kind": cause.kind,
+            "reasons": list(cause.reasons),
+            "explains": list(cause.explains),
+            "explained_by": cause.explained_by,
+        }
+        for cause in rank_causes(signals, rules)
+    ]
 
 
 def _kind(kind: str | None) -> str:

@@ -19,6 +19,7 @@ from engine.adapters.playbook_files import load_playbook_set
 from engine.adapters.playbook_reloader import PlaybookReloader
 from engine.adapters.telemetry import EngineMetrics
 from engine.core.actions.catalogue import CATALOGUE
+from engine.core.correlation import NO_RULES, CorrelationRules
 from engine.core.playbooks.guards import Policy
 from engine.core.playbooks.model import Playbook
 from engine.core.playbooks.remediation import Remediator
@@ -49,7 +50,7 @@ PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 class _AppliesNothing:
     """Stands in for the remediator: the reloader only hands it a new set, which these registries do not use."""
 
-    def replace(self, playbooks: Sequence[Playbook], policy: Policy) -> None:
+    def replace(self, playbooks: Sequence[Playbook], policy: Policy, rules: CorrelationRules = NO_RULES) -> None:
         return None
 
 

@@ -40,6 +40,7 @@ from engine.adapters.web.protection import PageHeaders
 from engine.adapters.web.sessions import DEFAULT_LIFETIME_S, PageSessions
 from engine.core.actions.executor import StepDecider
 from engine.core.alert_feed import AlertFeed
+from engine.core.correlation import NO_RULES
 from engine.core.detection import SeriesAdmission
 from engine.core.incident_desk import IncidentDesk
 from engine.core.silences import SilenceDesk
@@ -183,7 +184,9 @@ def create_app(
     )
     async def get_incident(incident_id: IncidentId) -> IncidentDetailOut:
         """One incident with its timeline and the actions taken for it."""
-        return IncidentDetailOut.of_detail(await store.get_incident(incident_id))
+        return IncidentDetailOut.of_detail(
+            await store.get_incident(incident_id), desk.rules if desk is not None else NO_RULES
+        )
 
     @app.get("/api/v1/actions", dependencies=viewer, tags=["actions"])
     async def list_actions(

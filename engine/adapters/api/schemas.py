@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from engine.core.correlation import NO_RULES, CorrelationRules
+from engine.core.probable_cause import cause_documents
 from engine.domain.events import Incident
 from engine.domain.views import ActionRecord, IncidentDetail, TimelineEntry
 
@@ -110,13 +112,16 @@ class ActionOut(BaseModel):
 class IncidentDetailOut(IncidentOut):
     timeline: list[TimelineEntryOut]
     actions: list[ActionOut]
+    # The incident's signals ranked from the probable cause down, each with its rank, kind and the reasons.
+    causes: list[dict[str, Any]]
 
     @classmethod
-    def of_detail(cls, detail: IncidentDetail) -> IncidentDetailOut:
+    def of_detail(cls, detail: IncidentDetail, rules: CorrelationRules = NO_RULES) -> IncidentDetailOut:
         return cls(
             **IncidentOut.of(detail.incident).model_dump(),
             timeline=[TimelineEntryOut.of(e) for e in detail.timeline],
             actions=[ActionOut.of(a) for a in detail.actions],
+            causes=cause_documents(detail.incident.signals, rules),
         )
 
 

@@ -17,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from engine.adapters.kafka.startup import start_when_reachable
+from engine.core.probable_cause import cause_documents
 from engine.domain.events import ActionResult, Anomaly, Incident, IncidentChange, MetricSample
 
 
@@ -162,6 +163,8 @@ def incident_document(incident: Incident) -> dict[str, Any]:
         "signal_count": incident.signal_count,
         "peak_score": incident.peak_score,
         "resolved_at": incident.resolved_at,
+        # Ranked from the probable cause down (by the built-in kinds and relations).
+        "causes": cause_documents(incident.signals),
     }
 
 

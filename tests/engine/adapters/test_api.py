@@ -9,7 +9,11 @@ from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import Role
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
-from engine.domain.events import IncidentChange, IncidentChangeKind
+from engine.core.correlation import CorrelationRules
+from engine.core.incident_desk import IncidentDesk
+from engine.core.incidents import IncidentManager, IncidentPolicy
+from engine.domain.clock import FakeClock
+from engine.domain.events import IncidentChange, IncidentChangeKind, SeriesKey
 from tests.engine.adapters.tokens import BOOK, bearer
 from tests.engine.factories import anomaly, incident
 
@@ -100,3 +104,27 @@ async def test_keyset_pages_walk_every_incident_once(tmp_path: Path) -> None:
         assert (await http.get("/api/v1/incidents", params={"cursor": "!!not-ours"})).status_code == 422
     assert seen == ["inc-6", "inc-5", "inc-4", "inc-3", "inc-2", "inc-1", "inc-0"]
     await store.close()
+
+
+async def test_the_detail_ranks_a_grouped_incident_s_signals_with_reasons(tmp_path: Path) -> None:
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'grouped.db'}")
+    rules = CorrelationRules.model_validate({"group_by": ["namespace", "workload"], "labels": {"workload": ["model"]}})
+    manager = IncidentManager(IncidentPolicy(min_signals=1), rules)
+    latency = SeriesKey.of("model_request_latency_p99_seconds", {"model": "fraud", "namespace": "serving"})
+    traffic = SeriesKey.of("model_requests_per_second", {"model": "fraud", "namespace": "serving"})
+    [opened] = manager.observe(anomaly(100.0, series=latency))
+    await store.apply_changes([opened, *manager.observe(anomaly(160.0, series=traffic))])
+    desk = IncidentDesk(store, manager, FakeClock(200.0))
+    app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, tokens=BOOK, desk=desk)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test", headers=bearer(Role.VIEWER)
+    ) as http:
+        detail = (await http.get(f"/api/v1/incidents/{opened.incident.id}")).json()
+    await store.close()
+    assert [entry["kind"] for entry in detail["timeline"]] == ["opened", "joined"]
+    # Traffic began a minute after the latency was detected, but it is a known cause of latency.
+    assert [(c["rank"], c["name"], c["kind"]) for c in detail["causes"]] == [
+        (1, "model_requests_per_second", "traffic"),
+        (2, "model_request_latency_p99_seconds", "latency"),
+    ]
+    assert "traffic is a known cause of latency" in detail["causes"][0]["reasons"][0]
