@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 cleanup() {
+  bash scripts/services/containers.sh stop
   bash scripts/services/kubernetes.sh stop
   bash scripts/services/mlflow.sh stop
   bash scripts/services/postgres.sh stop
@@ -35,6 +36,9 @@ eval "$(bash scripts/services/otelcol.sh env)"
 echo "services ready in $(( $(date +%s) - started )) s"
 
 bash scripts/system-packages.sh
+# The image tests build the engine and model server images once a run with buildah and run them with podman, in the
+# project's own image store (see scripts/services/containers.sh; its stand-in base image is made once per machine).
+eval "$(bash scripts/services/containers.sh env)"
 "$VENV/bin/lint-imports"
 "$VENV/bin/aiops" playbooks validate playbooks
 "$VENV/bin/aiops" playbooks test playbooks/tests/*.yaml
