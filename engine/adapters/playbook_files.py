@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from engine.adapters.yaml_documents import DocumentProblem, InvalidDocumentError, load_model, load_model_with_warnings
 from engine.core.correlation import NO_RULES, CorrelationRules
@@ -22,6 +25,7 @@ from engine.core.playbooks.label_references import unguaranteed_reads
 from engine.core.playbooks.model import Playbook
 from engine.domain.errors import ConfigurationError
 
+M = TypeVar("M", bound=BaseModel)
 POLICY_FILE = "_policy.yaml"
 CORRELATION_FILE = "_correlation.yaml"
 
@@ -45,22 +49,8 @@ def playbook_files(directory: Path) -> list[Path]:
 def load_playbook_set(directory: Path) -> PlaybookSet:
     """Playbooks and policy of ``directory``; InvalidDocumentError listing all problems if any file is invalid."""
     problems: list[DocumentProblem] = []
-    policy = Policy()
-    policy_path = directory / POLICY_FILE
-    if policy_path.is_file() or policy_path.is_symlink():
-        try:
-            _check_inside(directory, policy_path)
-            policy = load_model(policy_path, Policy)
-        except InvalidDocumentError as exc:
-            problems.extend(exc.problems)
-    correlation = NO_RULES
-    correlation_path = directory / CORRELATION_FILE
-    if correlation_path.is_file() or correlation_path.is_symlink():
-        try:
-            _check_inside(directory, correlation_path)
-            correlation = load_model(correlation_path, CorrelationRules)
-        except InvalidDocumentError as exc:
-            problems.extend(exc.problems)
+    policy = _rules_file(directory / POLICY_FILE, Policy, problems) or Policy()
+    correlation = _rules_file(directory / CORRELATION_FILE, CorrelationRules, problems) or NO_RULES
     try:
         playbooks, warnings = load_playbooks(directory, policy.allow)
     except InvalidDocumentError as exc:
@@ -69,6 +59,19 @@ def load_playbook_set(directory: Path) -> PlaybookSet:
     if problems:
         raise InvalidDocumentError(problems)
     return PlaybookSet(tuple(playbooks), policy, correlation, tuple(warnings))
+
+
+def _rules_file(path: Path, model: type[M], problems: list[DocumentProblem]) -> M | None:
+    """The rules file at ``path`` (a directory-wide file such as the policy) if there is one; its problems are
+    added to ``problems``."""
+    if not (path.is_file() or path.is_symlink()):
+        return None
+    try:
+        _check_inside(path.parent, path)
+        return load_model(path, model)
+    except InvalidDocumentError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def _check_inside(directory: Path, path: Path) -> None:

@@ -9,6 +9,7 @@ from engine.adapters.playbook_files import load_playbook_set, load_playbooks, pl
 from engine.adapters.yaml_documents import InvalidDocumentError
 from engine.core.playbooks.model import playbook_json_schema
 from engine.domain.errors import ConfigurationError
+from engine.domain.events import SeriesKey
 
 REPO = Path(__file__).resolve().parents[3]
 VALID = """\
@@ -118,6 +119,22 @@ def test_an_invalid_policy_rejects_the_whole_set(tmp_path: Path) -> None:
         load_playbook_set(tmp_path)
     [problem] = info.value.problems
     assert (problem.path.name, problem.line, problem.field) == ("_policy.yaml", 2, "blast_radius.0")
+
+
+def test_shipped_correlation_rules_group_a_workload_s_series() -> None:
+    rules = load_playbook_set(REPO / "playbooks").correlation
+    gpu = SeriesKey.of("gpu_memory_used_ratio", {"deployment": "fraud-detector", "namespace": "serving"})
+    latency = SeriesKey.of("model_request_latency_p99_seconds", {"model": "fraud-detector", "namespace": "serving"})
+    assert rules.group_of(gpu) == rules.group_of(latency) is not None
+
+
+def test_invalid_correlation_rules_reject_the_whole_set_with_file_line_and_field(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(VALID)
+    (tmp_path / "_correlation.yaml").write_text("group_by: [namespace]\nlabels:\n  workload: []\n")
+    with pytest.raises(InvalidDocumentError) as info:
+        load_playbook_set(tmp_path)
+    [problem] = info.value.problems
+    assert (problem.path.name, problem.line, problem.field) == ("_correlation.yaml", 2, "labels")
 
 
 def test_a_link_to_a_file_outside_the_directory_is_refused(tmp_path: Path) -> None:
