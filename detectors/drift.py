@@ -26,7 +26,6 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from detectors.base import Detector, FloatArray, State
 from detectors.batching import PerSeriesBatch
@@ -152,7 +151,7 @@ class KsDetector(WindowDriftDetector):
         ) / len(recent)
         statistic = float(np.max(np.abs(gap)))
         n, m = len(baseline), len(recent)
-        return 1.0 - float(special.kolmogorov(statistic * math.sqrt(n * m / (n + m))))
+        return 1.0 - float(_special().kolmogorov(statistic * math.sqrt(n * m / (n + m))))
 
 
 def psi(**params: Any) -> PsiDetector:
@@ -163,9 +162,18 @@ def psi_batch(capacity: int, **params: Any) -> PerSeriesBatch:
     return PerSeriesBatch(lambda: PsiDetector(**params), capacity)
 
 
+def _special() -> Any:
+    """``scipy.special``: only KS needs SciPy (the ``detectors`` extra), so PSI works without it."""
+    from scipy import special  # noqa: PLC0415
+
+    return special
+
+
 def ks(**params: Any) -> KsDetector:
+    _special()  # a missing SciPy is found when the detector is built, not at its first score
     return KsDetector(**params)
 
 
 def ks_batch(capacity: int, **params: Any) -> PerSeriesBatch:
+    _special()
     return PerSeriesBatch(lambda: KsDetector(**params), capacity)

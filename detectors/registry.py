@@ -20,6 +20,16 @@ class UnknownDetectorError(LookupError):
     """Raised for a detector name that is not in the table; the message lists the known names."""
 
 
+class DetectorLibraryMissingError(UnknownDetectorError):
+    """Raised for a family whose library (river, scikit-learn, SciPy) is not installed; the message says how to
+    install it. A kind of UnknownDetectorError, so that every caller reports it as it reports an unknown name."""
+
+
+# The libraries of the families named for ``_on_use``: the ``detectors`` extra.
+EXTRA_LIBRARIES = frozenset({"river", "sklearn", "scipy"})
+INSTALL_EXTRA = "pip install 'aiops-engine[detectors]' (the engine image: build it with --build-arg EXTRAS=detectors)"
+
+
 @dataclass(frozen=True)
 class DetectorKind:
     """How to build one detector family."""
@@ -35,10 +45,19 @@ class DetectorKind:
 
 def _on_use(module: str, factory: str) -> Callable[..., Any]:
     """``detectors.<module>.<factory>``, imported when first called: the families on river, scikit-learn and SciPy
-    cost a process 100 MB and more of imports, and most engines use none of them."""
+    cost a process 100 MB and more of imports, and most engines use none of them. Those libraries are the
+    ``detectors`` extra: where it is not installed, building such a family says how to install it."""
 
     def build(*args: Any, **params: Any) -> Any:
-        return getattr(importlib.import_module(f"detectors.{module}"), factory)(*args, **params)
+        try:
+            return getattr(importlib.import_module(f"detectors.{module}"), factory)(*args, **params)
+        except ModuleNotFoundError as exc:
+            library = (exc.name or "").partition(".")[0]
+            if library not in EXTRA_LIBRARIES:
+                raise
+            raise DetectorLibraryMissingError(
+                f"this detector family needs {library}, which is not installed: {INSTALL_EXTRA}"
+            ) from exc
 
     build.__qualname__ = build.__name__ = f"{module}.{factory}"
     return build

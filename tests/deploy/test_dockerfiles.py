@@ -161,10 +161,21 @@ def test_the_builder_installs_the_project_without_dev_extras(path: Path, extra: 
     assert len(installs) == 1
     assert "dev" not in re.findall(r"\[([\w,-]+)\]", installs[0])
     if extra is None:
-        assert installs[0].split()[-1] == "."
+        # The project alone, or with the extras the EXTRAS build argument names (none by default).
+        assert installs[0].split()[-1].strip("\"'") == ".${EXTRAS:+[$EXTRAS]}"
+        assert [arg.value for stage in _stages(path) for arg in stage.all("ARG")] == ['EXTRAS=""']
     else:
         assert installs[0].split()[-1].strip("\"'") == f".[{extra}]"
         assert extra in PYPROJECT["project"]["optional-dependencies"]
+
+
+def test_the_extras_the_engine_image_leaves_out_are_extras_of_the_project() -> None:
+    # The image's comment and the commands' messages name them: --build-arg EXTRAS=detectors,plot.
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert "--build-arg EXTRAS=detectors,plot" in ENGINE.read_text()
+    assert {"river", "scikit-learn", "scipy"} <= {re.split(r"[<>=\[]", r)[0] for r in extras["detectors"]}
+    assert [re.split(r"[<>=]", r)[0] for r in extras["plot"]] == ["matplotlib"]
+    assert "aiops-engine[detectors,plot]" in extras["dev"]
 
 
 def test_the_model_server_image_runs_the_reference_server() -> None:
