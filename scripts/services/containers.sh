@@ -120,7 +120,7 @@ build() {
   local t0; t0=$(date +%s)
   # chroot isolation needs no container runtime inside the build, and the docker format keeps HEALTHCHECK. Layers
   # are cached, so an unchanged tree builds again in seconds.
-  buildah bud --quiet --isolation chroot --pull=never --network host --format docker --layers \
+  buildah bud --quiet --isolation chroot --pull=never --network host --format docker --layers --force-rm \
     -f "$file" -t "$(image "$name")" . >&2
   log "built $(image "$name") in $(( $(date +%s) - t0 )) s, $(size "$(image "$name")")"
   image "$name"
