@@ -56,9 +56,21 @@ def image_size(image: str) -> int:
     return int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
 
 
-def run_once(image: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """``args`` run in a new container of ``image`` (removed afterwards); fails unless it exits with status 0."""
-    return podman("run", "--rm", "--network=host", "--health-interval=disable", image, *args, timeout=timeout)
+def run_once(
+    image: str,
+    *args: str,
+    entrypoint: str | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 120.0,
+) -> subprocess.CompletedProcess[str]:
+    """``args`` run in a new container of ``image`` (removed afterwards), by the image's entrypoint or by
+    ``entrypoint``; with ``check``, fails unless it exits with status 0."""
+    options = ["--rm", "--network=host", "--health-interval=disable"]
+    options += [f"--env={name}={value}" for name, value in (env or {}).items()]
+    if entrypoint is not None:
+        options.append(f"--entrypoint={entrypoint}")
+    return podman("run", *options, image, *args, timeout=timeout, check=check)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from engine.domain.events import ActionMode, ActionRequest
 from tests.engine.adapters.tokens import bearer
 from tests.support.action_states import UNSETTLED
 from tests.support.engine_process import running_engine
+from tests.support.mlflow_models import Sources, log_constant_models, register_model
 
 MLFLOW_URL = os.environ.get("AIOPS_TEST_MLFLOW_URL")
 pytestmark = [
@@ -52,16 +51,7 @@ pytestmark = [
     ),
 ]
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_CODE = Path(__file__).with_name("mlflow_constant_model.py")
 HISTORY = "aiops.alias-history.champion"
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Where the three logged test models are: version n of every test model is the model predicting n."""
-
-    run_id: str
-    uris: tuple[str, ...]
 
 
 @pytest.fixture(autouse=True)
@@ -79,34 +69,7 @@ def client() -> MlflowClient:
 
 @pytest.fixture(scope="module")
 def sources(client: MlflowClient, tmp_path_factory: pytest.TempPathFactory) -> Sources:
-    with warnings.catch_warnings():
-        # Importing mlflow.pyfunc warns about a type hint of MLflow's own built-in agent schema.
-        warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType", category=UserWarning)
-        import mlflow.pyfunc  # noqa: PLC0415
-
-    experiment = client.create_experiment(f"aiops-test-{uuid.uuid4().hex}")
-    run = client.create_run(experiment)
-    folder = tmp_path_factory.mktemp("models")
-    uris = []
-    for version in (1, 2, 3):
-        path = folder / f"v{version}"
-        mlflow.pyfunc.save_model(
-            str(path), python_model=str(MODEL_CODE), model_config={"version": version}, pip_requirements=["mlflow"]
-        )
-        client.log_artifacts(run.info.run_id, str(path), f"v{version}")
-        uris.append(f"{run.info.artifact_uri}/v{version}")
-    client.set_terminated(run.info.run_id)
-    return Sources(run.info.run_id, tuple(uris))
-
-
-def register_model(client: MlflowClient, sources: Sources, versions: int = 3) -> str:
-    """A new registered model with ``versions`` versions and its alias ``champion`` on the newest."""
-    name = f"aiops-test-{uuid.uuid4().hex[:12]}"
-    client.create_registered_model(name)
-    for uri in sources.uris[:versions]:
-        client.create_model_version(name, uri, run_id=sources.run_id)
-    client.set_registered_model_alias(name, "champion", str(versions))
-    return name
+    return log_constant_models(client, tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture
