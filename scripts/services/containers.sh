@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 DIR=$ROOT/.bin/containers
 BASE=docker.io/library/python:3.11.13-slim-bookworm
-# What the stand-in holds; a change of this list (or of the stamp's suffix) makes it again.
+# What the stand-in holds; a change of this list or of the options below makes it again (the stamp names both).
 BASE_PACKAGES=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
 # Like Debian's slim images: no Recommends, no manual pages, documentation (but the copyright files) or
 # translations; /usr merged by a hook rather than the usrmerge package, which would bring in Perl.
@@ -37,7 +37,7 @@ require() {
   done
 }
 
-# podman's defaults would not run here: crun (its preferred runtime) refuses a host whose cgroup controllers are
+# podman's defaults do not run on machines like the project's CI: crun (its preferred runtime) refuses a host whose cgroup controllers are
 # split between v1 and v2, so runc runs the containers; the default open-files and processes limits are above
 # what such a host allows, so they are set to the host's own hard limits (at most 20000); there is no systemd to
 # manage cgroups or take events. Containers share the host's network, so they reach services on 127.0.0.1.
