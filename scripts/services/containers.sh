@@ -37,10 +37,11 @@ require() {
   done
 }
 
-# podman's defaults do not run on machines like the project's CI: crun (its preferred runtime) refuses a host whose cgroup controllers are
-# split between v1 and v2, so runc runs the containers; the default open-files and processes limits are above
-# what such a host allows, so they are set to the host's own hard limits (at most 20000); there is no systemd to
-# manage cgroups or take events. Containers share the host's network, so they reach services on 127.0.0.1.
+# podman's defaults do not run on machines like the project's CI: crun (its preferred runtime) refuses a host
+# whose cgroup controllers are split between v1 and v2, so runc runs the containers; the default open-files and
+# processes limits are above what such a host allows, so they are set to its own hard limits (at most 20000);
+# there is no systemd to manage cgroups or take events. Containers share the host's network, so they reach
+# services on 127.0.0.1.
 configure() {
   mkdir -p "$DIR/storage" "$DIR/run" "$DIR/tmp"
   local nofile nproc
