@@ -27,7 +27,9 @@ class SeriesEntry(_Strict):
 
 class EpisodeEntry(_Strict):
     kind: str
+    # The series where the problem starts (its cause), and the other series it moves.
     file: str
+    moves: list[str] = Field(default_factory=list)
     start: AwareDatetime
     end: AwareDatetime
     description: str = ""
@@ -55,8 +57,9 @@ def load_scenario(directory: Path) -> Scenario:
         series.append(RecordedSeries(key, timestamps, values))
     episodes = []
     for episode in document.episodes:
-        if episode.file not in keys:
-            raise ConfigurationError(f"{directory / SCENARIO_FILE}: episode refers to unknown file {episode.file}")
+        for file in [episode.file, *episode.moves]:
+            if file not in keys:
+                raise ConfigurationError(f"{directory / SCENARIO_FILE}: episode refers to unknown file {file}")
         episodes.append(
             Episode(
                 episode.kind,
@@ -64,6 +67,7 @@ def load_scenario(directory: Path) -> Scenario:
                 episode.start.timestamp(),
                 episode.end.timestamp(),
                 episode.description,
+                tuple(keys[file] for file in episode.moves),
             )
         )
     return Scenario(document.name, document.description, document.step_s, tuple(series), tuple(episodes))

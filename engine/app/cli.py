@@ -103,7 +103,7 @@ async def _run(settings: Settings, *, exit_when_done: bool, speed: float) -> Non
                 await asyncio.wait({replay, stopping}, return_when=asyncio.FIRST_COMPLETED)
             view.finish()
             if replay.done():
-                print_summary(console, summary, engine.scenario, time.perf_counter() - started)
+                print_summary(console, summary, engine.scenario, time.perf_counter() - started, engine.desk.rules)
                 if not exit_when_done:
                     console.print(f"API still serving on http://{host}:{port}; press Ctrl-C to stop.")
                     await stop.wait()
@@ -181,15 +181,16 @@ async def _demo(settings: Settings, *, speed: float | None, as_json: bool) -> di
     elapsed = time.perf_counter() - started
     if not as_json:
         view.finish()
-        print_summary(console, summary, engine.scenario, elapsed)
+        print_summary(console, summary, engine.scenario, elapsed, engine.desk.rules)
     return demo_report(engine, elapsed)
 
 
 def demo_report(engine: EmbeddedEngine, elapsed_s: float) -> dict[str, Any]:
     summary = engine.summary
-    outcomes = summary.episode_outcomes(engine.scenario)
+    outcomes = summary.episode_outcomes(engine.scenario, engine.desk.rules)
     return {
         **summary.counts(),
+        "signals": summary.signal_count(),
         "elapsed_s": round(elapsed_s, 4),
         "samples_per_s": round(summary.samples / elapsed_s) if elapsed_s > 0 else None,
         "scenario": engine.scenario.name,
@@ -199,13 +200,18 @@ def demo_report(engine: EmbeddedEngine, elapsed_s: float) -> dict[str, Any]:
             {
                 "kind": o.episode.kind,
                 "series": str(o.episode.series),
+                "moves": [str(series) for series in o.episode.moves],
                 "detected": o.detected,
                 "incident": o.incident.id if o.incident else None,
+                "incidents_opened": len(o.incidents),
                 "delay_s": o.delay_s,
+                "cause_ranked_first": None if o.cause is None else str(o.cause.signal.series),
+                "cause_right": o.cause_right,
             }
             for o in outcomes
         ],
         "episodes_detected": sum(o.detected for o in outcomes),
+        "causes_right": sum(bool(o.cause_right) for o in outcomes),
         "unexpected_incidents": len(summary.unexpected_incidents(engine.scenario)),
         "action_status": dict(summary.action_status),
     }

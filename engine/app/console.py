@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.app.summary import RunSummary
+from engine.core.correlation import NO_RULES, CorrelationRules
 from engine.domain.events import ActionResult, Anomaly, IncidentChange, IncidentChangeKind, MetricSample
 from engine.domain.scenario import Scenario
 
@@ -118,25 +119,34 @@ class ProgressView:
         self._lines.flush(final=True)
 
 
-def print_summary(console: Console, summary: RunSummary, scenario: Scenario, elapsed_s: float) -> None:
+def print_summary(
+    console: Console, summary: RunSummary, scenario: Scenario, elapsed_s: float, rules: CorrelationRules = NO_RULES
+) -> None:
     counts = summary.counts()
     console.print(
         f"\n[bold]{scenario.name}[/]: {counts['samples']} samples in {elapsed_s:.1f} s, "
         f"{counts['anomalies']} anomalous points, {counts['incidents']} incidents, {counts['actions']} actions"
     )
-    table = Table(title="Labelled episodes", show_lines=False)
-    for column in ("episode", "series", "labelled", "incident opened", "delay", "actions"):
+    table = Table(title="Labelled problems", show_lines=False)
+    for column in ("problem", "cause", "labelled", "incident opened", "delay", "cause ranked first", "actions"):
         table.add_column(column)
-    for outcome in summary.episode_outcomes(scenario):
+    for outcome in summary.episode_outcomes(scenario, rules):
         episode = outcome.episode
         incident = outcome.incident
         actions = [a for a in summary.actions if incident is not None and a.request.incident_id == incident.id]
+        opened = "[red]missed[/]" if incident is None else _clock(incident.opened_at)
+        if len(outcome.incidents) > 1:
+            opened += f" [yellow](+{len(outcome.incidents) - 1} more incidents)[/]"
+        ranked = "-" if outcome.cause is None else str(outcome.cause.signal.series)
+        if outcome.cause_right is False:
+            ranked = f"[yellow]{ranked}[/]"
         table.add_row(
             episode.kind,
             str(episode.series),
             f"{_clock(episode.start)}-{_clock(episode.end)[-5:]}",
-            _clock(incident.opened_at) if incident else "[red]missed[/]",
+            opened,
             f"{outcome.delay_s / 60:.0f} min" if outcome.delay_s is not None else "-",
+            ranked,
             "\n".join(f"{a.status.value}: {a.detail}" for a in actions) or "-",
         )
     console.print(table)

@@ -1,4 +1,5 @@
-"""Counts what a run did and, for a replay, checks the incidents against the scenario's labelled episodes."""
+"""Counts what a run did and, for a replay, checks the incidents against the scenario's labelled problems: one
+incident per problem, opened while it lasted, with its cause ranked first."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.core.correlation import NO_RULES, CorrelationRules
+from engine.core.probable_cause import Cause, rank_causes
 from engine.domain.events import (
     ActionResult,
     ActionStatus,
@@ -21,16 +24,29 @@ from engine.domain.scenario import Episode, Scenario
 
 @dataclass(frozen=True)
 class EpisodeOutcome:
+    """What the engine made of one labelled problem: the incidents that hold a signal of one of its series begun
+    while it lasted (one, when correlation works), and the probable cause of the first."""
+
     episode: Episode
-    incident: Incident | None
+    incidents: tuple[Incident, ...]
+    cause: Cause | None = None
+
+    @property
+    def incident(self) -> Incident | None:
+        return self.incidents[0] if self.incidents else None
 
     @property
     def detected(self) -> bool:
-        return self.incident is not None
+        return bool(self.incidents)
 
     @property
     def delay_s(self) -> float | None:
-        return None if self.incident is None else self.incident.opened_at - self.episode.start
+        return None if not self.incidents else self.incidents[0].opened_at - self.episode.start
+
+    @property
+    def cause_right(self) -> bool | None:
+        """Whether the cause ranked first is the problem's (None when it was not detected)."""
+        return None if self.cause is None else self.cause.signal.series == self.episode.series
 
 
 class RunSummary:
@@ -76,13 +92,19 @@ class RunSummary:
             "actions": len(self._actions),
         }
 
-    def episode_outcomes(self, scenario: Scenario) -> list[EpisodeOutcome]:
-        """For each labelled episode, the first incident opened on its series while it lasted (or None)."""
+    def episode_outcomes(self, scenario: Scenario, rules: CorrelationRules = NO_RULES) -> list[EpisodeOutcome]:
+        """For each labelled problem, the incidents that hold a signal of its series begun while it lasted (in
+        the order they opened) and the probable cause of the first, ranked by ``rules``."""
         outcomes = []
         for episode in scenario.episodes:
             matches = sorted((i for i in self.incidents.values() if _inside(i, episode)), key=lambda i: i.opened_at)
-            outcomes.append(EpisodeOutcome(episode, matches[0] if matches else None))
+            causes = rank_causes(matches[0].signals, rules) if matches else []
+            outcomes.append(EpisodeOutcome(episode, tuple(matches), causes[0] if causes else None))
         return outcomes
+
+    def signal_count(self) -> int:
+        """Signals (series with anomalies) of the run's incidents: what would have paged without correlation."""
+        return sum(max(1, len(incident.signals)) for incident in self.incidents.values())
 
     def unexpected_incidents(self, scenario: Scenario) -> list[Incident]:
         """Incidents that no labelled episode explains: false alarms, as far as the labels can tell."""
@@ -94,4 +116,7 @@ class RunSummary:
 
 
 def _inside(incident: Incident, episode: Episode) -> bool:
-    return incident.series == episode.series and episode.start <= incident.opened_at <= episode.end
+    affected = episode.affected
+    if not incident.signals:
+        return incident.series in affected and episode.start <= incident.opened_at <= episode.end
+    return any(s.series in affected and episode.start <= s.first_at <= episode.end for s in incident.signals)

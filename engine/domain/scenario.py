@@ -19,13 +19,20 @@ class RecordedSeries:
 
 @dataclass(frozen=True)
 class Episode:
-    """A labelled stretch of trouble on one series, [start, end] in epoch seconds."""
+    """A labelled problem, [start, end] in epoch seconds: ``series`` is where it starts (its cause) and ``moves``
+    the other series it moves, later."""
 
     kind: str
     series: SeriesKey
     start: float
     end: float
     description: str = ""
+    moves: tuple[SeriesKey, ...] = ()
+
+    @property
+    def affected(self) -> tuple[SeriesKey, ...]:
+        """Every series the problem moves, its cause first."""
+        return (self.series, *self.moves)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def test_the_image_is_under_450_mb(engine_image: str) -> None:
 def test_demo_prints_its_summary(engine_image: str) -> None:
     done = containers.run_once(engine_image, "demo", "--fast", "--json", timeout=300)
     report = json.loads(done.stdout)
-    assert report["samples"] == 7 * 2880
+    assert report["samples"] == 11 * 2880
     assert [e["kind"] for e in report["episodes"] if not e["detected"]] == []
     assert report["unexpected_incidents"] == 0
 

@@ -375,8 +375,9 @@ def promoted_fraud_model(client: MlflowClient, sources: Sources) -> Iterator[str
 async def test_the_engine_rolls_the_champion_back_after_an_error_burst_and_the_server_follows(
     promoted_fraud_model: str, client: MlflowClient, tmp_path: Path
 ) -> None:
-    """A real `aiops run` in live mode with the shipped error-burst playbook: the replayed error burst of the
-    fraud model moves its champion alias back to version 1, and a model server following the alias serves 1."""
+    """A real `aiops run` in live mode with the shipped error-burst playbook: the replayed bad rollout of the
+    fraud model (its alias moves, then errors burst) moves its champion alias back to version 1, and a model
+    server following the alias serves 1."""
     assert MLFLOW_URL is not None
     playbooks = tmp_path / "playbooks"
     playbooks.mkdir()
@@ -384,7 +385,10 @@ async def test_the_engine_rolls_the_champion_back_after_an_error_burst_and_the_s
     # The replayed burst lasts about 25 minutes whatever the engine does: give the verification an hour.
     assert "within: 10m" in shipped
     (playbooks / "error-burst-rollback.yaml").write_text(shipped.replace("within: 10m", "within: 1h"))
-    (playbooks / "_policy.yaml").write_text((ROOT / "playbooks" / "_policy.yaml").read_text())
+    # The shipped rules and correlation: the rollback fires where the model is the probable cause (the bad rollout),
+    # not for the errors that follow the recommender's slow dependency or the drift.
+    for rules in ("_policy.yaml", "_correlation.yaml"):
+        (playbooks / rules).write_text((ROOT / "playbooks" / rules).read_text())
     with model_server_process(promoted_fraud_model, tmp_path) as server:
         async with httpx.AsyncClient(base_url=server, timeout=5.0) as http:
             await wait_until_healthy(http)

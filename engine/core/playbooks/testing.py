@@ -437,7 +437,8 @@ async def run_test(
         IncidentPolicy(
             min_signals=test.min_signals, open_window_s=10 * test.interval, resolve_after_s=test.resolve_after
         ),
-        rules,
+        # The test's resolve_after says when its incidents end, grouped by the directory's rules or not.
+        rules.model_copy(update={"window": test.resolve_after}),
     )
     error = None
     store = InMemoryStore()

@@ -27,6 +27,12 @@ class Verify(BaseModel):
     condition: str = Field(min_length=1, description="expression over value (and incident), e.g. value < 0.2")
     series: str | None = Field(default=None, description="metric name to watch (default: the incident's series)")
     matchers: list[Matcher] = Field(default_factory=list, description="label matchers for series")
+    same_labels: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="labels the watched series must carry with the values of the incident's matched series, e.g. "
+        "[namespace, model]: another metric of the same workload",
+    )
     within: Duration = Field(description="how long after the action the condition may take to hold")
     missing_data: Literal["fail", "pass"] = Field(
         default="fail", description="the verdict when no sample of the series arrives within the window"
@@ -42,7 +48,12 @@ class Verify(BaseModel):
         if self.series is None:
             return series == incident_series
         labels = series.label_map
-        return series.name == self.series and all(m.matches(labels) for m in self.matchers)
+        if series.name != self.series or not all(m.matches(labels) for m in self.matchers):
+            return False
+        if self.same_labels:
+            own = incident_series.label_map
+            return all(labels.get(name) == own.get(name) for name in self.same_labels)
+        return True
 
 
 @dataclass(frozen=True)

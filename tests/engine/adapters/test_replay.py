@@ -62,14 +62,18 @@ async def test_paced_replay_waits_for_the_clock() -> None:
 
 def test_bundled_scenario_loads_with_its_episodes() -> None:
     scenario = load_scenario(BUNDLED_SCENARIO)
-    assert len(scenario.series) == 7
-    assert {e.kind for e in scenario.episodes} == {
-        "latency_spike",
-        "error_burst",
-        "gpu_memory_pressure",
+    assert len(scenario.series) == 11
+    assert [e.kind for e in scenario.episodes] == [
+        "traffic_surge",
+        "slow_dependency",
+        "bad_rollout",
+        "gpu_memory_leak",
         "feature_drift",
-    }
-    assert scenario.sample_count == 7 * 2880
+    ]
+    # Each problem starts on its cause and moves one or two related series.
+    assert [len(e.moves) for e in scenario.episodes] == [2, 1, 2, 2, 1]
+    assert all(e.series not in e.moves for e in scenario.episodes)
+    assert scenario.sample_count == 11 * 2880
 
 
 def test_missing_scenario_directory_is_reported(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def demo_report() -> dict[str, object]:
 def test_demo_prints_the_summary_counts(demo_report: dict[str, object]) -> None:
     for key in ("samples", "anomalies", "incidents", "actions", "elapsed_s"):
         assert key in demo_report
-    assert demo_report["samples"] == 7 * 2880
+    assert demo_report["samples"] == 11 * 2880
 
 
 def test_demo_detects_every_labelled_episode_and_nothing_else(demo_report: dict[str, object]) -> None:
@@ -62,14 +62,18 @@ def test_demo_detects_every_labelled_episode_and_nothing_else(demo_report: dict[
     assert [e["kind"] for e in episodes if not e["detected"]] == []
     assert demo_report["unexpected_incidents"] == 0
     assert demo_report["incidents"] == len(episodes)
+    # One incident per problem, though each moves two or three series, with its cause ranked first.
+    assert [e["incidents_opened"] for e in episodes] == [1] * len(episodes)
+    assert all(e["cause_right"] for e in episodes)
+    assert demo_report["signals"] > demo_report["incidents"]
 
 
 def test_demo_runs_every_matching_playbook_in_dry_run(demo_report: dict[str, object]) -> None:
-    # latency: 1 step, error burst: 2 steps, GPU memory: 1 step, drift: 1 step (which waits for approval).
-    # The scale-out and the rollback declare a 10-minute verification; the labelled episodes last longer and a
-    # dry-run changes nothing, so both verifications fail and the steps are (would be) undone.
-    assert demo_report["actions"] == 5
-    assert demo_report["action_status"] == {"dry-run": 2, "undone": 2, "awaiting-approval": 1}
+    # Playbooks fire on the probable cause: scale-out for the traffic surge and the slow dependency (1 step each),
+    # the rollback for the bad rollout (2 steps), a restart for the GPU memory leak, retraining for the drift (which
+    # waits for approval). The errors that follow the slow dependency and the drift roll nothing back.
+    assert demo_report["actions"] == 6
+    assert demo_report["action_status"] == {"dry-run": 5, "awaiting-approval": 1}
 
 
 def test_unknown_setting_gives_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_series_selectors() -> None:
 async def test_shipped_playbooks_pass_their_tests(path: Path) -> None:
     shipped = load_playbook_set(REPO / "playbooks")
     for test in load_model(path, PlaybookTestFile).tests:
-        outcome = await run_test(test, shipped.playbooks, shipped.policy)
+        outcome = await run_test(test, shipped.playbooks, shipped.policy, shipped.correlation)
         assert outcome.passed, (test.name, [str(o) for o in outcome.observed])
 
 

@@ -242,3 +242,15 @@ def test_a_replica_whose_partition_moved_away_leaves_the_verification_to_the_new
     owner.track([pending])
     [outcome] = owner.settle(16.0)
     assert (outcome.passed, outcome.judged) == (False, True)
+
+
+def test_same_labels_watch_another_metric_of_the_incident_s_own_workload() -> None:
+    spec = Verify(condition="value < 0.01", series="model_request_error_ratio", same_labels=["model"], within=600)
+    alias = SeriesKey.of("mlflow_model_alias_version", {"model": "fraud", "alias": "champion"})
+    assert spec.watches(SeriesKey.of("model_request_error_ratio", {"model": "fraud", "pod": "a"}), alias)
+    assert not spec.watches(SeriesKey.of("model_request_error_ratio", {"model": "recommender"}), alias)
+    assert not spec.watches(SeriesKey.of("model_request_error_ratio", {}), alias)
+    # Without same_labels, every series of that name is watched, as before.
+    assert Verify(condition="value < 1", series="model_request_error_ratio", within=60).watches(
+        SeriesKey.of("model_request_error_ratio", {"model": "recommender"}), alias
+    )
