@@ -78,6 +78,13 @@ class EngineMetrics:
             "aiops_incident_changes_total", "Incident lifecycle changes", ["kind"], registry=registry
         )
         self.open_incidents = Gauge("aiops_open_incidents", "Incidents currently open", registry=registry)
+        # With aiops_anomalies_total and aiops_incident_changes_total{kind="opened"}: how much correlation cuts the
+        # noise (signals per incident; without correlation, every signal would be an incident of its own).
+        self.signals = Counter(
+            "aiops_incident_signals_total",
+            "Signals: a series whose anomalies opened an incident or joined one (again, after going quiet)",
+            registry=registry,
+        )
         # Counted in the store (refresh_incidents), not from the pipeline's changes: acknowledgements go through the
         # API, and replicas sharing a database each see every incident. Every replica reports the same figures.
         self.incidents = Gauge(
@@ -130,6 +137,8 @@ class EngineMetrics:
 
     def on_incident_change(self, change: IncidentChange) -> None:
         self.incident_changes.labels(change.kind.value).inc()
+        if change.kind in (IncidentChangeKind.OPENED, IncidentChangeKind.JOINED):
+            self.signals.inc()
         if change.kind is IncidentChangeKind.OPENED:
             self.open_incidents.inc()
         elif change.kind is IncidentChangeKind.RESOLVED:

@@ -20,6 +20,7 @@ from engine.core.playbooks.guards import PastRun
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.verification import PendingVerification
 from engine.core.ports import Planning
+from engine.core.signal_points import SignalPoint
 from engine.domain.errors import NotFoundError
 from engine.domain.events import (
     ActionResult,
@@ -197,6 +198,8 @@ class InMemoryStore(InMemoryLedger):
         self._incidents: dict[str, Incident] = {}
         # The active incident of each fingerprint (a group has one at a time).
         self._active: dict[str, str] = {}
+        # (incident id, series text) -> time -> value: the samples of incidents' signals.
+        self.signal_points: dict[tuple[str, str], dict[float, float]] = {}
 
     async def apply_changes(
         self, changes: Sequence[IncidentChange], planned: Sequence[PlannedStep] = (), *, plan: Planning | None = None
@@ -219,6 +222,10 @@ class InMemoryStore(InMemoryLedger):
         if steps:
             await self.plan(steps, at=_latest(stored, steps))
         return stored
+
+    async def add_signal_points(self, points: Sequence[SignalPoint]) -> None:
+        for incident_id, series, at, value in points:
+            self.signal_points.setdefault((incident_id, series), {})[at] = value
 
     async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
         return {

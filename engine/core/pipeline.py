@@ -28,6 +28,7 @@ from engine.core.playbooks.remediation import Remediator
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.workers import RemediationWorkers
 from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource, StreamClock
+from engine.core.signal_points import SignalPoints
 from engine.core.silences import SilenceBook
 from engine.domain.batches import latest_timestamp, parts
 from engine.domain.clock import Clock
@@ -135,6 +136,7 @@ class Pipeline:
         self._stream_clock = stream_clock
         self._pager = pager
         self.workers: RemediationWorkers | None = None
+        self._signal_points = SignalPoints()
         self._decisions_synced_at = float("-inf")
 
     async def run(self) -> None:
@@ -216,6 +218,18 @@ class Pipeline:
                 # not have.
                 stored = await self._store.apply_changes(changes, plan=planning) if changes else []
                 self._incidents.adopt(stored)
+                # The samples of live signals, for the on-call page's pictures (from the batch of their onset on).
+                self._signal_points.follow(stored)
+                self._signal_points.stop(stored)
+                points = [
+                    point
+                    for item in burst
+                    if isinstance(item, _Detected)
+                    for point in self._signal_points.points(item.batch)
+                ]
+                self._signal_points.drop_stopped()
+                if points:
+                    await self._store.add_signal_points(points)
                 self._report(
                     [
                         ActionResult(step.request, ActionStatus.FAILED, step.failure, step.request.requested_at)
@@ -255,6 +269,7 @@ class Pipeline:
         if active:
             for incident_id in await self._store.resolved_among(active):
                 self._incidents.forget(incident_id)
+                self._signal_points.forget(incident_id)
 
     def _plan(self, changes: Sequence[IncidentChange]) -> list[PlannedStep]:
         steps = [step for change in changes for step in self._remediator.plan(change)]

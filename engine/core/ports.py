@@ -21,6 +21,7 @@ from engine.domain.events import (
 
 if TYPE_CHECKING:
     from engine.core.playbooks.steps import PlannedStep
+    from engine.core.signal_points import SignalPoint
 
 
 class SampleSource(Protocol):
@@ -66,6 +67,9 @@ class IncidentStore(Protocol):
 
     async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
         """Which of these incidents are resolved in the store (a person may have resolved them on any replica)."""
+
+    async def add_signal_points(self, points: Sequence[SignalPoint]) -> None:
+        """Keep samples of incidents' signals (``engine.core.signal_points``); one already kept is not added twice."""
 
 
 class IncidentDecisions(Protocol):

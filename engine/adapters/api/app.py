@@ -40,7 +40,7 @@ from engine.adapters.web.protection import PageHeaders
 from engine.adapters.web.sessions import DEFAULT_LIFETIME_S, PageSessions
 from engine.core.actions.executor import StepDecider
 from engine.core.alert_feed import AlertFeed
-from engine.core.correlation import NO_RULES
+from engine.core.correlation import NO_RULES, CorrelationRules
 from engine.core.detection import SeriesAdmission
 from engine.core.incident_desk import IncidentDesk
 from engine.core.silences import SilenceDesk
@@ -176,17 +176,7 @@ def create_app(
             response.headers["X-Next-Cursor"] = encode_cursor(incidents[-1])
         return response
 
-    @app.get(
-        "/api/v1/incidents/{incident_id}",
-        dependencies=viewer,
-        tags=["incidents"],
-        responses={404: {"description": "no such incident"}},
-    )
-    async def get_incident(incident_id: IncidentId) -> IncidentDetailOut:
-        """One incident with its timeline and the actions taken for it."""
-        return IncidentDetailOut.of_detail(
-            await store.get_incident(incident_id), desk.rules if desk is not None else NO_RULES
-        )
+    _incident_detail_routes(app, store, lambda: desk.rules if desk is not None else NO_RULES, viewer)
 
     @app.get("/api/v1/actions", dependencies=viewer, tags=["actions"])
     async def list_actions(
@@ -197,6 +187,34 @@ def create_app(
         return [ActionOut.of(record) for record in await store.list_actions(limit=limit, offset=offset)]
 
     return app
+
+
+def _incident_detail_routes(
+    app: FastAPI, store: SqlStore, rules: Callable[[], CorrelationRules], viewer: list[Any]
+) -> None:
+    """One incident: its detail (timeline, actions, ranked causes) and the samples of its signals."""
+
+    @app.get(
+        "/api/v1/incidents/{incident_id}",
+        dependencies=viewer,
+        tags=["incidents"],
+        responses={404: {"description": "no such incident"}},
+    )
+    async def get_incident(incident_id: IncidentId) -> IncidentDetailOut:
+        """One incident with its timeline and the actions taken for it."""
+        return IncidentDetailOut.of_detail(await store.get_incident(incident_id), rules())
+
+    @app.get(
+        "/api/v1/incidents/{incident_id}/points",
+        dependencies=viewer,
+        tags=["incidents"],
+        responses={404: {"description": "no such incident"}},
+    )
+    async def get_signal_points(incident_id: IncidentId) -> dict[str, list[tuple[float, float]]]:
+        """The kept samples of each of the incident's signals (by series), from shortly before its first anomaly
+        to the incident's end: what the incident page draws."""
+        await store.get_incident(incident_id)  # 404 for an unknown incident
+        return await store.signal_points(incident_id)
 
 
 def _taking_alerts(feed: AlertFeed) -> ReadinessCheck:

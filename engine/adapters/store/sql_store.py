@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -53,6 +54,7 @@ from engine.adapters.store.tables import (
     IncidentRow,
     PartitionCheckpointRow,
     SeriesCheckpointRow,
+    SignalPointRow,
     SignalSilenceRow,
 )
 from engine.core.checkpoints import PartitionCheckpoint, SeriesState, document_series
@@ -60,6 +62,7 @@ from engine.core.correlation import GROUP_PREFIX
 from engine.core.incident_merge import Merge
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.ports import Planning
+from engine.core.signal_points import SignalPoint
 from engine.core.silences import SignalSilence
 from engine.domain.batches import parts
 from engine.domain.errors import ConfigurationError, ConflictError, NotFoundError
@@ -194,6 +197,8 @@ _STATE_OF = select(_INCIDENTS.c.state).where(_INCIDENTS.c.id == bindparam("incid
 _ADD_EVENT = insert(_EVENTS)
 # Incident ids a query looks up at once: well inside every supported database's limit on bound parameters.
 _IDS_PER_QUERY = 500
+# Rows of one INSERT of signal samples (four parameters each: well inside every database's limit).
+_POINTS_PER_STATEMENT = 2_000
 # A transaction-scoped lock on one correlation group (PostgreSQL; released at commit or rollback).
 _LOCK_GROUP = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
@@ -296,6 +301,35 @@ class SqlStore:
                 )
                 resolved.update(row[0] for row in rows)
         return resolved
+
+    @patient("storing signal samples")
+    async def add_signal_points(self, points: Sequence[SignalPoint]) -> None:
+        """Keep samples of incidents' signals, for the on-call page; one already kept (a replay) is left as it is."""
+        if not points:
+            return
+        rows = [
+            {"incident_id": incident_id, "series": series[:_SERIES_KEY_LENGTH], "at": at, "value": value}
+            for incident_id, series, at, value in points
+            if math.isfinite(value)
+        ]
+        statement = self._insert(SignalPointRow).on_conflict_do_nothing(index_elements=["incident_id", "series", "at"])
+        async with self._writing() as connection:
+            for part in parts(rows, _POINTS_PER_STATEMENT):
+                await connection.execute(statement, part)
+
+    @patient("reading signal samples")
+    async def signal_points(self, incident_id: str) -> dict[str, list[tuple[float, float]]]:
+        """The kept samples of each signal of the incident (by series text), in time order."""
+        query = (
+            select(SignalPointRow.series, SignalPointRow.at, SignalPointRow.value)
+            .where(SignalPointRow.incident_id == incident_id)
+            .order_by(SignalPointRow.series, SignalPointRow.at)
+        )
+        found: dict[str, list[tuple[float, float]]] = {}
+        async with self._reading() as connection:
+            for series, at, value in await connection.execute(query):
+                found.setdefault(series, []).append((at, value))
+        return found
 
     # -- decisions of people ---------------------------------------------------------------------------------
 
@@ -485,7 +519,7 @@ class SqlStore:
             for (topic, partition), offset in sorted(offsets.items())
         ]
 
-    def _insert(self, table: type[PartitionCheckpointRow | SeriesCheckpointRow]) -> Any:
+    def _insert(self, table: type[PartitionCheckpointRow | SeriesCheckpointRow | SignalPointRow]) -> Any:
         """An INSERT that can turn into an update of the row already there (each dialect spells it its own way)."""
         if self._engine.dialect.name == "postgresql":
             return postgresql_insert(table)

@@ -37,6 +37,18 @@ class IncidentRow(Base):
     signals: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
+class SignalPointRow(Base):
+    """Samples of an incident's signals, from the batch of their first anomaly to the incident's end (0013): what
+    the on-call page draws. Bounded per signal by the pipeline (``engine.core.signal_points``)."""
+
+    __tablename__ = "signal_points"
+
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
+    series: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    at: Mapped[float] = mapped_column(Float, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
 class IncidentEventRow(Base):
     __tablename__ = "incident_events"
 

@@ -116,11 +116,18 @@ async def test_the_detail_ranks_a_grouped_incident_s_signals_with_reasons(tmp_pa
     await store.apply_changes([opened, *manager.observe(anomaly(160.0, series=traffic))])
     desk = IncidentDesk(store, manager, FakeClock(200.0))
     app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, tokens=BOOK, desk=desk)
+    await store.add_signal_points(
+        [(opened.incident.id, str(latency), 40.0, 0.1), (opened.incident.id, str(latency), 100.0, 0.9)]
+    )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test", headers=bearer(Role.VIEWER)
     ) as http:
         detail = (await http.get(f"/api/v1/incidents/{opened.incident.id}")).json()
+        points = (await http.get(f"/api/v1/incidents/{opened.incident.id}/points")).json()
+        missing = await http.get("/api/v1/incidents/inc-none/points")
     await store.close()
+    assert points == {str(latency): [[40.0, 0.1], [100.0, 0.9]]}
+    assert missing.status_code == 404
     assert [entry["kind"] for entry in detail["timeline"]] == ["opened", "joined"]
     # Traffic began a minute after the latency was detected, but it is a known cause of latency.
     assert [(c["rank"], c["name"], c["kind"]) for c in detail["causes"]] == [

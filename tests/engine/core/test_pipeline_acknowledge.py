@@ -13,6 +13,7 @@ from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.pipeline import Pipeline
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.ports import IncidentStore, Planning
+from engine.core.signal_points import SignalPoint
 from engine.domain.clock import FakeClock
 from engine.domain.events import Anomaly, Incident, IncidentChange, IncidentState, MetricSample, SeriesKey
 from tests.engine.core.remediating import remediator
@@ -82,6 +83,9 @@ class SlowStore:
 
     async def resolved_among(self, incident_ids: Collection[str]) -> set[str]:
         return await self._store.resolved_among(incident_ids)
+
+    async def add_signal_points(self, points: Sequence[SignalPoint]) -> None:
+        await self._store.add_signal_points(points)
 
 
 def _pipeline(
