@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.domain.batches import SampleBatch
 from engine.domain.events import IncidentChange, IncidentChangeKind, MetricSample, SeriesKey
 
 # One point a minute for a day, or one every ten seconds for four hours.
@@ -74,14 +75,25 @@ class SignalPoints:
             return []
         points: list[SignalPoint] = []
         followed_by_series = self._followed
-        limit = self._max_points
+        if isinstance(batch, SampleBatch):
+            # Kafka's batches are columns in runs of one series: one lookup per run, no sample objects built.
+            timestamps, values = batch.timestamps, batch.values
+            for series, start, end in batch.runs():
+                entry = followed_by_series.get(series)
+                if entry is not None:
+                    for row in range(start, end):
+                        self._keep(entry, float(timestamps[row]), float(values[row]), points)
+            return points
         for sample in batch:
             entry = followed_by_series.get(sample.series)
-            if entry is None or entry.kept >= limit or not entry.since <= sample.timestamp <= entry.until:
-                continue
-            entry.kept += 1
-            points.append((entry.incident_id, entry.series_text, sample.timestamp, sample.value))
+            if entry is not None:
+                self._keep(entry, sample.timestamp, sample.value, points)
         return points
+
+    def _keep(self, entry: _Followed, at: float, value: float, points: list[SignalPoint]) -> None:
+        if entry.kept < self._max_points and entry.since <= at <= entry.until:
+            entry.kept += 1
+            points.append((entry.incident_id, entry.series_text, at, value))
 
     def forget(self, incident_id: str) -> None:
         """A person resolved the incident: its signals are no longer followed."""

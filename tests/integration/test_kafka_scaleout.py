@@ -12,17 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -32,16 +28,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from benchmarks.services import PrivateBroker, kafka_jars_fetched
-from engine.adapters.api.auth import Role
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
 from engine.app.kafka_engine import open_kafka_engine
 from engine.app.settings import Settings, load_settings
 from engine.core.incidents import incident_id, series_fingerprint
 from engine.domain.clock import SystemClock
 from engine.domain.events import SeriesKey
-from tests.engine.adapters.tokens import SPEC, bearer
-from tests.support.engine_process import free_port
 from tests.support.kafka_records import group_positions, run_engine
+from tests.support.serve_process import serving
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 POSTGRES_URL = os.environ.get("AIOPS_TEST_POSTGRES_URL")
@@ -276,57 +270,6 @@ async def test_a_rebalance_hands_the_learned_state_of_moved_partitions_over(
     _assert_same_incidents(await _incidents(shared), await _incidents(reference_url), _expected(series))
 
 
-class _ServeProcess:
-    """A real `aiops serve` process, its API on a free loopback port."""
-
-    def __init__(self, work: Path, **settings: str) -> None:
-        work.mkdir()
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")} | {
-            "AIOPS_HTTP_PORT": str(self.port),
-            "AIOPS_API_TOKENS": SPEC,
-            **settings,
-        }
-        self.log = work / "engine.log"
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", "from engine.app.cli import main; main()", "serve"],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def partitions(self) -> list[str]:
-        if self.process.poll() is not None:
-            raise AssertionError(f"aiops serve exited: {self.log.read_text()[-3000:]}")
-        try:
-            async with httpx.AsyncClient(timeout=2, headers=bearer(Role.VIEWER)) as http:
-                status = (await http.get(f"http://127.0.0.1:{self.port}/api/v1/status")).json()
-        except httpx.TransportError:
-            return []
-        return list(status.get("partitions", []))
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        self.process.wait(timeout=60)
-
-
-@contextmanager
-def _serving(
-    work: Path, names: tuple[str, ...], settings: dict[str, dict[str, str]]
-) -> Iterator[dict[str, _ServeProcess]]:
-    processes: dict[str, _ServeProcess] = {}
-    try:
-        for name in names:
-            processes[name] = _ServeProcess(work / name, **settings[name])
-        yield processes
-    finally:
-        for process in processes.values():
-            process.stop(signal.SIGKILL)
-
-
 def _serve_env(topic: str, group: str, database_url: str) -> dict[str, str]:
     assert BOOTSTRAP is not None
     return {
@@ -362,7 +305,7 @@ async def test_a_killed_engine_s_partitions_are_taken_over_without_loss_or_dupli
         "b": _serve_env(topic, group, shared),
         "reference": _serve_env(topic, reference_group, reference_db),
     }
-    with _serving(tmp_path, ("a", "b", "reference"), settings) as engines:
+    with serving(tmp_path, ("a", "b", "reference"), settings) as engines:
         a, b = engines["a"], engines["b"]
         deadline = time.monotonic() + 45
         while True:

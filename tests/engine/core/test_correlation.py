@@ -12,6 +12,7 @@ from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.memory import InMemoryStore
 from engine.core.probable_cause import rank_causes
 from engine.core.signal_points import SignalPoints
+from engine.domain.batches import SampleBatch
 from engine.domain.events import (
     Alert,
     AlertStatus,
@@ -201,14 +202,18 @@ def test_without_known_relations_the_first_to_begin_ranks_first_then_the_stronge
 
 def test_signal_points_follow_a_signal_from_before_its_onset_to_its_incident_s_end() -> None:
     manager = IncidentManager(IncidentPolicy(min_signals=1, resolve_after_s=300), RULES)
-    points = SignalPoints(max_points=50)
-    batch = [MetricSample(series, float(t), 1.0) for t in range(0, 6000, 60) for series in (LATENCY, OTHER_MODEL)]
+    batch = [MetricSample(series, float(t), 1.0) for series in (LATENCY, OTHER_MODEL) for t in range(0, 6000, 60)]
     changes = manager.observe(anomaly(3000.0, series=LATENCY))
     resolved = manager.advance(3600.0)
-    points.follow(changes)
-    points.stop([*changes, *resolved])
-    kept = points.points(batch)
-    points.drop_stopped()
+    kept_of = []
+    for given in (batch, SampleBatch.of_samples(batch)):  # samples one by one, or Kafka's columns in runs
+        points = SignalPoints(max_points=50)
+        points.follow(changes)
+        points.stop([*changes, *resolved])
+        kept_of.append(points.points(given))
+        points.drop_stopped()
+    kept = kept_of[0]
+    assert kept_of[1] == kept
     # Half an hour of context before the onset, up to the resolution, only the signal's series.
     assert {p[1] for p in kept} == {str(LATENCY)}
     assert (kept[0][2], kept[-1][2]) == (3000.0 - 1800.0, 3600.0)
