@@ -101,6 +101,7 @@ async def open_kafka_engine(
         settings.kafka_bootstrap,
         KafkaTopics(settings.kafka_anomaly_topic, settings.kafka_incident_topic, settings.kafka_action_topic),
         connect_limit_s=settings.kafka_connect_limit_s,
+        rules=lambda: parts.incidents.rules,
     )
     # Offsets move only after the batch's incident changes are stored, its events are acknowledged and the state of
     # its series is checkpointed in the store (which other members restore it from when its partitions move).

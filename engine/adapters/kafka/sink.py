@@ -9,7 +9,7 @@ partition: the series key for anomalies, the incident id for incident changes an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from engine.adapters.kafka.startup import start_when_reachable
+from engine.core.correlation import NO_RULES, CorrelationRules
 from engine.core.probable_cause import cause_documents
 from engine.domain.events import ActionResult, Anomaly, Incident, IncidentChange, MetricSample
 
@@ -38,8 +39,11 @@ class KafkaEventPublisher:
         *,
         client_id: str = "aiops-engine",
         connect_limit_s: float = 0.0,
+        rules: Callable[[], CorrelationRules] = lambda: NO_RULES,
     ) -> None:
         self._topics = topics
+        # The correlation rules in force (they may be reloaded): they rank each incident's probable cause.
+        self._rules = rules
         self._connect_limit_s = connect_limit_s
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
@@ -114,7 +118,7 @@ class KafkaEventPublisher:
         document = {
             "kind": change.kind.value,
             "at": change.at,
-            "incident": incident_document(change.incident),
+            "incident": incident_document(change.incident, self._rules()),
             "signal": anomaly_document(change.signal) if change.signal is not None else None,
         }
         self._put(self._topics.incidents, change.incident.id, document)
@@ -150,7 +154,7 @@ def anomaly_document(anomaly: Anomaly) -> dict[str, Any]:
     }
 
 
-def incident_document(incident: Incident) -> dict[str, Any]:
+def incident_document(incident: Incident, rules: CorrelationRules = NO_RULES) -> dict[str, Any]:
     return {
         "id": incident.id,
         "fingerprint": incident.fingerprint,
@@ -163,8 +167,8 @@ def incident_document(incident: Incident) -> dict[str, Any]:
         "signal_count": incident.signal_count,
         "peak_score": incident.peak_score,
         "resolved_at": incident.resolved_at,
-        # Ranked from the probable cause down (by the built-in kinds and relations).
-        "causes": cause_documents(incident.signals),
+        # Ranked from the probable cause down, each signal with its reasons.
+        "causes": cause_documents(incident.signals, rules),
     }
 
 
