@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -158,10 +159,16 @@ _INCIDENTS = cast(Table, IncidentRow.__table__)
 _EVENTS = cast(Table, IncidentEventRow.__table__)
 
 
-def _page_query(*, in_state: bool, before: bool) -> Select[Any]:
+def _page_query(*, in_state: bool, before: bool, of_severity: bool = False, of_model: bool = False) -> Select[Any]:
     query = select(_INCIDENTS).order_by(_INCIDENTS.c.opened_at.desc(), _INCIDENTS.c.id.desc())
     if in_state:
         query = query.where(_INCIDENTS.c.state == bindparam("state", type_=String))
+    if of_severity:
+        query = query.where(_INCIDENTS.c.severity == bindparam("severity", type_=Integer))
+    if of_model:
+        # The opening series' label (json_extract on SQLite, ->> on PostgreSQL): the series of one incident belong
+        # to one workload, so its opening series names the model.
+        query = query.where(_INCIDENTS.c.series_labels["model"].as_string() == bindparam("model", type_=String))
     if before:
         query = query.where(
             tuple_(_INCIDENTS.c.opened_at, _INCIDENTS.c.id)
@@ -185,11 +192,12 @@ def _decision(*, resolves: bool) -> Update:
     )
 
 
-# Keyed by (filtered by state, after a cursor).
+# Keyed by (filtered by state, after a cursor, filtered by severity, filtered by model).
 _PAGES = {
-    (in_state, before): _page_query(in_state=in_state, before=before)
-    for in_state in (False, True)
-    for before in (False, True)
+    (in_state, before, of_severity, of_model): _page_query(
+        in_state=in_state, before=before, of_severity=of_severity, of_model=of_model
+    )
+    for in_state, before, of_severity, of_model in itertools.product((False, True), repeat=4)
 }
 _MOVE = _decision(resolves=False)
 _RESOLVE = _decision(resolves=True)
@@ -570,15 +578,22 @@ class SqlStore:
         limit: int = 100,
         offset: int = 0,
         before: tuple[float, str] | None = None,
+        severity: Severity | None = None,
+        model: str | None = None,
     ) -> list[Incident]:
         """Newest first. ``before`` (opened_at, id) of the last incident of a page asks for the next page: a keyset
-        page costs the same however deep it is, unlike ``offset``."""
+        page costs the same however deep it is, unlike ``offset``. ``severity`` and ``model`` (the ``model`` label of
+        the series that opened the incident) keep only the incidents that match."""
         # Plain rows of the table, not ORM objects: a page is read once and never changed, and building and
         # tracking mapped instances was most of a page's cost.
-        query = _PAGES[state is not None, before is not None]
+        query = _PAGES[state is not None, before is not None, severity is not None, model is not None]
         parameters: dict[str, Any] = {"limit": limit, "offset": offset}
         if state is not None:
             parameters["state"] = state.value
+        if severity is not None:
+            parameters["severity"] = int(severity)
+        if model is not None:
+            parameters["model"] = model
         if before is not None:
             parameters["before_at"], parameters["before_id"] = before
         async with self._reading() as connection:
