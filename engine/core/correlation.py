@@ -40,6 +40,8 @@ DEFAULT_KINDS: dict[str, list[str]] = {
     "traffic": ["*request*", "*rps*", "*qps*", "*throughput*", "*traffic*", "*_total"],
     "saturation": ["*cpu*", "*memory*", "*queue*", "*saturation*"],
 }
+# Kinds that grow slowly (a leak, a creeping saturation, drift): detected late, after the effects they cause.
+DEFAULT_SLOW_KINDS = ("gpu_memory", "saturation", "drift")
 # cause kind -> the kinds it is known to move.
 DEFAULT_RELATIONS: dict[str, list[str]] = {
     "alias_change": ["errors", "latency", "drift"],
@@ -90,8 +92,14 @@ class CorrelationRules(BaseModel):
     )
     cause_lead: Duration = Field(
         default=600.0,
-        description="a known cause still explains an effect detected up to this long before it (a slow leak is "
-        "detected after the latency it causes)",
+        description="a known cause of a slow kind still explains an effect detected up to this long before it (a "
+        "slow leak is detected after the latency it causes)",
+    )
+    slow_kinds: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SLOW_KINDS),
+        max_length=64,
+        description="kinds that grow slowly and are detected late (the lead applies to them); any other cause must "
+        "begin no later than its effect",
     )
 
     @field_validator("group_by")
@@ -153,6 +161,10 @@ class CorrelationRules(BaseModel):
         for cause, effects in self.relations.items():
             merged.setdefault(cause, set()).update(effects)
         return {cause: frozenset(effects) for cause, effects in merged.items()}
+
+    def lead(self, kind: str | None) -> float:
+        """How long before a cause of ``kind`` its effect may be detected and still be explained by it."""
+        return self.cause_lead if kind in self.slow_kinds else 0.0
 
     def kind_of(self, series: SeriesKey) -> str | None:
         """The signal kind of ``series`` (an alert's by its alert name), None when no pattern matches."""

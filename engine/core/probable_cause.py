@@ -3,8 +3,9 @@
 Three kinds of evidence, in order of weight:
 
 1. **Known relations** between signal kinds (``engine.core.correlation``): a signal whose kind is known to move
-   the kinds of other signals of the incident explains them, if it began before them or at most ``cause_lead``
-   after them (a slow memory leak is detected after the latency it causes). A signal that another signal of the
+   the kinds of other signals of the incident explains them if it began no later than they did, or, for a kind that
+   grows slowly (``slow_kinds``), at most ``cause_lead`` after them (a memory leak is detected after the latency it
+   causes). A signal that another signal of the
    incident explains is an effect and ranks after it.
 2. **Onset order**: the problem shows first where it starts; the earlier signal ranks first among equals.
 3. **Strength**: the higher peak score breaks the remaining ties.
@@ -45,8 +46,9 @@ def rank_causes(signals: Sequence[Signal], rules: CorrelationRules = NO_RULES) -
     explained_by: list[list[int]] = [[] for _ in signals]
     for i, (cause, cause_kind) in enumerate(zip(signals, kinds, strict=True)):
         effects = rules.effects.get(cause_kind or "", frozenset())
+        lead = rules.lead(cause_kind)
         for j, (effect, effect_kind) in enumerate(zip(signals, kinds, strict=True)):
-            if i != j and effect_kind in effects and cause.first_at <= effect.first_at + rules.cause_lead:
+            if i != j and effect_kind in effects and cause.first_at <= effect.first_at + lead:
                 explains[i].append(j)
                 explained_by[j].append(i)
     # An effect of a signal that it does not explain in return (a cycle: latency <-> errors at once) ranks after

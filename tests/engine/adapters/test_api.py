@@ -112,12 +112,12 @@ async def test_the_detail_ranks_a_grouped_incident_s_signals_with_reasons(tmp_pa
     manager = IncidentManager(IncidentPolicy(min_signals=1), rules)
     latency = SeriesKey.of("model_request_latency_p99_seconds", {"model": "fraud", "namespace": "serving"})
     traffic = SeriesKey.of("model_requests_per_second", {"model": "fraud", "namespace": "serving"})
-    [opened] = manager.observe(anomaly(100.0, series=latency))
-    await store.apply_changes([opened, *manager.observe(anomaly(160.0, series=traffic))])
+    [opened] = manager.observe(anomaly(100.0, series=traffic))
+    await store.apply_changes([opened, *manager.observe(anomaly(160.0, series=latency))])
     desk = IncidentDesk(store, manager, FakeClock(200.0))
     app = create_app(store=store, metrics=EngineMetrics(CollectorRegistry()), status=dict, tokens=BOOK, desk=desk)
     await store.add_signal_points(
-        [(opened.incident.id, str(latency), 40.0, 0.1), (opened.incident.id, str(latency), 100.0, 0.9)]
+        [(opened.incident.id, str(latency), 100.0, 0.1), (opened.incident.id, str(latency), 160.0, 0.9)]
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test", headers=bearer(Role.VIEWER)
@@ -126,10 +126,10 @@ async def test_the_detail_ranks_a_grouped_incident_s_signals_with_reasons(tmp_pa
         points = (await http.get(f"/api/v1/incidents/{opened.incident.id}/points")).json()
         missing = await http.get("/api/v1/incidents/inc-none/points")
     await store.close()
-    assert points == {str(latency): [[40.0, 0.1], [100.0, 0.9]]}
+    assert points == {str(latency): [[100.0, 0.1], [160.0, 0.9]]}
     assert missing.status_code == 404
     assert [entry["kind"] for entry in detail["timeline"]] == ["opened", "joined"]
-    # Traffic began a minute after the latency was detected, but it is a known cause of latency.
+    # Traffic began a minute before the latency, and it is a known cause of latency.
     assert [(c["rank"], c["name"], c["kind"]) for c in detail["causes"]] == [
         (1, "model_requests_per_second", "traffic"),
         (2, "model_request_latency_p99_seconds", "latency"),

@@ -10,12 +10,16 @@ from pydantic import ValidationError
 from engine.core.correlation import CorrelationRules
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.core.memory import InMemoryStore
+from engine.core.playbooks.model import Playbook
+from engine.core.playbooks.planner import Planner
 from engine.core.probable_cause import rank_causes
 from engine.core.signal_points import SignalPoints
 from engine.domain.batches import SampleBatch
 from engine.domain.events import (
+    ActionMode,
     Alert,
     AlertStatus,
+    IncidentChange,
     IncidentChangeKind,
     IncidentState,
     MetricSample,
@@ -219,3 +223,48 @@ def test_signal_points_follow_a_signal_from_before_its_onset_to_its_incident_s_e
     assert (kept[0][2], kept[-1][2]) == (3000.0 - 1800.0, 3600.0)
     assert {p[0] for p in kept} == {changes[0].incident.id}
     assert points.points(batch) == []
+
+
+def _grouped_incident_of(*signals: Signal) -> IncidentChange:
+    manager = IncidentManager(IncidentPolicy(min_signals=1), RULES)
+    changes: list[IncidentChange] = []
+    for signal in sorted(signals, key=lambda s: s.first_at):
+        changes += manager.observe(anomaly(signal.first_at, series=signal.series))
+    return changes[-1]
+
+
+NOTIFY = {
+    "name": "notify",
+    "triggers": [{"series": ERRORS.name}],
+    "steps": [
+        {
+            "action": "webhook_notify",
+            "params": {
+                "url": "https://hooks.example.com/x",
+                "message": "{{ incident.labels.model }}: cause {{ incident.cause.name }} ({{ incident.cause.kind }}),"
+                " {{ incident.signals | length }} signals",
+            },
+        }
+    ],
+}
+
+
+def test_a_trigger_matches_any_signal_of_an_incident_and_templates_see_signals_and_cause() -> None:
+    traffic = SeriesKey.of("model_requests_per_second", {"model": "fraud", "namespace": "serving"})
+    # Traffic began first; the errors joined the incident it opened.
+    change = _grouped_incident_of(_signal(traffic, 100.0), _signal(ERRORS, 160.0))
+    assert change.kind is IncidentChangeKind.JOINED
+    [planned] = Planner([Playbook.model_validate(NOTIFY)], ActionMode.DRY_RUN, RULES).plan(change)
+    assert planned.request.params["message"] == "fraud: cause model_requests_per_second (traffic), 2 signals"
+    assert planned.request.explanation["matched_series"] == str(ERRORS)
+
+
+def test_a_trigger_on_the_cause_fires_only_when_its_series_is_ranked_first() -> None:
+    on_cause = NOTIFY | {"triggers": [{"series": ERRORS.name, "signal": "cause"}]}
+    traffic = SeriesKey.of("model_requests_per_second", {"model": "fraud", "namespace": "serving"})
+    planner = Planner([Playbook.model_validate(on_cause)], ActionMode.DRY_RUN, RULES)
+    # Errors that follow a traffic surge are an effect: nothing to roll back.
+    assert planner.plan(_grouped_incident_of(_signal(traffic, 100.0), _signal(ERRORS, 160.0))) == []
+    # Errors that came first, with latency after them, are the cause.
+    [planned] = planner.plan(_grouped_incident_of(_signal(ERRORS, 1000.0), _signal(LATENCY, 1060.0)))
+    assert planned.request.params["message"].startswith("fraud: cause model_request_errors_ratio (errors)")
