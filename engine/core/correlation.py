@@ -75,9 +75,9 @@ class CorrelationRules(BaseModel):
     )
     window: Duration | None = Field(
         default=None,
-        description="how long a signal of a grouped incident may stay normal before it is quiet; the incident "
-        "resolves when all its signals are quiet, and the group's next signal opens a new one (default: the "
-        "engine's incident resolve-after)",
+        description="how long a signal of a grouped incident may stay normal before it is quiet, at least the "
+        "engine's incident resolve-after (the default); the incident resolves when all its signals are quiet, and "
+        "the group's next signal opens a new one",
     )
     alerts: Literal["join", "separate"] = Field(
         default="join", description="join: a firing Alertmanager alert joins its group's incident by its labels"
@@ -191,7 +191,9 @@ class CorrelationRules(BaseModel):
         return text
 
     def resolve_after(self, default_s: float) -> float:
-        return default_s if self.window is None else self.window
+        """How long a grouped signal stays normal before it is quiet: ``window``, never shorter than the engine's
+        own resolve-after (``default_s``), which may be set longer to keep every incident open."""
+        return default_s if self.window is None else max(self.window, default_s)
 
 
 NO_RULES = CorrelationRules()

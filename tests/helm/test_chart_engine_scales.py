@@ -39,6 +39,7 @@ pytestmark = [
 RELEASE = "aiops"
 LATENCY_PLAYBOOK = "fraud-latency-scale-out.yaml"
 POLICY = "_policy.yaml"
+CORRELATION = "_correlation.yaml"
 # What the shipped latency playbook's step does to the deployment it scales.
 STEP = 2
 
@@ -160,8 +161,13 @@ def _chart_playbooks(release: Release, directory: Path) -> Path:
     policy: dict[str, Any] = yaml.safe_load(release.playbooks[POLICY])
     policy["allow"]["namespaces"] = [*policy["allow"]["namespaces"], release.namespace]
     directory.mkdir()
+    # Only the fraud model's signals: the recommender's slow dependency is another problem, with no deployment here.
+    for trigger in playbook["triggers"]:
+        trigger["matchers"] = ['model="fraud-detector"']
     (directory / LATENCY_PLAYBOOK).write_text(yaml.safe_dump(playbook, sort_keys=False))
     (directory / POLICY).write_text(yaml.safe_dump(policy, sort_keys=False))
+    # The chart's correlation rules: the traffic surge and the latency it causes are one incident, scaled out once.
+    (directory / CORRELATION).write_text(release.playbooks[CORRELATION])
     return directory
 
 

@@ -65,7 +65,7 @@ async def test_a_recorded_topic_backtests_like_the_same_data_from_files() -> Non
 
     assert from_kafka.returncode == 0, from_kafka.stderr
     kafka_report, file_report = json.loads(from_kafka.stdout), json.loads(from_files.stdout)
-    assert kafka_report["samples"] == file_report["samples"] == 20160
+    assert kafka_report["samples"] == file_report["samples"] == 11 * 2880
     assert kafka_report["actions_planned"] == file_report["actions_planned"]
     assert {a["playbook"] for a in kafka_report["actions_planned"]} >= {"latency-scale-out", "error-burst-rollback"}
 

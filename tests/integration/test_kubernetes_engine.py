@@ -87,15 +87,21 @@ def _replicas(admin: client.ApiClient) -> int:
 
 
 def _playbooks(directory: Path, **verify: str) -> Path:
-    """Only the latency playbook (and the shipped policy), its verification's fields replaced by ``verify``."""
+    """Only the latency playbook (and the shipped policy and correlation), its verification's fields replaced by
+    ``verify``."""
     directory.mkdir()
     text = LATENCY_PLAYBOOK.read_text()
     for field, value in verify.items():
         shipped = re.search(rf"^(\s+){field}: .*$", text, re.MULTILINE)
         assert shipped is not None, field
         text = text.replace(shipped.group(0), f"{shipped.group(1)}{field}: {value}")
+    # Only the fraud model's deployment exists here: the recommender's slow dependency scales nothing.
+    assert text.count("""matchers: ['model=~".+"']""") == 2
+    text = text.replace("""matchers: ['model=~".+"']""", """matchers: ['model="fraud-detector"']""")
     (directory / LATENCY_PLAYBOOK.name).write_text(text)
-    shutil.copy(REPO / "playbooks" / "_policy.yaml", directory / "_policy.yaml")
+    # With the shipped correlation, the traffic surge and the latency it causes are one incident, scaled out once.
+    for rules in ("_policy.yaml", "_correlation.yaml"):
+        shutil.copy(REPO / "playbooks" / rules, directory / rules)
     return directory
 
 
