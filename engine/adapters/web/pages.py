@@ -1,5 +1,6 @@
-"""The on-call page, server-rendered: log in with an API token, see incidents and their timelines, acknowledge,
-resolve, and approve or reject waiting steps.
+"""The on-call page, server-rendered: log in with an API token, list and filter incidents, see an incident's
+signals drawn and ranked by probable cause with its timeline in words, acknowledge, resolve, and approve or reject
+waiting steps.
 
 A login becomes a signed, expiring session cookie (``sessions.py``; HttpOnly, SameSite=Strict, Secure over
 HTTPS), never the token itself. Every change is a form POST that must come from this origin and carry the
@@ -23,6 +24,8 @@ from fastapi.templating import Jinja2Templates
 
 from engine.adapters.api.auth import ApiToken, Role, TokenBook
 from engine.adapters.store.sql_store import SqlStore
+from engine.adapters.web.incident_view import incident_view
+from engine.adapters.web.listing import PAGE_SIZE, SEVERITIES, STATES, labels_besides_model, read_filter
 from engine.adapters.web.protection import from_this_origin
 from engine.adapters.web.sessions import PageSession, PageSessions
 from engine.core.actions.executor import StepDecider
@@ -88,7 +91,7 @@ class _Page:
         self.tokens = tokens
         self.sessions = sessions
         self.templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
-        self.templates.env.globals.update(when=_when, age=_age)
+        self.templates.env.globals.update(when=_when, age=_age, labels_besides_model=labels_besides_model)
 
     def session_of(self, request: Request) -> PageSession | None:
         cookie = request.cookies.get(COOKIE)
@@ -203,12 +206,27 @@ def page_router(
         session = page.session_of(request)
         if session is None:
             return _to_login()
+        listing = read_filter(request.query_params)
+        found = []
+        if not listing.problems:
+            found = await store.list_incidents(
+                state=listing.state,
+                severity=listing.severity,
+                model=listing.model,
+                before=listing.before,
+                limit=PAGE_SIZE,
+            )
         return page.render(
             request,
             "incidents.html",
             session,
+            status_code=400 if listing.problems else 200,
             can_decide=session.caller.role >= Role.RESPONDER,
-            incidents=await store.list_incidents(limit=200),
+            listing=listing,
+            states=STATES,
+            severities=SEVERITIES,
+            incidents=found,
+            next_page=listing.next_page(found),
             approvals=await store.list_actions(status=ActionStatus.AWAITING_APPROVAL),
         )
 
@@ -218,14 +236,15 @@ def page_router(
         if session is None:
             return _to_login()
         detail = await store.get_incident(incident_id)
+        view = incident_view(detail, await store.signal_points(incident_id), desk.rules)
         return page.render(
             request,
             "incident.html",
             session,
             can_decide=session.caller.role >= Role.RESPONDER,
             incident=detail.incident,
-            timeline=detail.timeline,
             actions=detail.actions,
+            view=view,
         )
 
     @router.post("/incidents/{incident_id}/ack")

@@ -14,15 +14,25 @@ from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import Role, TokenBook, hash_secret
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
+from engine.adapters.web.listing import PAGE_SIZE
 from engine.adapters.web.pages import COOKIE, FLASHES
 from engine.adapters.web.sessions import PageSessions
 from engine.core.actions.executor import ActionExecutor
 from engine.core.incident_desk import IncidentDesk
 from engine.core.incidents import IncidentManager, IncidentPolicy
 from engine.domain.clock import FakeClock
-from engine.domain.events import ActionMode, ActionRequest, IncidentChange, IncidentChangeKind, SeriesKey
+from engine.domain.events import (
+    ActionMode,
+    ActionRequest,
+    Anomaly,
+    IncidentChange,
+    IncidentChangeKind,
+    SeriesKey,
+    Severity,
+    Signal,
+)
 from tests.engine.adapters.tokens import BOOK, SECRETS, bearer
-from tests.engine.factories import anomaly, incident
+from tests.engine.factories import LATENCY, anomaly, incident
 
 BASE = "http://oncall.test"
 # What a browser sends with a form posted from one of the page's own pages.
@@ -361,3 +371,145 @@ async def test_api_clients_with_a_bearer_token_need_no_origin_or_form_token(page
         "by": "test-responder",
         "comment": "create_job (feature-drift-retrain, step 1): not today",
     }
+
+
+# -- the incident list: filters and pages --------------------------------------------------------------------------
+
+
+async def _open(page: Page, incident_id: str, *, model: str, severity: Severity, at: float) -> None:
+    series = SeriesKey.of("model_request_error_ratio", {"model": model, "namespace": "serving"})
+    opened = incident(id=incident_id, series=series, severity=severity, opened_at=at)
+    await page.store.apply_change(IncidentChange(IncidentChangeKind.OPENED, opened, at, anomaly(at)))
+
+
+def _listed(response: httpx.Response) -> list[str]:
+    return re.findall(r'href="/ui/incidents/([^"]+)"', response.text.partition('id="incidents"')[2])
+
+
+async def test_the_list_filters_by_state_severity_and_model(page: Page) -> None:
+    await _open(page, "inc-recsys", model="recsys", severity=Severity.CRITICAL, at=200.0)
+    await _open(page, "inc-fraud", model="fraud-detector", severity=Severity.CRITICAL, at=300.0)
+    await page.log_in(Role.VIEWER)
+    assert _listed(await page.http.get("/ui/")) == ["inc-fraud", "inc-recsys", "inc-1"]
+    assert _listed(await page.http.get("/ui/", params={"severity": "critical"})) == ["inc-fraud", "inc-recsys"]
+    assert _listed(await page.http.get("/ui/", params={"model": "fraud-detector"})) == ["inc-fraud", "inc-1"]
+    both = await page.http.get("/ui/", params={"model": "fraud-detector", "severity": "warning", "state": "open"})
+    assert _listed(both) == ["inc-1"]
+    # The form shows what was chosen, and each model links to its own list with the other filters kept.
+    assert '<option value="warning" selected>' in both.text
+    assert '<option value="open" selected>' in both.text
+    assert 'value="fraud-detector"' in both.text
+    assert 'href="/ui/?state=open&amp;severity=warning&amp;model=fraud-detector"' in both.text
+    none = await page.http.get("/ui/", params={"state": "resolved"})
+    assert _listed(none) == []
+    assert "No incidents match these filters." in none.text
+
+
+async def test_the_list_pages_with_links_that_keep_the_filters(page: Page) -> None:
+    for i in range(PAGE_SIZE + 5):
+        await _open(page, f"inc-r{i:03d}", model="recsys", severity=Severity.WARNING, at=1000.0 + i)
+    await page.log_in(Role.VIEWER)
+    first = await page.http.get("/ui/", params={"model": "recsys"})
+    assert len(_listed(first)) == PAGE_SIZE
+    [link] = re.findall(r'id="next-page" href="([^"]+)"', first.text)
+    link = link.replace("&amp;", "&")
+    assert link.startswith("/ui/?model=recsys&cursor=")
+    second = await page.http.get(link)
+    assert _listed(second) == [f"inc-r{i:03d}" for i in range(4, -1, -1)]
+    assert 'id="next-page"' not in second.text
+    assert 'id="first-page" href="/ui/?model=recsys"' in second.text
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"state": "closed"}, "There is no state &#39;closed&#39;: choose open, acknowledged, resolved."),
+        ({"severity": "page"}, "There is no severity &#39;page&#39;: choose critical, warning, info."),
+        ({"model": "m" * 201}, "A model name is at most 200 characters long."),
+        ({"cursor": "not-a-cursor"}, "That page link is not one this list made"),
+        ({"cursor": "x" * 5000}, "That page link is not one this list made"),
+        ({"state": "<script>alert(1)</script>"}, "There is no state &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39;"),
+    ],
+)
+async def test_a_filter_value_the_list_does_not_know_is_a_clear_message(
+    page: Page, params: dict[str, str], problem: str
+) -> None:
+    await page.log_in(Role.VIEWER)
+    response = await page.http.get("/ui/", params=params)
+    assert response.status_code == 400
+    assert problem in response.text
+    assert "<script>" not in response.text
+    assert 'id="incidents"' not in response.text
+    assert 'id="clear-filters" href="/ui/"' in response.text
+
+
+# -- one incident: its signals drawn and ranked, its timeline in words ---------------------------------------------
+
+REQUESTS = SeriesKey.of("model_requests_per_second", {"model": "fraud-detector", "namespace": "serving"})
+
+
+async def _incident_with_signals(page: Page, *, samples: bool = True) -> None:
+    t0 = 1_772_571_600.0
+    signals = (
+        Signal(LATENCY, t0 + 60, t0 + 240, t0 + 120, 0.9, 0.98, 3, Severity.WARNING, quiet_at=t0 + 900),
+        Signal(REQUESTS, t0, t0 + 300, t0 + 60, 410.0, 0.74, 4, Severity.WARNING),
+    )
+    opened = replace(
+        incident(id="inc-s", series=REQUESTS, opened_at=t0), fingerprint="group:fraud", signals=signals[1:]
+    )
+    await page.store.apply_change(
+        IncidentChange(
+            IncidentChangeKind.OPENED, opened, t0, Anomaly(REQUESTS, t0, 230.0, 0.72, "default", Severity.WARNING)
+        )
+    )
+    joined = replace(opened, signals=signals, signal_count=2)
+    await page.store.apply_change(
+        IncidentChange(
+            IncidentChangeKind.JOINED,
+            joined,
+            t0 + 60,
+            Anomaly(LATENCY, t0 + 60, 0.27, 0.98, "default", Severity.WARNING),
+        )
+    )
+    if samples:
+        await page.store.add_signal_points(
+            [("inc-s", str(series), t0 - 1800 + i * 60, 0.1 * i) for series in (LATENCY, REQUESTS) for i in range(60)]
+        )
+    await page.store.annotate_incident("inc-s", kind="commented", by="alice", comment="<b>looking</b>", at=t0 + 120)
+
+
+async def test_the_incident_page_draws_each_signal_ranked_by_probable_cause(page: Page) -> None:
+    await _incident_with_signals(page)
+    await page.log_in(Role.VIEWER)
+    text = (await page.http.get("/ui/incidents/inc-s")).text
+    sections = re.findall(
+        r'<section class="signal[^"]*" id="signal-(\d)" data-rank="\d">\s*<h3><span class="rank">#\d</span> (\w+)', text
+    )
+    assert sections == [("1", "model_requests_per_second"), ("2", "model_request_latency_p99_seconds")]
+    assert text.count('<svg class="chart"') == 2
+    assert text.count('<polyline class="values"') == 2
+    assert "probable cause" in text
+    assert "kind: <strong>traffic</strong>" in text
+    assert "traffic is a known cause of latency" in text
+    timeline = text.partition('id="timeline"')[2]
+    assert "model_requests_per_second opened the incident (value 230, score 0.720, severity warning)" in timeline
+    assert "model_request_latency_p99_seconds joined (value 0.27, score 0.980)" in timeline
+    assert "alice commented: “&lt;b&gt;looking&lt;/b&gt;”" in timeline
+    assert "{" not in timeline.partition("</ul>")[0]
+
+
+async def test_without_samples_the_page_says_so_and_draws_the_recorded_values(page: Page) -> None:
+    await _incident_with_signals(page, samples=False)
+    await page.log_in(Role.VIEWER)
+    text = (await page.http.get("/ui/incidents/inc-s")).text
+    assert "No samples were kept for this incident" in text
+    assert text.count('<circle class="known"') == 2
+    assert '<polyline class="values"' not in text
+
+
+async def test_an_incident_without_signal_details_still_shows_its_timeline(page: Page) -> None:
+    await page.log_in(Role.VIEWER)
+    text = (await page.http.get("/ui/incidents/inc-1")).text
+    assert "This incident holds no details of its signals." in text
+    assert "model_request_latency_p99_seconds opened the incident" in text
+    assert "playbook feature-drift-retrain asked for step 1, create_job (dry-run)" in text
