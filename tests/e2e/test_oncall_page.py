@@ -1,8 +1,9 @@
 """On-call in a real browser: headless Chromium (the system's, driven by Playwright) against a real `aiops run`.
 
 Log in, acknowledge an incident opened by the replayed scenario, approve the step that waits for a person, see
-the results and log out; a page on another port cannot post the forms; the API docs need no Internet access.
-A screenshot is kept as an artefact (AIOPS_ARTEFACTS_DIR, default .artefacts/).
+the results and log out; filter the incident list and read an incident's ranked, drawn signals and its timeline; a
+page on another port cannot post the forms; the API docs need no Internet access. Screenshots are kept as
+artefacts (AIOPS_ARTEFACTS_DIR, default .artefacts/): oncall-page.png, oncall-list.png, oncall-incident.png.
 """
 
 from __future__ import annotations
@@ -72,6 +73,58 @@ def test_log_in_acknowledge_and_approve_in_a_real_browser(engine: str) -> None:
 
     approvals = httpx.get(f"{engine}/api/v1/approvals", headers=bearer(Role.VIEWER), timeout=5).json()
     assert approvals == []
+
+
+def test_filter_the_list_and_read_an_incident_with_several_signals_in_a_real_browser(engine: str) -> None:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{engine}/ui/login")
+        page.fill("input[name=token]", SECRETS[Role.VIEWER])
+        page.click("button[type=submit]")
+
+        # Filter by state, then follow a model's link: the state filter stays.
+        page.select_option("select[name=state]", "open")
+        page.click("#filters button[type=submit]")
+        # An empty field of the form is no filter.
+        expect(page).to_have_url(f"{engine}/ui/?state=open&severity=&model=")
+        page.click("#incidents a.model:has-text('fraud-detector')")
+        expect(page).to_have_url(f"{engine}/ui/?state=open&model=fraud-detector")
+        expect(page.locator("select[name=state]")).to_have_value("open")
+        expect(page.locator("input[name=model]")).to_have_value("fraud-detector")
+        rows = page.locator("#incidents tr.sev-warning, #incidents tr.sev-critical, #incidents tr.sev-info")
+        expect(rows.first).to_be_visible()
+        for model in page.locator("#incidents a.model").all_inner_texts():
+            assert model == "fraud-detector"
+        page.screenshot(path=str(ARTEFACTS / "oncall-list.png"), full_page=True)
+
+        # A value the list does not know is said in words.
+        page.goto(f"{engine}/ui/?severity=page")
+        expect(page.locator("[data-problem]")).to_contain_text("There is no severity 'page'")
+
+        # The traffic surge's incident: its signals ranked, each drawn, the timeline in sentences.
+        page.goto(f"{engine}/ui/?state=open&model=fraud-detector")
+        page.click("#incidents a:has-text('model_requests_per_second')")
+        signals = page.locator("#causes section.signal")
+        assert signals.count() >= 2
+        first = signals.first
+        expect(first.locator("h3")).to_contain_text("#1 model_requests_per_second")
+        expect(first.locator(".badge").first).to_have_text("probable cause")
+        expect(first.locator(".reasons")).to_contain_text("traffic is a known cause of latency")
+        assert page.locator("#causes svg.chart").count() == signals.count()
+        assert page.locator("#causes svg.chart polyline.values").count() == signals.count()
+        box = first.locator("svg.chart").bounding_box()
+        assert box is not None
+        assert box["width"] > 800
+        assert box["height"] > 120
+        expect(first.locator("svg.chart .marker-incident text").first).to_contain_text("opened")
+        timeline = page.locator("#timeline")
+        expect(timeline).to_contain_text("model_requests_per_second opened the incident (value")
+        expect(timeline).to_contain_text("joined (value")
+        assert "{" not in timeline.inner_text()
+        page.screenshot(path=str(ARTEFACTS / "oncall-incident.png"), full_page=True)
+        browser.close()
 
 
 def test_a_page_on_another_port_of_the_same_host_cannot_post_the_forms(engine: str) -> None:
