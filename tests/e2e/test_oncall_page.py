@@ -100,8 +100,8 @@ def test_filter_the_list_and_read_an_incident_with_several_signals_in_a_real_bro
         page.screenshot(path=str(ARTEFACTS / "oncall-list.png"), full_page=True)
 
         # A value the list does not know is said in words.
-        page.goto(f"{engine}/ui/?severity=page")
-        expect(page.locator("[data-problem]")).to_contain_text("There is no severity 'page'")
+        page.goto(f"{engine}/ui/?severity=urgent")
+        expect(page.locator("[data-problem]")).to_contain_text("Unknown severity: choose critical, warning, info.")
 
         # The traffic surge's incident: its signals ranked, each drawn, the timeline in sentences.
         page.goto(f"{engine}/ui/?state=open&model=fraud-detector")

@@ -2,7 +2,9 @@
 back into links, so that every link of the list (next page, first page) keeps the filters it was reached with.
 
 A value the list does not know (a state or severity that does not exist, a cursor the page did not make, a model
-name too long to be one) is a problem the page shows in words; it never reaches the store.
+name too long to be one) is a problem the page shows in words; it never reaches the store. The words are fixed:
+like the page's other messages, they never repeat what a link put in the query, so a link cannot make the page say
+anything else.
 """
 
 from __future__ import annotations
@@ -70,12 +72,12 @@ def read_filter(params: Mapping[str, str]) -> ListFilter:
         try:
             state = IncidentState(text.lower())
         except ValueError:
-            problems.append(f"There is no state {text[:40]!r}: choose {', '.join(STATES)}.")
+            problems.append(f"Unknown state: choose {', '.join(STATES)}.")
     if text := params.get("severity", "").strip():
         if text.lower() in SEVERITIES:
             severity = Severity.parse(text)
         else:
-            problems.append(f"There is no severity {text[:40]!r}: choose {', '.join(SEVERITIES)}.")
+            problems.append(f"Unknown severity: choose {', '.join(SEVERITIES)}.")
     if text := params.get("model", "").strip():
         if len(text) > MAX_MODEL:
             problems.append(f"A model name is at most {MAX_MODEL} characters long.")
