@@ -28,7 +28,7 @@ from engine.core.playbooks.remediation import Remediator
 from engine.core.playbooks.steps import PlannedStep
 from engine.core.playbooks.workers import RemediationWorkers
 from engine.core.ports import BatchAcknowledger, IncidentStore, PipelineObserver, SampleSource, StreamClock
-from engine.core.signal_points import SignalPoints
+from engine.core.signal_points import SignalPoint, SignalPoints
 from engine.core.silences import SilenceBook
 from engine.domain.batches import latest_timestamp, parts
 from engine.domain.clock import Clock
@@ -43,6 +43,9 @@ DECISION_SYNC_S = 1.0
 # or detected batches are stored in one transaction, with the loop free between them.
 ALERTS_PER_ITEM = 100
 BURST_ITEMS = 8
+# Signal samples for the incident page are stored with this wall-clock period, or sooner when this many wait.
+POINTS_EVERY_S = 1.0
+POINTS_AT_ONCE = 20_000
 
 
 class _Watermark:
@@ -137,6 +140,8 @@ class Pipeline:
         self._pager = pager
         self.workers: RemediationWorkers | None = None
         self._signal_points = SignalPoints()
+        self._points: list[SignalPoint] = []
+        self._points_kept_at = time.monotonic()
         self._decisions_synced_at = float("-inf")
 
     async def run(self) -> None:
@@ -228,8 +233,7 @@ class Pipeline:
                     for point in self._signal_points.points(item.batch)
                 ]
                 self._signal_points.drop_stopped()
-                if points:
-                    await self._store.add_signal_points(points)
+                await self._keep_points(points)
                 self._report(
                     [
                         ActionResult(step.request, ActionStatus.FAILED, step.failure, step.request.requested_at)
@@ -253,8 +257,21 @@ class Pipeline:
                         watermark.advance(item.watermark)
                 if planning.steps and self.workers is not None:
                     self.workers.wake()
+            await self._keep_points([], final=True)
         finally:
             watermark.finish()
+
+    async def _keep_points(self, points: list[SignalPoint], *, final: bool = False) -> None:
+        """Store signal samples at most once per POINTS_EVERY_S (or when many wait, or at the end): they are for
+        people to look at, and a commit of their own after every burst would add to every anomaly's latency."""
+        self._points += points
+        now = time.monotonic()
+        if self._points and (
+            final or len(self._points) >= POINTS_AT_ONCE or now - self._points_kept_at >= POINTS_EVERY_S
+        ):
+            waiting, self._points = self._points, []
+            self._points_kept_at = now
+            await self._store.add_signal_points(waiting)
 
     async def _follow_decisions(self) -> None:
         """At most once per ``DECISION_SYNC_S``: incidents a person resolved (through any replica's API) are
