@@ -226,12 +226,15 @@ def _markers(scale: _Scale, markers: Sequence[Marker]) -> list[str]:
         labels = list(dict.fromkeys(m.label for m in group))
         label = labels[0] if len(labels) == 1 else f"{labels[0]} · {len(labels) - 1} more"
         full = "; ".join(f"{m.label} at {_clock(m.at)}" for m in group)
-        # Labels alternate between two rows, so that markers close together stay readable.
+        # Labels alternate between two rows, so that markers close together stay readable; in the right half of
+        # the picture a label ends at its line rather than running off the edge.
         y = 11 if row % 2 == 0 else 23
+        right = x > _LEFT + scale.width / 2
+        text_at = f'x="{x - 3:.1f}" y="{y}" text-anchor="end"' if right else f'x="{x + 3:.1f}" y="{y}"'
         parts.append(
             f'<g class="marker marker-{kind}"><title>{escape(full)}</title>'
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y + 2}" y2="{_TOP + scale.height:.1f}"/>'
-            f'<text x="{x + 3:.1f}" y="{y}">{escape(label)}</text></g>'
+            f"<text {text_at}>{escape(label)}</text></g>"
         )
     return parts
 

@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 
 from engine.adapters.api.auth import ApiToken, Role, TokenBook
 from engine.adapters.store.sql_store import SqlStore
-from engine.adapters.web.incident_view import incident_view
+from engine.adapters.web.incident_view import MAX_PICTURES, incident_view
 from engine.adapters.web.listing import PAGE_SIZE, SEVERITIES, STATES, labels_besides_model, read_filter
 from engine.adapters.web.protection import from_this_origin
 from engine.adapters.web.sessions import PageSession, PageSessions
@@ -245,6 +245,7 @@ def page_router(
             incident=detail.incident,
             actions=detail.actions,
             view=view,
+            max_pictures=MAX_PICTURES,
         )
 
     @router.post("/incidents/{incident_id}/ack")

@@ -14,6 +14,7 @@ from engine.adapters.api.app import create_app
 from engine.adapters.api.auth import Role, TokenBook, hash_secret
 from engine.adapters.store.sql_store import SqlStore
 from engine.adapters.telemetry import EngineMetrics
+from engine.adapters.web.incident_view import MAX_PICTURES
 from engine.adapters.web.listing import PAGE_SIZE
 from engine.adapters.web.pages import COOKIE, FLASHES
 from engine.adapters.web.sessions import PageSessions
@@ -516,3 +517,20 @@ async def test_an_incident_without_signal_details_still_shows_its_timeline(page:
     assert "This incident holds no details of its signals." in text
     assert "model_request_latency_p99_seconds opened the incident" in text
     assert "playbook feature-drift-retrain asked for step 1, create_job (dry-run)" in text
+
+
+async def test_an_incident_with_many_signals_draws_only_its_most_probable_causes(page: Page) -> None:
+    t0 = 1_772_571_600.0
+    signals = tuple(
+        Signal(
+            SeriesKey.of(f"queue_depth_{i}", {"model": "fraud"}), t0 + i, t0 + i, t0 + i, 1.0, 0.9, 1, Severity.WARNING
+        )
+        for i in range(MAX_PICTURES + 3)
+    )
+    opened = replace(incident(id="inc-many", series=signals[0].series, opened_at=t0), signals=signals)
+    await page.store.apply_change(IncidentChange(IncidentChangeKind.OPENED, opened, t0, anomaly(t0)))
+    await page.log_in(Role.VIEWER)
+    text = (await page.http.get("/ui/incidents/inc-many")).text
+    assert text.count('<section class="signal') == MAX_PICTURES + 3
+    assert text.count('<svg class="chart"') == MAX_PICTURES
+    assert text.count(f"Not drawn: the page draws the {MAX_PICTURES} most probable causes.") == 3
