@@ -29,10 +29,12 @@ from sqlalchemy import (
     String,
     Table,
     Update,
+    and_,
     bindparam,
     event,
     func,
     insert,
+    or_,
     select,
     text,
     tuple_,
@@ -675,13 +677,18 @@ async def _apply(
         for fingerprint in sorted(fp for fp in fingerprints if fp.startswith(GROUP_PREFIX)):
             await session.execute(_LOCK_GROUP, {"key": fingerprint})
     rows: dict[str, IncidentRow] = {}
-    for part in parts(ids, _IDS_PER_QUERY):
-        found = await session.scalars(select(IncidentRow).where(IncidentRow.id.in_(part)))
-        rows.update((row.id, row) for row in found)
-    for part in parts(fingerprints, _IDS_PER_QUERY):
+    # One query per part of both lists (usually one in all): each round trip is on the path of every anomaly.
+    for index in range(0, max(len(ids), len(fingerprints)), _IDS_PER_QUERY):
+        id_part, fingerprint_part = ids[index : index + _IDS_PER_QUERY], fingerprints[index : index + _IDS_PER_QUERY]
         found = await session.scalars(
             select(IncidentRow).where(
-                IncidentRow.fingerprint.in_(part), IncidentRow.state != IncidentState.RESOLVED.value
+                or_(
+                    IncidentRow.id.in_(id_part),
+                    and_(
+                        IncidentRow.fingerprint.in_(fingerprint_part),
+                        IncidentRow.state != IncidentState.RESOLVED.value,
+                    ),
+                )
             )
         )
         rows.update((row.id, row) for row in found)
