@@ -73,6 +73,7 @@ async def test_stored_silences_and_verifications_are_rewritten_by_the_upgrade(da
         plan = json.loads((await connection.execute(text("SELECT plan FROM actions"))).scalar_one())
         plan["verification"]["spec"]["matchers"] = list(LEGACY)
         await connection.execute(text("UPDATE actions SET plan = :p"), {"p": json.dumps(plan)})
+        await connection.execute(text("DROP TABLE signal_points"))  # added by 0013
         await connection.execute(text("ALTER TABLE incidents DROP COLUMN signals"))  # added by 0012
         await connection.execute(text("UPDATE alembic_version SET version_num = '0010'"))
     await engine.dispose()
