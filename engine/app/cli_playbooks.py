@@ -138,7 +138,13 @@ def playbooks_backtest(
             "unmatched_triggers": unmatched,
             "series_present": present,
             "incidents_opened": [
-                {"id": i.id, "series": str(i.series), "opened_at": i.opened_at} for i in summary.incidents.values()
+                {
+                    "id": i.id,
+                    "series": str(i.series),
+                    "opened_at": i.opened_at,
+                    "signals": [str(signal.series) for signal in i.signals],
+                }
+                for i in summary.incidents.values()
             ],
             "actions_planned": [
                 {
@@ -240,7 +246,7 @@ async def _backtest(settings: Settings, scenario: Scenario, *, as_json: bool) ->
         await engine.close()
     if not as_json:
         view.finish()
-        print_summary(console, summary, scenario, time.perf_counter() - started)
+        print_summary(console, summary, scenario, time.perf_counter() - started, engine.desk.rules)
     return summary
 
 

@@ -76,6 +76,16 @@ def test_demo_runs_every_matching_playbook_in_dry_run(demo_report: dict[str, obj
     assert demo_report["action_status"] == {"dry-run": 5, "awaiting-approval": 1}
 
 
+def test_a_playbook_backtest_groups_each_problem_s_signals_by_the_directory_s_rules(tmp_path: Path) -> None:
+    scenario = REPO / "engine" / "scenarios" / "serving_stack_in_trouble"
+    done = _aiops("playbooks", "backtest", "--scenario", str(scenario), "--json", tmp=tmp_path)
+    assert done.returncode == 0, done.stderr
+    opened = json.loads(done.stdout)["incidents_opened"]
+    # The shipped _correlation.yaml: five problems, each one incident holding its two or three series.
+    assert len(opened) == 5
+    assert all(len(incident["signals"]) >= 2 for incident in opened)
+
+
 def test_unknown_setting_gives_one_line_and_exit_2(tmp_path: Path) -> None:
     done = _aiops("demo", "--fast", "--json", tmp=tmp_path, AIOPS_PLAYBOK_DIR="x")
     assert done.returncode == 2
