@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
 from engine.domain.events import SeriesKey
-from tests.support.kafka_records import group_positions
+from tests.support.kafka_records import wait_committed
 from tests.support.serve_process import REPO, serving
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
@@ -75,17 +75,6 @@ async def _produce(topic: str, lo: int, hi: int) -> None:
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def _committed_all(topic: str, group: str, timeout_s: float) -> None:
-    assert BOOTSTRAP is not None
-    deadline = time.monotonic() + timeout_s
-    while True:
-        committed, ends = await group_positions(BOOTSTRAP, topic, group)
-        if committed == ends:
-            return
-        assert time.monotonic() < deadline, f"group {group} committed {committed}, the log ends at {ends}"
-        await asyncio.sleep(0.5)
 
 
 @pytest.fixture
@@ -156,10 +145,10 @@ async def test_two_replicas_reading_one_problem_s_series_open_one_incident(datab
         # hours, one replica can run ahead and resolve the group's incident as quiet before the other has read
         # the rest of the problem: see the README on correlation across replicas.)
         await _produce(topic, 0, LATENCY_BREAKS - PER_MESSAGE)
-        await _committed_all(topic, group, timeout_s=60)
+        await wait_committed(BOOTSTRAP, topic, group, timeout_s=60)
         for start in range(LATENCY_BREAKS - PER_MESSAGE, POINTS, PER_MESSAGE):
             await _produce(topic, start, start + PER_MESSAGE)
-            await _committed_all(topic, group, timeout_s=30)
+            await wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
         a.stop()
         b.stop()
         assert (a.process.returncode, b.process.returncode) == (0, 0), a.log.read_text()[-2000:]

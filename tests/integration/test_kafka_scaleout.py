@@ -34,7 +34,7 @@ from engine.app.settings import Settings, load_settings
 from engine.core.incidents import incident_id, series_fingerprint
 from engine.domain.clock import SystemClock
 from engine.domain.events import SeriesKey
-from tests.support.kafka_records import group_positions, run_engine
+from tests.support.kafka_records import run_engine, wait_committed
 from tests.support.serve_process import serving
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
@@ -127,17 +127,6 @@ async def _produce(bootstrap: str, topic: str, series: dict[SeriesKey, Series], 
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def _wait_committed(bootstrap: str, topic: str, group: str, *, timeout_s: float) -> None:
-    """Until the group has committed every record on the topic."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        committed, ends = await group_positions(bootstrap, topic, group)
-        if committed == ends:
-            return
-        assert time.monotonic() < deadline, f"group {group} committed {committed}, the log ends at {ends}"
-        await asyncio.sleep(0.5)
 
 
 async def _rows(database_url: str, sql: str, **params: object) -> list[tuple[Any, ...]]:
@@ -246,7 +235,7 @@ async def test_a_rebalance_hands_the_learned_state_of_moved_partitions_over(
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(run_engine(first))
         tasks.create_task(run_engine(reference))
-        await _wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
+        await wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
         learned = first.summary.samples
         tasks.create_task(run_engine(second))
         await _until(
@@ -256,8 +245,8 @@ async def test_a_rebalance_hands_the_learned_state_of_moved_partitions_over(
         )
         moved = second.source.assigned()
         await _produce(BOOTSTRAP, topic, series, FIRST_PART, POINTS)
-        await _wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
-        await _wait_committed(BOOTSTRAP, topic, reference_group, timeout_s=30)
+        await wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
+        await wait_committed(BOOTSTRAP, topic, reference_group, timeout_s=30)
         for engine in (first, second, reference):
             engine.source.stop()
 
@@ -314,7 +303,7 @@ async def test_a_killed_engine_s_partitions_are_taken_over_without_loss_or_dupli
                 break
             assert time.monotonic() < deadline, f"the two engines did not share the partitions: {owned_a} {owned_b}"
             await asyncio.sleep(0.3)
-        await _wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
+        await wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
         # Killed right after more records arrive: whatever it had not committed is replayed by its successor.
         await _produce(BOOTSTRAP, topic, series, FIRST_PART, SECOND_PART)
         a.stop(signal.SIGKILL)
@@ -324,8 +313,8 @@ async def test_a_killed_engine_s_partitions_are_taken_over_without_loss_or_dupli
         while len(await b.partitions()) < PARTITIONS:
             assert time.monotonic() < deadline, "the surviving engine did not take the partitions over"
             await asyncio.sleep(0.5)
-        await _wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
-        await _wait_committed(BOOTSTRAP, topic, reference_group, timeout_s=30)
+        await wait_committed(BOOTSTRAP, topic, group, timeout_s=30)
+        await wait_committed(BOOTSTRAP, topic, reference_group, timeout_s=30)
         b.stop()
         engines["reference"].stop()
         assert b.process.returncode == 0, b.log.read_text()[-3000:]
@@ -351,11 +340,11 @@ async def test_the_engine_reconnects_after_a_broker_restart_and_loses_nothing(tm
         engine = await open_kafka_engine(_settings(broker.bootstrap, topic, group, database), clock=SystemClock())
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(run_engine(engine))
-            await _wait_committed(broker.bootstrap, topic, group, timeout_s=30)
+            await wait_committed(broker.bootstrap, topic, group, timeout_s=30)
             await broker.stop()
             await broker.start(keep_data=True)
             await _produce(broker.bootstrap, topic, series, FIRST_PART, POINTS)
-            await _wait_committed(broker.bootstrap, topic, group, timeout_s=60)
+            await wait_committed(broker.bootstrap, topic, group, timeout_s=60)
             engine.source.stop()
     finally:
         await broker.stop()

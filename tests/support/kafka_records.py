@@ -4,6 +4,7 @@ returns), a consumer group's positions read back, and an in-process engine run a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -39,6 +40,17 @@ async def group_positions(bootstrap: str, topic: str, group: str) -> tuple[dict[
         return committed, {tp.partition: ends[tp] for tp in partitions}
     finally:
         await consumer.stop()
+
+
+async def wait_committed(bootstrap: str, topic: str, group: str, *, timeout_s: float) -> None:
+    """Until ``group`` has committed every record on ``topic`` (failing after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        committed, ends = await group_positions(bootstrap, topic, group)
+        if committed == ends:
+            return
+        assert time.monotonic() < deadline, f"group {group} committed {committed}, the log ends at {ends}"
+        await asyncio.sleep(0.5)
 
 
 async def run_engine(engine: KafkaEngine, timeout_s: float = 120.0) -> None:
