@@ -57,11 +57,6 @@ class IncidentPolicy:
     max_title_length: int = 512
 
 
-def fingerprint_of(anomaly: Anomaly) -> str:
-    """Signals with the same fingerprint belong to the same incident."""
-    return series_fingerprint(anomaly.series)
-
-
 def series_fingerprint(series: SeriesKey) -> str:
     """The fingerprint of the anomalies of ``series``."""
     return f"anomaly:{series}"
@@ -384,14 +379,3 @@ def _series_time(now: float, stream_time: Callable[[SeriesKey], float | None] | 
     """The event time that holds for ``series``: ``now``, or where its own input has been read to if that is behind."""
     own = None if stream_time is None else stream_time(series)
     return now if own is None else min(now, own)
-
-
-def holds_change(*, state: IncidentState, resolved_at: float | None, signal_count: int, change: IncidentChange) -> bool:
-    """Whether a stored incident (its state, resolution time and signal count) already holds ``change``: one replayed
-    from an earlier checkpoint after a crash, which must neither appear twice in the timeline nor set the figures
-    back. Every signal adds one to the count, so a change whose count is reached is held; an engine's resolution is
-    held when the incident was resolved at the same time (a person's resolution has a time of its own). Every
-    incident store applies this one rule."""
-    if change.kind is IncidentChangeKind.RESOLVED:
-        return state is IncidentState.RESOLVED and resolved_at == change.incident.resolved_at
-    return signal_count >= change.incident.signal_count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from pydantic import ValidationError
@@ -273,3 +274,12 @@ def test_a_trigger_on_the_cause_fires_only_when_its_series_is_ranked_first() -> 
     # Errors that came first, with latency after them, are the cause.
     [planned] = planner.plan(_grouped_incident_of(_signal(ERRORS, 1000.0), _signal(LATENCY, 1060.0)))
     assert planned.request.params["message"].startswith("fraud: cause model_request_errors_ratio (errors)")
+
+
+def test_a_kind_glob_written_to_backtrack_matches_in_bounded_time() -> None:
+    # Kinds come from a file anyone with write access to the playbooks edits: a glob of many stars against a long
+    # metric name must not take the incident stage's time.
+    rules = CorrelationRules.model_validate({"kinds": {"slow": ["*a" * 60 + "b"]}})
+    started = time.perf_counter()
+    assert rules.kind_of(SeriesKey.of("a" * 1000)) is None
+    assert time.perf_counter() - started < 0.5
