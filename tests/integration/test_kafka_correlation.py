@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from engine.adapters.kafka.schema import encode_samples, series_key_bytes
 from engine.domain.events import SeriesKey
 from tests.support.kafka_records import wait_committed
-from tests.support.serve_process import REPO, serving
+from tests.support.serve_process import kafka_serve_env, serving
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 POSTGRES_URL = os.environ.get("AIOPS_TEST_POSTGRES_URL")
@@ -118,20 +118,10 @@ async def test_two_replicas_reading_one_problem_s_series_open_one_incident(datab
         await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     finally:
         await admin.close()
-    env = {
-        "AIOPS_KAFKA_BOOTSTRAP": BOOTSTRAP,
-        "AIOPS_KAFKA_TOPICS": topic,
-        "AIOPS_KAFKA_GROUP_ID": group,
-        "AIOPS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq",
-        "AIOPS_KAFKA_ANOMALY_TOPIC": f"{topic}.anomalies",
-        "AIOPS_KAFKA_INCIDENT_TOPIC": f"{topic}.incidents",
-        "AIOPS_KAFKA_ACTION_TOPIC": f"{topic}.actions",
-        "AIOPS_DATABASE_URL": database,
-        # The shipped playbooks and correlation rules (group by namespace and workload), in dry-run.
-        "AIOPS_PLAYBOOK_DIR": str(REPO / "playbooks"),
-        "AIOPS_DETECTOR": "robust_zscore",
-        "AIOPS_INCIDENT_MIN_SIGNALS": "1",
-    }
+    # The shipped playbooks and correlation rules (group by namespace and workload), in dry-run.
+    env = kafka_serve_env(
+        BOOTSTRAP, topic, group, database, AIOPS_DETECTOR="robust_zscore", AIOPS_INCIDENT_MIN_SIGNALS="1"
+    )
     with serving(tmp_path, ("a", "b"), {"a": env, "b": env}) as engines:
         a, b = engines["a"], engines["b"]
 

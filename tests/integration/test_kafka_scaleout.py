@@ -35,7 +35,7 @@ from engine.core.incidents import incident_id, series_fingerprint
 from engine.domain.clock import SystemClock
 from engine.domain.events import SeriesKey
 from tests.support.kafka_records import run_engine, wait_committed
-from tests.support.serve_process import serving
+from tests.support.serve_process import kafka_serve_env, serving
 
 BOOTSTRAP = os.environ.get("AIOPS_TEST_KAFKA_BOOTSTRAP")
 POSTGRES_URL = os.environ.get("AIOPS_TEST_POSTGRES_URL")
@@ -261,18 +261,8 @@ async def test_a_rebalance_hands_the_learned_state_of_moved_partitions_over(
 
 def _serve_env(topic: str, group: str, database_url: str) -> dict[str, str]:
     assert BOOTSTRAP is not None
-    return {
-        "AIOPS_KAFKA_BOOTSTRAP": BOOTSTRAP,
-        "AIOPS_KAFKA_TOPICS": topic,
-        "AIOPS_KAFKA_GROUP_ID": group,
-        "AIOPS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq",
-        "AIOPS_KAFKA_ANOMALY_TOPIC": f"{topic}.anomalies",
-        "AIOPS_KAFKA_INCIDENT_TOPIC": f"{topic}.incidents",
-        "AIOPS_KAFKA_ACTION_TOPIC": f"{topic}.actions",
-        "AIOPS_DATABASE_URL": database_url,
-        "AIOPS_PLAYBOOK_DIR": str(REPO / "playbooks"),
-        **{f"AIOPS_{name.upper()}": str(value) for name, value in ENGINE_SETTINGS.items()},
-    }
+    engine = {f"AIOPS_{name.upper()}": str(value) for name, value in ENGINE_SETTINGS.items()}
+    return kafka_serve_env(BOOTSTRAP, topic, group, database_url, **engine)
 
 
 @needs_postgres

@@ -69,3 +69,20 @@ def serving(
     finally:
         for process in processes.values():
             process.stop(signal.SIGKILL)
+
+
+def kafka_serve_env(bootstrap: str, topic: str, group: str, database_url: str, **settings: str) -> dict[str, str]:
+    """The settings of an `aiops serve` in ``group`` on ``topic`` (its event topics named after it), storing in
+    ``database_url``, with the shipped playbooks; ``settings`` are more AIOPS_* variables."""
+    return {
+        "AIOPS_KAFKA_BOOTSTRAP": bootstrap,
+        "AIOPS_KAFKA_TOPICS": topic,
+        "AIOPS_KAFKA_GROUP_ID": group,
+        "AIOPS_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq",
+        "AIOPS_KAFKA_ANOMALY_TOPIC": f"{topic}.anomalies",
+        "AIOPS_KAFKA_INCIDENT_TOPIC": f"{topic}.incidents",
+        "AIOPS_KAFKA_ACTION_TOPIC": f"{topic}.actions",
+        "AIOPS_DATABASE_URL": database_url,
+        "AIOPS_PLAYBOOK_DIR": str(REPO / "playbooks"),
+        **settings,
+    }
