@@ -50,6 +50,8 @@ class Held:
     ledger: ActionLedger
     timeline: Callable[[str], Awaitable[Timeline]]
     incident: Callable[[str], Awaitable[Incident | None]]
+    # The kept samples of an incident's signals, by series text, in time order.
+    points: Callable[[str], Awaitable[dict[str, list[tuple[float, float]]]]]
 
 
 def _in_memory() -> Held:
@@ -61,7 +63,14 @@ def _in_memory() -> Held:
     async def latest(incident_id: str) -> Incident | None:
         return next((c.incident for c in reversed(store.changes) if c.incident.id == incident_id), None)
 
-    return Held(store, store, timeline, latest)
+    async def points(incident_id: str) -> dict[str, list[tuple[float, float]]]:
+        return {
+            series: sorted(kept.items())
+            for (incident, series), kept in store.signal_points.items()
+            if incident == incident_id
+        }
+
+    return Held(store, store, timeline, latest, points)
 
 
 def _sql(store: SqlStore) -> Held:
@@ -78,7 +87,7 @@ def _sql(store: SqlStore) -> Held:
         except NotFoundError:
             return None
 
-    return Held(store, store.ledger, timeline, kept)
+    return Held(store, store.ledger, timeline, kept, store.signal_points)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -290,6 +299,17 @@ async def test_a_group_incident_resolves_only_when_every_signal_is_quiet(held: H
         ("quieted", 1000.0),
         ("resolved", 1030.0),
     ]
+
+
+async def test_signal_samples_are_kept_once_in_time_order(held: Held) -> None:
+    opened = _opened("inc-1", 100.0)
+    await held.store.apply_changes([opened])
+    series = str(opened.incident.series)
+    await held.store.add_signal_points([("inc-1", series, 160.0, 0.9), ("inc-1", series, 100.0, 0.5)])
+    # Given again (a replay after a crash): nothing is added twice.
+    await held.store.add_signal_points([("inc-1", series, 100.0, 0.5), ("inc-1", "other", 130.0, 1.0)])
+    assert await held.points("inc-1") == {series: [(100.0, 0.5), (160.0, 0.9)], "other": [(130.0, 1.0)]}
+    assert await held.points("inc-2") == {}
 
 
 async def test_a_call_stores_all_of_its_changes_and_steps_or_none(held: Held) -> None:
