@@ -67,10 +67,10 @@ def _on_use(module: str, factory: str) -> Callable[..., Any]:
 _KINDS: tuple[DetectorKind, ...] = (
     DetectorKind(
         name="default",
-        summary="seasonal-aware z-score raised by its anomaly likelihood, one detection per peak (chosen on NAB)",
+        summary="distances from a seasonal and a fast baseline, rated by their rarity for the series, once per peak",
         make_one=ensemble.default,
         make_batch=ensemble.default_batch,
-        default_threshold=0.6,
+        default_threshold=0.5,
     ),
     DetectorKind(
         name="ewma",

@@ -57,6 +57,13 @@ class Kernel(abc.ABC):
         return ()
 
     @property
+    def field_groups(self) -> Mapping[str, tuple[int, int]]:
+        """Runs of fields (name: start and stop in ``fields``) that a step sees, and may return, as one
+        (fields, series) array under the run's name, besides one array per field: a kernel with many like fields
+        (histogram bins) then works on them at once. None unless a kernel declares some."""
+        return {}
+
+    @property
     def buckets(self) -> int:
         """Number of buckets of each table."""
         return 0
@@ -133,6 +140,9 @@ class SlotStore:
         self.kernel = kernel
         # Kept once: a kernel may build them on each call, and a step runs once per round.
         self._names, self._table_names, self._buckets = kernel.fields, kernel.table_fields, kernel.buckets
+        self._groups = {name: slice(start, stop) for name, (start, stop) in kernel.field_groups.items()}
+        grouped = {index for run in self._groups.values() for index in range(len(self._names))[run]}
+        self._single = tuple((index, name) for index, name in enumerate(self._names) if index not in grouped)
         self._fresh = np.array([kernel.initial()[name] for name in kernel.fields], dtype=np.float64)
         self._fresh_table = np.array([kernel.table_initial()[name] for name in kernel.table_fields], dtype=np.float64)
         # Filled by assignment, not np.repeat: both write every byte of a large new array (tens of MB for a hundred
@@ -186,6 +196,8 @@ class SlotStore:
         kernel, names, table_names = self.kernel, self._names, self._table_names
         block = np.take(self.fields, owners, axis=1)
         state = dict(zip(names, block, strict=True))
+        for group, run in self._groups.items():
+            state[group] = block[run]
         cells = owners * self._buckets + kernel.bucket_of(timestamps) if table_names else None
         if cells is not None:
             state.update(zip(table_names, np.take(self.tables, cells, axis=0).T, strict=True))
@@ -193,7 +205,15 @@ class SlotStore:
         # numpy need not warn about them.
         with np.errstate(over="ignore", invalid="ignore"):
             scores, learned = kernel.step(state, timestamps, values)
-        new_fields = np.stack([learned[name] for name in names])
+        if self._groups:
+            # A group returned whole is written whole; its fields need not be returned one by one.
+            new_fields = np.empty_like(block)
+            for index, name in self._single:
+                new_fields[index] = learned[name]
+            for group, run in self._groups.items():
+                new_fields[run] = learned[group]
+        else:
+            new_fields = np.stack([learned[name] for name in names])
         new_cells = np.stack([learned[name] for name in table_names], axis=1) if cells is not None else None
         finite = np.isfinite(new_fields).all(axis=0)
         if new_cells is not None:

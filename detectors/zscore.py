@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import FloatArray, IntArray
+from detectors.base import BoolArray, FloatArray, IntArray
 from detectors.vectorised import Kernel, KernelBatch, KernelDetector, SlotArrays
 
 # The MAD of a normal distribution is this fraction of its standard deviation.
@@ -60,13 +60,28 @@ def spread_floor(level: FloatArray, relative: float) -> FloatArray:
 
 
 class EwmaKernel(Kernel):
-    """Exponentially weighted mean and variance; the first points are averaged equally until 1/n drops below alpha."""
+    """Exponentially weighted mean and variance; the first points are averaged equally until 1/n drops below alpha.
 
-    def __init__(self, alpha: float = 0.01, warmup: int = 30, z_half: float = 4.0, min_rel_std: float = 1e-3) -> None:
+    With ``clip`` set, a point past warm-up moves the mean and variance as if it lay at most ``clip`` standard
+    deviations out: an anomaly then barely widens the spread it is measured against, so its continuation still
+    stands out, while a lasting shift is followed at ``alpha * clip`` deviations a point.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        warmup: int = 30,
+        z_half: float = 4.0,
+        min_rel_std: float = 1e-3,
+        clip: float | None = None,
+    ) -> None:
         check_fraction("alpha", alpha)
         check_positive("z_half", z_half)
+        if clip is not None:
+            check_positive("clip", clip)
         if warmup < 1:
             raise ParameterError(f"warmup must be at least 1, got {warmup}")
+        self.clip = clip
         self.alpha = alpha
         self.warmup = warmup
         self.z_half = z_half
@@ -92,6 +107,9 @@ class EwmaKernel(Kernel):
         n = state["n"]
         rate = np.maximum(self.alpha, 1.0 / (n + 1.0))
         delta = values - state["mean"]
+        if self.clip is not None:
+            limit = self.clip * np.maximum(np.sqrt(state["var"]), spread_floor(state["mean"], self.min_rel_std))
+            delta = np.where(n >= self.warmup, np.clip(delta, -limit, limit), delta)
         return {
             "n": np.minimum(n + 1.0, self._n_cap),
             "mean": state["mean"] + rate * delta,
@@ -182,10 +200,11 @@ class SeasonalKernel(Kernel):
         season_warmup: int = 6,
         z_half: float = 6.0,
         min_rel_std: float = 1e-3,
+        clip: float | None = None,
     ) -> None:
         check_fraction("season_alpha", season_alpha)
         check_fraction("error_rate", error_rate)
-        self.global_ = EwmaKernel(alpha=alpha, warmup=warmup, z_half=z_half, min_rel_std=min_rel_std)
+        self.global_ = EwmaKernel(alpha=alpha, warmup=warmup, z_half=z_half, min_rel_std=min_rel_std, clip=clip)
         self.season_alpha = season_alpha
         self.error_rate = error_rate
         self.season_warmup = season_warmup
@@ -213,7 +232,9 @@ class SeasonalKernel(Kernel):
     def table_initial(self) -> Mapping[str, float]:
         return {"hour_n": 0.0, "hour_mean": 0.0}
 
-    def step(self, state: SlotArrays, timestamps: FloatArray, values: FloatArray) -> tuple[FloatArray, SlotArrays]:
+    def measure(self, state: SlotArrays, values: FloatArray) -> tuple[FloatArray, BoolArray, SlotArrays]:
+        """The squared distance of each value from the chosen model, whether the series is past warm-up, and the
+        new state; ``step`` squashes the distance into a score, other kernels build on it."""
         level = {name: state[name] for name in self.global_.fields}
         hour_n, hour_mean = state["hour_n"], state["hour_mean"]
         global_error, season_error = state["global_error"], state["season_error"]
@@ -226,24 +247,38 @@ class SeasonalKernel(Kernel):
         residual = np.where(use_season, season_residual, global_residual)
         spread2 = np.where(use_season, season_error, level["var"])
         floor = spread_floor(np.where(use_season, hour_mean, level["mean"]), self.global_.min_rel_std)
-        z2 = residual * residual / np.maximum(spread2, floor * floor)
-        warm = level["n"] >= self.global_.warmup
-        half2 = self.global_.z_half * self.global_.z_half
-        scores = np.where(warm, z2 / (z2 + half2), 0.0)
+        z2: FloatArray = residual * residual / np.maximum(spread2, floor * floor)
+        warm: BoolArray = level["n"] >= self.global_.warmup
         learned = self.global_.learn(level, values)
         rate = np.maximum(self.error_rate, 1.0 / (level["n"] + 1.0))
+        global_square, season_square = global_residual * global_residual, season_residual * season_residual
+        if self.global_.clip is not None:
+            # As the EWMA's variance, the models' errors learn an outlier as if it lay ``clip`` spreads out.
+            clip2 = self.global_.clip * self.global_.clip
+            floor2 = floor * floor
+            global_square = np.where(
+                warm, np.minimum(global_square, clip2 * np.maximum(global_error, floor2)), global_square
+            )
+            season_square = np.where(
+                warm, np.minimum(season_square, clip2 * np.maximum(season_error, floor2)), season_square
+            )
         hour_rate = np.maximum(self.season_alpha, 1.0 / (hour_n + 1.0))
         new_hour_n = np.minimum(hour_n + 1.0, self._season_cap)
         learned.update(
             {
-                "global_error": global_error + rate * (global_residual * global_residual - global_error),
-                "season_error": season_error + rate * (season_residual * season_residual - season_error),
+                "global_error": global_error + rate * (global_square - global_error),
+                "season_error": season_error + rate * (season_square - season_error),
                 "hours_seen": state["hours_seen"] + ((new_hour_n >= self.season_warmup) & ~ripe),
                 "hour_n": new_hour_n,
                 "hour_mean": hour_mean + hour_rate * (values - hour_mean),
             }
         )
-        return scores, learned
+        return z2, warm, learned
+
+    def step(self, state: SlotArrays, timestamps: FloatArray, values: FloatArray) -> tuple[FloatArray, SlotArrays]:
+        z2, warm, learned = self.measure(state, values)
+        half2 = self.global_.z_half * self.global_.z_half
+        return np.where(warm, z2 / (z2 + half2), 0.0), learned
 
 
 def ewma(**params: Any) -> KernelDetector:

@@ -280,3 +280,9 @@ def _checked_scores(scores: FloatArray) -> FloatArray:
     if not np.all((checked >= 0.0) & (checked <= 1.0)):
         raise ScoringError("scores must be finite and in [0, 1]")
     return checked
+
+
+def score_at(corpus: Sequence[ScoredSeries], profile: CostProfile, threshold: float) -> float:
+    """The corpus's normalised score at one fixed threshold (no sweep): what a deployment with that threshold gets."""
+    raw = sum(score_file(series, profile, threshold).raw for series in corpus)
+    return normalise(raw, count_windows(corpus), profile)

@@ -15,6 +15,7 @@ first.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ from detectors.base import BatchDetector, State
 from detectors.thresholds import ThresholdFilter
 from engine.domain.batches import IntArray, SampleBatch
 from engine.domain.events import Anomaly, MetricSample, SeriesKey, Severity
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,16 +178,34 @@ class DetectionService:
 
     def restore(self, states: Mapping[SeriesKey, DetectorSlotState]) -> None:
         """Continue each series from a state ``capture`` gave (here or in another process). The series bound holds
-        here too (a process taking over partitions must not grow past it): a state without room is dropped."""
+        here too (a process taking over partitions must not grow past it): a state without room is dropped. A
+        detector state that does not fit this detector (saved by another version of it, or by another family or
+        parameters) is refused with a warning, and that series starts afresh; its cooldown is still restored."""
         refused = 0
+        misfits: list[SeriesKey] = []
+        reason: Exception | None = None
         for key, state in states.items():
             slot = self._slot(key)
             if slot < 0:
                 refused += 1
                 continue
-            self._detector.restore_slot(slot, state.detector)
+            try:
+                self._detector.restore_slot(slot, state.detector)
+            except (ValueError, KeyError, TypeError) as exc:
+                self._detector.reset_slot(slot)
+                misfits.append(key)
+                reason = reason or exc
             self._filter.restore_slot(slot, state.threshold)
         self._refused(refused)
+        if misfits:
+            log.warning(
+                "the saved detector state of %d series does not fit detector %r (saved by another version of it, or "
+                "with other parameters): they start learning afresh; first: %s (%s)",
+                len(misfits),
+                self._policy.detector,
+                misfits[0],
+                reason,
+            )
 
     def forget(self, series: Iterable[SeriesKey]) -> None:
         """Drop what was learned about ``series`` (another process serves them now); their slots are reused."""

@@ -1,9 +1,11 @@
-"""The default ensemble: detects spikes and shifts once, stays quiet on noise, and is exact across shapes."""
+"""The default detector: detects spikes, shifts and leaks once, stays quiet on noise of any shape, rates a distance by
+how rare it is for its own series, and is exact across shapes."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from detectors import registry
 from detectors.base import FloatArray
 from detectors.ensemble import DefaultKernel
 from detectors.nab.corpus import load_corpus
-from detectors.vectorised import KernelBatch, KernelDetector
+from detectors.vectorised import KernelBatch, KernelDetector, StateFormatError
 from detectors.zscore import ParameterError
 
 STEP_S = 300.0
@@ -78,10 +80,63 @@ def test_batch_equals_one_point_and_restore_continues() -> None:
 
 
 def test_bad_parameters_are_refused() -> None:
-    with pytest.raises(ParameterError):
-        DefaultKernel(likelihood_weight=2.0)
-    with pytest.raises(ParameterError):
-        DefaultKernel(peak_decay=0.0)
+    for bad in ({"fast_weight": 2.0}, {"peak_decay": 0.0}, {"memory": 1.0}, {"tail_index": 0.0}, {"run_rate": 0.0}):
+        with pytest.raises(ParameterError):
+            DefaultKernel(**bad)
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [
+        lambda rng: rng.poisson(2.0, 20_000).astype(np.float64),
+        lambda rng: rng.exponential(1.0, 20_000),
+        lambda rng: np.round(rng.normal(50.0, 0.4, 20_000)),
+    ],
+    ids=["small counts", "exponential", "rounded"],
+)
+def test_noise_of_other_shapes_stays_below_the_default_threshold(noise: Any) -> None:
+    assert scores_of(noise(np.random.default_rng(3))).max() < THRESHOLD
+
+
+def test_a_distance_is_rated_against_its_own_series() -> None:
+    # The same jump, 8 units on noise of spread 1: rare on Gaussian noise, ordinary on noise whose bursts reach it
+    # every few hundred points.
+    rng = np.random.default_rng(4)
+    smooth = rng.normal(0.0, 1.0, 4000)
+    bursty = rng.normal(0.0, 1.0, 4000)
+    bursty[rng.choice(4000, 40, replace=False)] += rng.choice([-10.0, 10.0], 40)
+    smooth[3500] = bursty[3500] = 8.0
+    assert scores_of(smooth)[3500] >= THRESHOLD
+    assert scores_of(bursty)[3500] < THRESHOLD
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7, 8])
+def test_a_growing_leak_is_detected_as_it_starts(seed: int) -> None:
+    # GPU memory climbing from its usual level, fast at first and then slower: the detector must not learn the
+    # leak as normal while it grows.
+    values = 0.6 + np.random.default_rng(seed).normal(0.0, 0.006, 2400)
+    values[2000:2060] += 0.2 * np.sqrt(np.arange(1, 61) / 60)
+    fired = np.flatnonzero(scores_of(values) >= THRESHOLD)
+    assert len(fired) >= 1
+    assert 2000 <= fired[0] <= 2005
+
+
+def test_state_fits_in_four_kilobytes_and_stays_finite_over_long_runs() -> None:
+    # A short memory makes the counts' weight pass its rescaling point within the run.
+    detector = registry.build_one("default", memory=20.0)
+    rng = np.random.default_rng(6)
+    noise = [detector.update(i * STEP_S, float(rng.normal())) for i in range(6000)]
+    state = detector.snapshot()
+    assert len(json.dumps(state)) <= 4096
+    assert all(np.isfinite(value).all() for value in state.values())
+    assert state["rarity.weight"] < 1e100
+    assert detector.update(6000 * STEP_S, 50.0) > max(noise)
+
+
+def test_a_snapshot_of_another_layout_is_refused() -> None:
+    detector = KernelDetector(DefaultKernel())
+    with pytest.raises(StateFormatError, match="expected state fields"):
+        detector.restore({"peak": 0.0, "level.n": 3.0})
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB corpus is not in ../shared/datasets/nab")

@@ -154,3 +154,51 @@ def test_from_scores_numenta(capsys: pytest.CaptureFixture[str]) -> None:
     assert round(out["reward_low_FN_rate"], 3) == 74.320
     assert round(out["reward_low_FP_rate"], 3) == 63.209
     assert (out["detector"], out["files"], out["rows"], out["windows"]) == ("numenta", 58, 365_558, 116)
+
+
+def test_cli_leave_one_out_over_a_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = {"alpha/a.csv": (200, [(120, 129)]), "alpha/b.csv": (100, []), "beta/c.csv": (200, [(150, 159)])}
+    corpus_dir = write_corpus(tmp_path / "corpus", files, [ODD, UNIT])
+    argv = ["--corpus", str(corpus_dir), "--detector", "ewma", "--leave-one-out", "--grid", "alpha=0.01,0.1"]
+    assert runner.main([*argv, "--param", "warmup=5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["detector"] == "ewma"
+    for profile in ("odd", "unit"):
+        result = out[profile]
+        assert [choice["category"] for choice in result["choices"]] == ["alpha", "beta"]
+        for choice in result["choices"]:
+            assert choice["params"]["warmup"] == 5
+            assert choice["params"]["alpha"] in (0.01, 0.1)
+        assert result["gap"] == pytest.approx(result["in_sample"] - result["held_out"])
+    assert runner.main(argv) == 0
+    assert "leave-one-category-out" in capsys.readouterr().out
+
+
+def test_cli_leave_one_out_needs_windows_outside_each_category(
+    corpus_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # beta's only window lies in probation: held out, alpha leaves nothing to choose on.
+    argv = ["--corpus", str(corpus_dir), "--detector", "ewma", "--leave-one-out"]
+    assert runner.main(argv) == 2
+    assert "without category 'alpha'" in capsys.readouterr().err
+
+
+def test_cli_grid_needs_leave_one_out(corpus_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        runner.main(["--corpus", str(corpus_dir), "--detector", "ewma", "--grid", "alpha=0.1"])
+    assert "--grid gives the candidates" in capsys.readouterr().err
+
+
+def test_report_rates_the_family_default_threshold(corpus: Corpus) -> None:
+    report = runner.benchmark(corpus, lambda: registry.build_one("ewma"), "ewma", {})
+    out = report.as_json()
+    assert out["fixed_threshold"] == registry.get("ewma").default_threshold
+    assert set(out["at_fixed_threshold"]) == {"odd", "unit"}
+
+
+def test_batch_run_gives_the_one_point_scores(corpus: Corpus) -> None:
+    batch = runner.run_batch(corpus, "ewma", {"warmup": 5})
+    for file in corpus.files:
+        one = registry.build_one("ewma", warmup=5)
+        expected = [one.update(t, v) for t, v in zip(file.timestamps.tolist(), file.values.tolist(), strict=True)]
+        assert batch[file.key].tolist() == expected
