@@ -200,9 +200,8 @@ async def engine_consume(bootstrap: str, topic: str, total: int, workdir: Path) 
 
 
 def detector_warmup() -> int:
-    """Points a series needs before the default detector scores it: the warm-up of its z-score part (its
-    likelihood part warms up much later, but only ever raises a score, so a clear spike is detected without it)."""
-    return DefaultKernel().level.global_.warmup
+    """Points a series needs before the default detector scores it (its baseline's warm-up, then its rarity's)."""
+    return DefaultKernel().warmup_points
 
 
 class _Watch(DetectedAll):

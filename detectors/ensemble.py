@@ -25,15 +25,15 @@ parameters were chosen on NAB together with generated KPI corpora of several sha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from detectors.base import FloatArray, IntArray
+from detectors.base import FloatArray
 from detectors.rarity import BINS, RarityScale, RarityState
-from detectors.vectorised import Kernel, KernelBatch, KernelDetector, SlotArrays
-from detectors.zscore import EwmaKernel, ParameterError, SeasonalKernel, check_fraction, check_positive
+from detectors.vectorised import KernelBatch, KernelDetector, SlotArrays, part_state, prefixed, prefixed_names
+from detectors.zscore import EwmaKernel, OnSeasonalLevel, ParameterError, SeasonalKernel, check_fraction, check_positive
 
 # The parts of the rarity state, as fields or field groups named rarity.<part>.
 _RARITY_PARTS = ("weight", "total", "cursor", "queued", "bins", "tail", "queue")
@@ -41,20 +41,7 @@ _RARITY_PARTS = ("weight", "total", "cursor", "queued", "bins", "tail", "queue")
 CHANNELS = ("point", "run", "fast")
 
 
-def _prefixed_names(prefix: str, names: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """Each part's name paired with its name in the ensemble's state, built once: steps run once per round."""
-    return tuple((name, f"{prefix}.{name}") for name in names)
-
-
-def _part(state: SlotArrays, names: tuple[tuple[str, str], ...]) -> SlotArrays:
-    return {name: state[prefixed] for name, prefixed in names}
-
-
-def _prefixed(values: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    return {prefixed: values[name] for name, prefixed in names}
-
-
-class DefaultKernel(Kernel):
+class DefaultKernel(OnSeasonalLevel):
     """The default detector as one kernel: its parts' states side by side (prefixed ``level.``, ``fast.`` and
     ``rarity.``), plus the run average, the count of rated points and the recent peak."""
 
@@ -80,7 +67,7 @@ class DefaultKernel(Kernel):
         run_weight: float = 1.0,
         fast_weight: float = 0.8,
         decades: float = 4.0,
-        rarity_warmup: int = 100,
+        rarity_warmup: int = 30,
         peak_decay: float = 0.99,
         gated_factor: float = 0.0,
     ) -> None:
@@ -92,13 +79,15 @@ class DefaultKernel(Kernel):
         check_positive("decades", decades)
         if rarity_warmup < 1:
             raise ParameterError(f"rarity_warmup must be at least 1, got {rarity_warmup}")
-        self.level = SeasonalKernel(
-            alpha=alpha,
-            season_alpha=season_alpha,
-            error_rate=error_rate,
-            warmup=warmup,
-            season_warmup=season_warmup,
-            clip=clip,
+        super().__init__(
+            SeasonalKernel(
+                alpha=alpha,
+                season_alpha=season_alpha,
+                error_rate=error_rate,
+                warmup=warmup,
+                season_warmup=season_warmup,
+                clip=clip,
+            )
         )
         self.fast = EwmaKernel(alpha=fast_alpha, warmup=warmup)
         self.rarity = RarityScale(
@@ -119,10 +108,7 @@ class DefaultKernel(Kernel):
         self.rarity_warmup = float(rarity_warmup)
         self.peak_decay = peak_decay
         self.gated_factor = gated_factor
-        self._level_field_names = _prefixed_names("level", self.level.fields)
-        self._level_table_names = _prefixed_names("level", self.level.table_fields)
-        self._level_names = self._level_field_names + self._level_table_names
-        self._fast_names = _prefixed_names("fast", self.fast.fields)
+        self._fast_names = prefixed_names("fast", self.fast.fields)
         bins = tuple(f"rarity.{channel}{k}" for channel in CHANNELS for k in range(BINS))
         tail = tuple(f"rarity.{channel}_{part}" for channel in CHANNELS for part in ("excess_n", "excess_sum"))
         queue = tuple(f"rarity.point_queue{k}" for k in range(delay))
@@ -146,11 +132,15 @@ class DefaultKernel(Kernel):
             "rarity.tail": (first_bin + len(bins), first_bin + len(bins) + len(tail)),
             "rarity.queue": (first_bin + len(bins) + len(tail), len(self._fields)),
         }
-        self._table_fields = tuple(prefixed for _, prefixed in self._level_table_names)
 
     @property
     def fields(self) -> tuple[str, ...]:
         return self._fields
+
+    @property
+    def warmup_points(self) -> int:
+        """Points a series needs before it can score above 0: the baseline's warm-up, then the rarity's."""
+        return int(self.level.global_.warmup + self.rarity_warmup)
 
     @property
     def field_groups(self) -> Mapping[str, tuple[int, int]]:
@@ -158,28 +148,14 @@ class DefaultKernel(Kernel):
 
     def initial(self) -> Mapping[str, float]:
         fresh = dict.fromkeys(self._fields, 0.0)
-        fresh.update(_prefixed(self.level.initial(), self._level_field_names))
-        fresh.update(_prefixed(self.fast.initial(), self._fast_names))
+        fresh.update(prefixed(self.level.initial(), self._level_field_names))
+        fresh.update(prefixed(self.fast.initial(), self._fast_names))
         fresh["rarity.weight"] = 1.0
         return fresh
 
-    @property
-    def table_fields(self) -> tuple[str, ...]:
-        return self._table_fields
-
-    @property
-    def buckets(self) -> int:
-        return self.level.buckets
-
-    def bucket_of(self, timestamps: FloatArray) -> IntArray:
-        return self.level.bucket_of(timestamps)
-
-    def table_initial(self) -> Mapping[str, float]:
-        return _prefixed(self.level.table_initial(), self._level_table_names)
-
     def step(self, state: SlotArrays, timestamps: FloatArray, values: FloatArray) -> tuple[FloatArray, SlotArrays]:
-        z2, warm, level = self.level.measure(_part(state, self._level_names), values)
-        fast_state = _part(state, self._fast_names)
+        z2, warm, level = self.level.measure(part_state(state, self._level_names), values)
+        fast_state = part_state(state, self._fast_names)
         point = np.log1p(np.sqrt(z2))
         rated = state["rated"]
         # The run average starts at the first rated point (before it, the baseline's early distances mean little).
@@ -195,8 +171,8 @@ class DefaultKernel(Kernel):
             "peak": np.maximum(self.peak_decay * peak, raw),
             "run": np.where(warm, run, state["run"]),
             "rated": np.where(warm, np.minimum(rated + 1.0, self.rarity_warmup), rated),
-            **_prefixed(level, self._level_names),
-            **_prefixed(self.fast.learn(fast_state, values), self._fast_names),
+            **prefixed(level, self._level_names),
+            **prefixed(self.fast.learn(fast_state, values), self._fast_names),
             **{f"rarity.{name}": getattr(after, name) for name in _RARITY_PARTS},
         }
         return scores, learned

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,22 @@ from detectors.base import BatchDetector, Detector, FloatArray, IntArray, State
 SlotArrays = dict[str, FloatArray]
 # Sort keys slot * n + index must stay below this to fit an int64.
 _KEY_LIMIT = 2**62
+
+
+def prefixed_names(prefix: str, names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """Each of a part kernel's field names paired with its name in a composite kernel's state (``prefix.name``);
+    built once, since steps run once per round."""
+    return tuple((name, f"{prefix}.{name}") for name in names)
+
+
+def part_state(state: SlotArrays, names: tuple[tuple[str, str], ...]) -> SlotArrays:
+    """A part kernel's view of a composite kernel's state."""
+    return {name: state[prefixed] for name, prefixed in names}
+
+
+def prefixed(values: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """A part kernel's values under their names in the composite kernel's state."""
+    return {prefixed: values[name] for name, prefixed in names}
 
 
 class StateFormatError(ValueError):
@@ -194,7 +211,13 @@ class SlotStore:
     def step(self, owners: IntArray, timestamps: FloatArray, values: FloatArray) -> FloatArray:
         """Score and learn one point for each of the distinct slots ``owners``."""
         kernel, names, table_names = self.kernel, self._names, self._table_names
-        block = np.take(self.fields, owners, axis=1)
+        # Owners come in ascending order; where they are a run of consecutive slots (a round that holds every series
+        # of a range, as most rounds of a large batch do), a slice reads and writes the state in place of fancy
+        # indexing, which costs several times more once a kernel keeps dozens of fields.
+        span = slice(int(owners[0]), int(owners[-1]) + 1) if len(owners) else slice(0, 0)
+        consecutive = span.stop - span.start == len(owners)
+        # Kernels return new arrays and never write to the state they are handed, so a view serves.
+        block = self.fields[:, span] if consecutive else np.take(self.fields, owners, axis=1)
         state = dict(zip(names, block, strict=True))
         for group, run in self._groups.items():
             state[group] = block[run]
@@ -225,7 +248,10 @@ class SlotStore:
             if new_cells is not None and cells is not None:
                 new_cells[~finite] = self.tables[cells[~finite]]
             scores = np.where(finite, scores, 1.0)
-        self.fields[:, owners] = new_fields
+        if consecutive:
+            self.fields[:, span] = new_fields
+        else:
+            self.fields[:, owners] = new_fields
         if new_cells is not None and cells is not None:
             self.tables[cells] = new_cells
         return np.where(np.isfinite(scores), scores, 1.0)

@@ -14,13 +14,14 @@ shapes). A series scores 0 until ``warmup`` points have been seen. The z-score i
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from detectors.base import BoolArray, FloatArray, IntArray
-from detectors.vectorised import Kernel, KernelBatch, KernelDetector, SlotArrays
+from detectors.vectorised import Kernel, KernelBatch, KernelDetector, SlotArrays, prefixed, prefixed_names
 
 # The MAD of a normal distribution is this fraction of its standard deviation.
 MAD_TO_STD = 1.4826
@@ -279,6 +280,32 @@ class SeasonalKernel(Kernel):
         z2, warm, learned = self.measure(state, values)
         half2 = self.global_.z_half * self.global_.z_half
         return np.where(warm, z2 / (z2 + half2), 0.0), learned
+
+
+class OnSeasonalLevel(Kernel, abc.ABC):
+    """A composite kernel built on a ``SeasonalKernel`` part, ``level``, whose fields it keeps prefixed ``level.``:
+    the part's hour-of-day tables are the composite's tables."""
+
+    def __init__(self, level: SeasonalKernel) -> None:
+        self.level = level
+        self._level_field_names = prefixed_names("level", level.fields)
+        self._level_table_names = prefixed_names("level", level.table_fields)
+        self._level_names = self._level_field_names + self._level_table_names
+        self._table_fields = tuple(name for _, name in self._level_table_names)
+
+    @property
+    def table_fields(self) -> tuple[str, ...]:
+        return self._table_fields
+
+    @property
+    def buckets(self) -> int:
+        return self.level.buckets
+
+    def bucket_of(self, timestamps: FloatArray) -> IntArray:
+        return self.level.bucket_of(timestamps)
+
+    def table_initial(self) -> Mapping[str, float]:
+        return prefixed(self.level.table_initial(), self._level_table_names)
 
 
 def ewma(**params: Any) -> KernelDetector:

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         description="anomalies needed within the open window to open an incident (the default detector already "
-        "reports one detection per anomaly)",
+        "reports one or a few detections per anomaly)",
     )
     incident_open_window_s: float = Field(default=600.0, gt=0, description="window for incident_min_signals")
     incident_resolve_after_s: float = Field(

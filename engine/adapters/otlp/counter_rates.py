@@ -51,52 +51,71 @@ class Bounded:
         return len(self._items)
 
 
+# Positions given to points that are not numbered by the request's walk (histograms' and summaries' counts and
+# sums): after every number point, in the order they are added.
+_UNNUMBERED = 2**62
+
+
 class CumulativePoints:
     """The cumulative points of one request, gathered as its metrics are read: a series index (into the request's
-    ``GatheredPoints.keys``), start time and time (ns) and value each; appended one at a time or as columns."""
+    ``GatheredPoints.keys``), start time and time (ns), value, and position in the request each; appended one at a
+    time or as columns. Points of one series at one time are taken in the request's order, whichever way they
+    were added (the position says it)."""
 
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.starts: list[int] = []
         self.times: list[int] = []
         self.values: list[float] = []
-        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.positions: list[int] = []
+        self._chunks: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, series_id: int, start: int, time: int, value: float) -> None:
+    def add(self, series_id: int, start: int, time: int, value: float, position: int | None = None) -> None:
         self.ids.append(series_id)
         self.starts.append(start)
         self.times.append(time)
         self.values.append(value)
+        self.positions.append(_UNNUMBERED + len(self.positions) if position is None else position)
 
-    def add_columns(self, ids: np.ndarray, starts: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+    def add_columns(
+        self, ids: np.ndarray, starts: np.ndarray, times: np.ndarray, values: np.ndarray, positions: np.ndarray
+    ) -> None:
         if len(ids):
-            self._chunks.append((ids, starts, times, values))
+            self._chunks.append((ids, starts, times, values, positions))
 
-    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         parts = [
             (
                 np.array(self.ids, dtype=np.int64),
                 np.array(self.starts, dtype=np.int64),
                 np.array(self.times, dtype=np.int64),
                 np.array(self.values, dtype=np.float64),
+                np.array(self.positions, dtype=np.int64),
             ),
             *self._chunks,
         ]
-        ids, starts, times, values = (np.concatenate(column) for column in zip(*parts, strict=True))
-        return ids, starts, times, values
+        ids, starts, times, values, positions = (np.concatenate(column) for column in zip(*parts, strict=True))
+        return ids, starts, times, values, positions
 
 
 def rate_points(points: CumulativePoints, out: GatheredPoints, state: Bounded) -> int:
     """Add the rates of ``points`` to ``out`` and move each series' base in ``state`` (keyed by series key) to its
     latest point; how many points were dropped for having no time or no finite value."""
-    ids, starts, times, values = points.columns()
+    ids, starts, times, values, positions = points.columns()
     usable = (times > 0) & np.isfinite(values)
     dropped = len(ids) - int(np.count_nonzero(usable))
     if not usable.any():
         return dropped
     if dropped:
-        ids, starts, times, values = ids[usable], starts[usable], times[usable], values[usable]
-    order = np.lexsort((times, ids))
+        ids, starts, times, values, positions = (
+            ids[usable],
+            starts[usable],
+            times[usable],
+            values[usable],
+            positions[usable],
+        )
+    # Series by series, in time order, and points at one time in the request's order.
+    order = np.lexsort((positions, times, ids))
     ids, starts, times, values = ids[order], starts[order], times[order], values[order]
     first = _firsts(ids)
     series = ids[first].tolist()

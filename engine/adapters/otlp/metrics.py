@@ -304,7 +304,9 @@ class OtlpFlattener:
             seconds = (times[delta] - starts[delta]) * _NS
             out.add_columns(series[delta], times[delta], values[delta] / seconds)
         counter = taken & (kinds == COUNTER)
-        cumulative.add_columns(series[counter], starts[counter], times[counter], values[counter])
+        cumulative.add_columns(
+            series[counter], starts[counter], times[counter], values[counter], np.flatnonzero(counter)
+        )
 
     def _odd_metric(
         self,
@@ -320,11 +322,13 @@ class OtlpFlattener:
         except (IndexError, struct.error, WireError) as exc:
             raise OtlpDecodeError(f"metric {metric.name!r}: a data point that does not decode") from exc
         series = resource.numbers(metric.name, [attributes for attributes, *_ in points])
-        for series_id, (_, start, time, value, flags) in zip(series, points, strict=True):
+        for position, (series_id, (_, start, time, value, flags)) in enumerate(
+            zip(series, points, strict=True), metric.first
+        ):
             if series_id < 0 or flags & _NO_RECORDED_VALUE:
                 continue
             if metric.kind == COUNTER:
-                cumulative.add(series_id, start, time, value)
+                cumulative.add(series_id, start, time, value, position)
             elif metric.kind == DELTA:
                 rate = _per_second(value, start, time)
                 if rate is not None:

@@ -179,3 +179,24 @@ def test_an_odd_metric_is_read_field_by_field_beside_regular_ones() -> None:
         message.resource_metrics[0].scope_metrics[0].metrics[1].gauge.SerializeToString()
     )
     assert (start, time, value, flags) == (T0, T0 + S, 7.0, 0)
+
+
+def test_a_counter_s_points_at_one_time_are_taken_in_the_request_s_order() -> None:
+    # One counter series in two scopes of a resource: the first scope's points are read as columns, the second's one
+    # at a time (one carries an exemplar), so the second's are gathered first. At the repeated time the first in the
+    # request wins, as the reference reader takes it.
+    message = ExportMetricsServiceRequest()
+    resource = message.resource_metrics.add()
+    resource.resource.attributes.add(key="host").value.string_value = "h0"
+    first = resource.scope_metrics.add().metrics.add(name="c")
+    second = resource.scope_metrics.add().metrics.add(name="c")
+    for metric in (first, second):
+        metric.sum.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+        metric.sum.is_monotonic = True
+    first.sum.data_points.add(time_unix_nano=1_700_000_000 * S, as_int=0)
+    first.sum.data_points.add(time_unix_nano=1_700_000_001 * S, as_int=1)
+    late = second.sum.data_points.add(time_unix_nano=1_700_000_001 * S, as_int=0)
+    late.exemplars.add(time_unix_nano=1_700_000_001 * S, as_double=1.0)
+    flattener = OtlpFlattener(LabelLimits())
+    assert _flattened(flattener, message) == _Reference().flatten(message)
+    assert list(_flattened(OtlpFlattener(LabelLimits()), message).values()) == [[(1_700_000_001.0, 1.0)]]
