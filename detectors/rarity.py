@@ -50,12 +50,13 @@ MIN_TAIL_INDEX = 1.0
 RESCALE_ABOVE = 1e100
 # A distance beyond anything finite arithmetic can weigh is this rare, not infinitely rare.
 SMALLEST_PROBABILITY = 1e-300
-# The first row of each channel's bins in the flat (channels * BINS, series) state; enough for any channel count used.
-_CHANNEL_OFFSET = (np.arange(16, dtype=np.float64) * BINS)[:, None]
+# Channels a scale may rate, and the first row of each one's bins in the flat (channels * BINS, series) state.
+MAX_CHANNELS = 16
+_CHANNEL_OFFSET = (np.arange(MAX_CHANNELS, dtype=np.float64) * BINS)[:, None]
 
 
 def bin_of(u: FloatArray) -> FloatArray:
-    """The histogram bin of each ``u`` (as a float, for comparisons with ``_BIN_INDEX``)."""
+    """The histogram bin of each ``u``, as a float (it is added to row offsets before it indexes)."""
     result: FloatArray = np.minimum(np.floor(u / BIN_WIDTH), BINS - 1.0)
     return result
 
@@ -108,6 +109,8 @@ class RarityScale:
         self.tail_prior = tail_prior
         if delay < 0:
             raise ParameterError(f"delay must not be negative, got {delay}")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise ParameterError(f"a rarity scale rates 1 to {MAX_CHANNELS} channels, got {channels}")
         if not set(delayed) <= set(range(channels)):
             raise ParameterError(f"delayed channels {list(delayed)} are not among the {channels} channels")
         self.delay = delay
