@@ -55,7 +55,7 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from detectors.ensemble import DefaultKernel
+from detectors.seasonal_likelihood import SeasonalLikelihoodKernel
 from engine.adapters.kafka.schema import SampleColumns, encode_samples, series_key_bytes
 from engine.app.bootstrap import detection_service
 from engine.app.kafka_engine import open_kafka_engine
@@ -200,8 +200,9 @@ async def engine_consume(bootstrap: str, topic: str, total: int, workdir: Path) 
 
 
 def detector_warmup() -> int:
-    """Points a series needs before the default detector scores it (its baseline's warm-up, then its rarity's)."""
-    return DefaultKernel().warmup_points
+    """Points a series needs before the default detector scores it: the warm-up of its z-score part (its
+    likelihood part warms up much later, but only ever raises a score, so a clear spike is detected without it)."""
+    return SeasonalLikelihoodKernel().level.global_.warmup
 
 
 class _Watch(DetectedAll):

@@ -1,4 +1,4 @@
-"""The default detector: distances from a seasonal-aware baseline and from a fast one, rated by how rare they are
+"""The ``rarity`` detector: distances from a seasonal-aware baseline and from a fast one, rated by how rare they are
 for the series, with a peak gate.
 
 Per point, three distances (z-scores), each in units of its model's usual error:
@@ -41,8 +41,8 @@ _RARITY_PARTS = ("weight", "total", "cursor", "queued", "bins", "tail", "queue")
 CHANNELS = ("point", "run", "fast")
 
 
-class DefaultKernel(OnSeasonalLevel):
-    """The default detector as one kernel: its parts' states side by side (prefixed ``level.``, ``fast.`` and
+class RarityKernel(OnSeasonalLevel):
+    """The ``rarity`` detector as one kernel: its parts' states side by side (prefixed ``level.``, ``fast.`` and
     ``rarity.``), plus the run average, the count of rated points and the recent peak."""
 
     def __init__(
@@ -178,11 +178,11 @@ class DefaultKernel(OnSeasonalLevel):
         return scores, learned
 
 
-def default(**params: Any) -> KernelDetector:
-    """One series, the default detector."""
-    return KernelDetector(DefaultKernel(**params))
+def rarity(**params: Any) -> KernelDetector:
+    """One series, the ``rarity`` detector."""
+    return KernelDetector(RarityKernel(**params))
 
 
-def default_batch(capacity: int, **params: Any) -> KernelBatch:
-    """Many series, the default detector."""
-    return KernelBatch(DefaultKernel(**params), capacity)
+def rarity_batch(capacity: int, **params: Any) -> KernelBatch:
+    """Many series, the ``rarity`` detector."""
+    return KernelBatch(RarityKernel(**params), capacity)

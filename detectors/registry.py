@@ -67,18 +67,18 @@ def _on_use(module: str, factory: str) -> Callable[..., Any]:
 _KINDS: tuple[DetectorKind, ...] = (
     DetectorKind(
         name="default",
-        summary="distances from a seasonal and a fast baseline, rated by their rarity for the series, once per peak",
-        make_one=ensemble.default,
-        make_batch=ensemble.default_batch,
-        default_threshold=0.5,
-    ),
-    DetectorKind(
-        name="seasonal_likelihood",
-        summary="the previous default: seasonal z-score raised by its anomaly likelihood, one detection per peak "
-        "(faster; chosen on NAB; fires more on heavy-tailed series)",
+        summary="seasonal-aware z-score raised by its anomaly likelihood, one detection per peak (chosen on NAB)",
         make_one=seasonal_likelihood.seasonal_likelihood,
         make_batch=seasonal_likelihood.seasonal_likelihood_batch,
         default_threshold=0.6,
+    ),
+    DetectorKind(
+        name="rarity",
+        summary="distances from a seasonal and a fast baseline, rated by their rarity for the series (0.5: one in "
+        "10^4), once per peak",
+        make_one=ensemble.rarity,
+        make_batch=ensemble.rarity_batch,
+        default_threshold=0.5,
     ),
     DetectorKind(
         name="ewma",

@@ -1,5 +1,4 @@
-"""The ``seasonal_likelihood`` family (the default until the rarity-rated one): a seasonal-aware z-score, its anomaly
-likelihood, and a peak gate.
+"""The default detector: a seasonal-aware z-score, its anomaly likelihood, and a peak gate.
 
 Per point: the z-score of the value against an EWMA baseline, or against an hour-of-day profile where that explains
 the series better (``detectors.zscore.SeasonalKernel``), is the raw score; its anomaly likelihood
@@ -7,9 +6,9 @@ the series better (``detectors.zscore.SeasonalKernel``), is the raw score; its a
 only where it beats the series' recent peak (which decays by ``peak_decay`` per point); other scores are scaled by
 ``gated_factor``. So one anomaly is one detection at any threshold, not a run of them, and the first point of an
 anomaly carries it. Everything is online, and one parameter set serves every series; the defaults were chosen on
-the NAB corpus. It keeps a quarter of the default's state and runs three to four times faster, but its scores are
-distances, not rarities: on heavy-tailed series (bursty counters, latency) it fires far more often, and a series
-with many anomalies loses the later ones under its long peak gate.
+the NAB corpus. Against the ``rarity`` family (``detectors.ensemble``) it keeps a quarter of the state and runs three
+to four times faster, but its scores are distances, not rarities: on heavy-tailed series (bursty counters, latency)
+it fires far more often, and a series with many anomalies loses the later ones under its long peak gate.
 """
 
 from __future__ import annotations

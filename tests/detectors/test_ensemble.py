@@ -1,4 +1,4 @@
-"""The default detector: detects spikes, shifts and leaks once, stays quiet on noise of any shape, rates a distance by
+"""The rarity detector: detects spikes, shifts and leaks once, stays quiet on noise of any shape, rates a distance by
 how rare it is for its own series, and is exact across shapes."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import pytest
 
 from detectors import registry
 from detectors.base import FloatArray
-from detectors.ensemble import DefaultKernel
+from detectors.ensemble import RarityKernel
 from detectors.nab.corpus import load_corpus
 from detectors.vectorised import KernelBatch, KernelDetector, StateFormatError
 from detectors.zscore import ParameterError
 
 STEP_S = 300.0
-THRESHOLD = registry.get("default").default_threshold
+THRESHOLD = registry.get("rarity").default_threshold
 NAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab"
 
 
@@ -30,7 +30,7 @@ def seasonal(n: int, seed: int) -> FloatArray:
 
 
 def scores_of(values: FloatArray, **params: float) -> FloatArray:
-    detector = registry.build_one("default", **params)
+    detector = registry.build_one("rarity", **params)
     return np.array([detector.update(i * STEP_S, v) for i, v in enumerate(values)])
 
 
@@ -61,7 +61,7 @@ def test_batch_equals_one_point_and_restore_continues() -> None:
         values[1000 + 50 * k] += 40.0 * (k + 1)
         values[100 + k] = np.nan
     expected = [scores_of(values) for values in series]
-    batch = KernelBatch(DefaultKernel(), 4)
+    batch = KernelBatch(RarityKernel(), 4)
     # Each batch holds three consecutive points of every series, so slots repeat within a batch.
     for start in range(0, 1500, 3):
         rows = np.arange(start, min(start + 3, 1500))
@@ -73,7 +73,7 @@ def test_batch_equals_one_point_and_restore_continues() -> None:
             np.testing.assert_array_equal(got[slots == k], expected[k][rows])
         if start == 600:
             state = json.loads(json.dumps(batch.snapshot_slot(3)))
-    restored = KernelDetector(DefaultKernel())
+    restored = KernelDetector(RarityKernel())
     restored.restore(state)
     tail = [restored.update(r * STEP_S, series[3][r]) for r in range(603, 1500)]
     np.testing.assert_array_equal(tail, expected[3][603:])
@@ -82,7 +82,7 @@ def test_batch_equals_one_point_and_restore_continues() -> None:
 def test_bad_parameters_are_refused() -> None:
     for bad in ({"fast_weight": 2.0}, {"peak_decay": 0.0}, {"memory": 1.0}, {"tail_index": 0.0}, {"run_rate": 0.0}):
         with pytest.raises(ParameterError):
-            DefaultKernel(**bad)
+            RarityKernel(**bad)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_a_growing_leak_is_detected_as_it_starts(seed: int) -> None:
 
 def test_state_fits_in_four_kilobytes_and_stays_finite_over_long_runs() -> None:
     # A short memory makes the counts' weight pass its rescaling point within the run.
-    detector = registry.build_one("default", memory=20.0)
+    detector = registry.build_one("rarity", memory=20.0)
     rng = np.random.default_rng(6)
     noise = [detector.update(i * STEP_S, float(rng.normal())) for i in range(6000)]
     state = detector.snapshot()
@@ -134,7 +134,7 @@ def test_state_fits_in_four_kilobytes_and_stays_finite_over_long_runs() -> None:
 
 
 def test_a_snapshot_of_another_layout_is_refused() -> None:
-    detector = KernelDetector(DefaultKernel())
+    detector = KernelDetector(RarityKernel())
     with pytest.raises(StateFormatError, match="expected state fields"):
         detector.restore({"peak": 0.0, "level.n": 3.0})
 
@@ -143,7 +143,7 @@ def test_a_snapshot_of_another_layout_is_refused() -> None:
 def test_nab_ambient_temperature_windows_score_above_almost_every_other_row() -> None:
     corpus = load_corpus(NAB)
     file = next(f for f in corpus.files if f.key == "realKnownCause/ambient_temperature_system_failure.csv")
-    detector = registry.build_one("default")
+    detector = registry.build_one("rarity")
     scores = np.array([detector.update(t, v) for t, v in zip(file.timestamps, file.values, strict=True)])
     in_windows = np.zeros(file.n_rows, dtype=np.bool_)
     for window in file.windows:
