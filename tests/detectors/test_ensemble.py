@@ -4,6 +4,7 @@ how rare it is for its own series, and is exact across shapes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from detectors import registry
 from detectors.base import FloatArray
 from detectors.ensemble import RarityKernel
 from detectors.nab.corpus import load_corpus
-from detectors.vectorised import KernelBatch, KernelDetector, StateFormatError
+from detectors.seasonal_likelihood import SeasonalLikelihoodKernel
+from detectors.vectorised import Kernel, KernelBatch, KernelDetector, StateFormatError
 from detectors.zscore import ParameterError
 
 STEP_S = 300.0
@@ -29,8 +31,8 @@ def seasonal(n: int, seed: int) -> FloatArray:
     return result
 
 
-def scores_of(values: FloatArray, **params: float) -> FloatArray:
-    detector = registry.build_one("rarity", **params)
+def scores_of(values: FloatArray, detector_name: str = "rarity", **params: float) -> FloatArray:
+    detector = registry.build_one(detector_name, **params)
     return np.array([detector.update(i * STEP_S, v) for i, v in enumerate(values)])
 
 
@@ -55,13 +57,14 @@ def test_noise_stays_below_the_default_threshold() -> None:
     assert scores_of(values).max() < THRESHOLD
 
 
-def test_batch_equals_one_point_and_restore_continues() -> None:
+@pytest.mark.parametrize(("name", "kernel"), [("rarity", RarityKernel), ("default", SeasonalLikelihoodKernel)])
+def test_batch_equals_one_point_and_restore_continues(name: str, kernel: Callable[[], Kernel]) -> None:
     series = [seasonal(1500, seed=10 + k) * (k + 1) for k in range(4)]
     for k, values in enumerate(series):
         values[1000 + 50 * k] += 40.0 * (k + 1)
         values[100 + k] = np.nan
-    expected = [scores_of(values) for values in series]
-    batch = KernelBatch(RarityKernel(), 4)
+    expected = [scores_of(values, name) for values in series]
+    batch = KernelBatch(kernel(), 4)
     # Each batch holds three consecutive points of every series, so slots repeat within a batch.
     for start in range(0, 1500, 3):
         rows = np.arange(start, min(start + 3, 1500))
@@ -73,7 +76,7 @@ def test_batch_equals_one_point_and_restore_continues() -> None:
             np.testing.assert_array_equal(got[slots == k], expected[k][rows])
         if start == 600:
             state = json.loads(json.dumps(batch.snapshot_slot(3)))
-    restored = KernelDetector(RarityKernel())
+    restored = KernelDetector(kernel())
     restored.restore(state)
     tail = [restored.update(r * STEP_S, series[3][r]) for r in range(603, 1500)]
     np.testing.assert_array_equal(tail, expected[3][603:])

@@ -1,9 +1,8 @@
-"""The default detector (detectors/seasonal_likelihood.py): detects spikes and shifts once, stays quiet on noise,
-and is exact across shapes."""
+"""The default detector (detectors/seasonal_likelihood.py): detects spikes and shifts once and stays quiet on noise;
+that it is exact across shapes is tested beside the rarity family's (tests/detectors/test_ensemble.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,24 +12,16 @@ from detectors import registry
 from detectors.base import FloatArray
 from detectors.nab.corpus import load_corpus
 from detectors.seasonal_likelihood import SeasonalLikelihoodKernel as DefaultKernel
-from detectors.vectorised import KernelBatch, KernelDetector
 from detectors.zscore import ParameterError
+from tests.detectors import test_ensemble as rarity_tests
+from tests.detectors.test_ensemble import seasonal
 
-STEP_S = 300.0
 THRESHOLD = registry.get("default").default_threshold
 NAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab"
 
 
-def seasonal(n: int, seed: int) -> FloatArray:
-    rng = np.random.default_rng(seed)
-    days = np.arange(n) * STEP_S / 86_400.0
-    result: FloatArray = 100.0 + 10.0 * np.sin(2 * np.pi * days) + rng.normal(0.0, 1.0, n)
-    return result
-
-
-def scores_of(values: FloatArray, **params: float) -> FloatArray:
-    detector = registry.build_one("default", **params)
-    return np.array([detector.update(i * STEP_S, v) for i, v in enumerate(values)])
+def scores_of(values: FloatArray) -> FloatArray:
+    return rarity_tests.scores_of(values, "default")
 
 
 def test_a_spike_fires_once() -> None:
@@ -52,30 +43,6 @@ def test_a_level_shift_fires_on_arrival_and_not_on_every_later_point() -> None:
 def test_noise_stays_below_the_default_threshold() -> None:
     values = np.random.default_rng(2).normal(5.0, 1.0, 10_000)
     assert scores_of(values).max() < THRESHOLD
-
-
-def test_batch_equals_one_point_and_restore_continues() -> None:
-    series = [seasonal(1500, seed=10 + k) * (k + 1) for k in range(4)]
-    for k, values in enumerate(series):
-        values[1000 + 50 * k] += 40.0 * (k + 1)
-        values[100 + k] = np.nan
-    expected = [scores_of(values) for values in series]
-    batch = KernelBatch(DefaultKernel(), 4)
-    # Each batch holds three consecutive points of every series, so slots repeat within a batch.
-    for start in range(0, 1500, 3):
-        rows = np.arange(start, min(start + 3, 1500))
-        slots = np.tile(np.arange(4), len(rows))
-        stamps = np.repeat(rows * STEP_S, 4)
-        values = np.array([series[k][r] for r, k in zip(np.repeat(rows, 4), slots, strict=True)])
-        got = batch.update_batch(slots, stamps, values)
-        for k in range(4):
-            np.testing.assert_array_equal(got[slots == k], expected[k][rows])
-        if start == 600:
-            state = json.loads(json.dumps(batch.snapshot_slot(3)))
-    restored = KernelDetector(DefaultKernel())
-    restored.restore(state)
-    tail = [restored.update(r * STEP_S, series[3][r]) for r in range(603, 1500)]
-    np.testing.assert_array_equal(tail, expected[3][603:])
 
 
 def test_bad_parameters_are_refused() -> None:
