@@ -138,11 +138,6 @@ class RarityKernel(OnSeasonalLevel):
         return self._fields
 
     @property
-    def warmup_points(self) -> int:
-        """Points a series needs before it can score above 0: the baseline's warm-up, then the rarity's."""
-        return int(self.level.global_.warmup + self.rarity_warmup)
-
-    @property
     def field_groups(self) -> Mapping[str, tuple[int, int]]:
         return self._groups
 
