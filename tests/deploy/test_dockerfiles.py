@@ -161,21 +161,21 @@ def test_the_builder_installs_the_project_without_dev_extras(path: Path, extra: 
     assert len(installs) == 1
     assert "dev" not in re.findall(r"\[([\w,-]+)\]", installs[0])
     if extra is None:
-        # The project alone, or with the extras the EXTRAS build argument names (none by default).
+        # The project with the extras the EXTRAS build argument names: by default the detectors extra, so that the
+        # image offers every feature of its commands.
         assert installs[0].split()[-1].strip("\"'") == ".${EXTRAS:+[$EXTRAS]}"
-        assert [arg.value for stage in _stages(path) for arg in stage.all("ARG")] == ['EXTRAS=""']
+        assert [arg.value for stage in _stages(path) for arg in stage.all("ARG")] == ['EXTRAS="detectors"']
     else:
         assert installs[0].split()[-1].strip("\"'") == f".[{extra}]"
         assert extra in PYPROJECT["project"]["optional-dependencies"]
 
 
-def test_the_extras_the_engine_image_leaves_out_are_extras_of_the_project() -> None:
-    # The image's comment and the commands' messages name them: --build-arg EXTRAS=detectors,plot.
+def test_the_engine_image_installs_the_detectors_extra_of_the_project() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
-    assert "--build-arg EXTRAS=detectors,plot" in ENGINE.read_text()
     assert {"river", "scikit-learn", "scipy"} <= {re.split(r"[<>=\[]", r)[0] for r in extras["detectors"]}
-    assert [re.split(r"[<>=]", r)[0] for r in extras["plot"]] == ["matplotlib"]
-    assert "aiops-engine[detectors,plot]" in extras["dev"]
+    assert "aiops-engine[detectors]" in extras["dev"]
+    # The messages of a family whose extra is missing name the build argument that brings it back.
+    assert "--build-arg EXTRAS=detectors" in (REPO / "detectors" / "registry.py").read_text()
 
 
 def test_the_model_server_image_runs_the_reference_server() -> None:
@@ -231,6 +231,7 @@ def test_dockerignore_keeps_local_state_and_tests_out(path: str) -> None:
         "serving/model_server.py",
         "playbooks/_policy.yaml",
         "playbooks/error-burst-rollback.yaml",
+        "deploy/image/bytecode.py",
     ],
 )
 def test_dockerignore_lets_the_sources_in(path: str) -> None:

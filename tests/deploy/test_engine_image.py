@@ -62,17 +62,39 @@ def test_token_prints_an_entry_for_aiops_api_tokens(engine_image: str) -> None:
     assert "alice:responder:" in done.stdout
 
 
-def test_what_the_image_leaves_out_says_how_to_get_it(engine_image: str) -> None:
-    # The `detectors` and `plot` extras are not installed by default (--build-arg EXTRAS=detectors,plot).
-    done = containers.run_once(engine_image, "demo", "--fast", env={"AIOPS_DETECTOR": "hst"}, check=False)
-    assert done.returncode == 2
-    assert "needs river, which is not installed: pip install 'aiops-engine[detectors]'" in done.stderr
+def test_the_image_offers_every_detector_family_and_the_backtest_plot(engine_image: str) -> None:
+    # The `detectors` extra is in the image (river, scikit-learn, SciPy), and the plot needs no library.
     csv = f"{SITE_PACKAGES}/engine/scenarios/serving_stack_in_trouble/fraud_error_ratio.csv"
-    done = containers.run_once(engine_image, "backtest", csv, "--plot", "/tmp/plot.png", check=False)
-    assert done.returncode == 2
-    assert "--build-arg EXTRAS=plot" in done.stderr
-    # Without the plot, the same backtest runs.
-    assert "detections" in containers.run_once(engine_image, "backtest", csv, "--detector", "psi").stdout
+    families = ("default", "rarity", "hst", "adwin", "page_hinkley", "isolation_forest", "ks", "psi")
+    script = "".join(f"aiops backtest {csv} --detector {family} --json && " for family in families)
+    done = containers.run_once(
+        engine_image,
+        "-c",
+        script + f"aiops backtest {csv} --plot /tmp/plot.svg && head -c 5 /tmp/plot.svg",
+        entrypoint="sh",
+        timeout=600,
+    )
+    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [report["detector"] for report in reports] == list(families)
+    assert all(report["points"] > 0 for report in reports)
+    assert done.stdout.rstrip().endswith("<svg")
+
+
+def test_the_libraries_start_up_imports_ship_as_bytecode_and_import(engine_image: str) -> None:
+    # deploy/image/bytecode.py: the libraries' start-up modules lost their sources to bytecode, the engine's did not;
+    # both the Kubernetes and the MLflow backends still import and build their clients.
+    code = (
+        "import importlib.util, kubernetes.client, mlflow.tracking, engine.adapters.actions.kubernetes_api\n"
+        "print(kubernetes.client.__file__, engine.adapters.actions.kubernetes_api.__file__)\n"
+        "print(kubernetes.client.AppsV1Api(kubernetes.client.ApiClient()).__class__.__name__)\n"
+        "print(mlflow.tracking.MlflowClient('http://127.0.0.1:1').__class__.__name__)\n"
+    )
+    done = containers.run_once(engine_image, "-c", code, entrypoint="python")
+    files, api, client = done.stdout.splitlines()
+    library, own = files.split()
+    assert library == f"{SITE_PACKAGES}/kubernetes/client/__init__.pyc"
+    assert own == f"{SITE_PACKAGES}/engine/adapters/actions/kubernetes_api.py"
+    assert (api, client) == ("AppsV1Api", "MlflowClient")
 
 
 @pytest.fixture(scope="module")

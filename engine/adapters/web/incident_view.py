@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from engine.adapters.web.charts import Marker, Point, signal_chart, window_of
+from engine.adapters.svg_drawing import Point
+from engine.adapters.web.charts import Marker, signal_chart, window_of
 from engine.adapters.web.sentences import Sentence, short_names, timeline_sentences
 from engine.core.correlation import CorrelationRules
 from engine.core.probable_cause import Cause, rank_causes

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -247,14 +248,30 @@ def test_backtest_plots_a_series_with_its_detections_and_labelled_windows(tmp_pa
     data.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
     labels = tmp_path / "windows.json"
     labels.write_text(json.dumps({"demo/latency.csv": [["2026-01-01 14:55:00.000000", "2026-01-01 15:20:00.000000"]]}))
-    plot = tmp_path / "plot.png"
+    plot = tmp_path / "plots" / "latency.svg"
     done = _aiops("backtest", str(data), "--labels", str(labels), "--plot", str(plot), "--json", tmp=tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["points"] == 1200
     assert report["windows_detected"] == 1
     assert 1 <= report["detections"] <= 5
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["plot"] == str(plot)
+    picture = ElementTree.parse(plot).getroot()
+    svg = "{http://www.w3.org/2000/svg}"
+    assert picture.tag == f"{svg}svg"
+    dots = picture.findall(f"{svg}circle[@class='detection']")
+    assert len(dots) == report["detections"]
+    assert len(picture.findall(f"{svg}rect[@class='window']")) == 2  # the labelled window, above and below
+    assert {line.get("class") for line in picture.findall(f"{svg}polyline")} == {"values", "scores"}
+
+
+def test_backtest_refuses_a_plot_name_that_is_not_svg(tmp_path: Path) -> None:
+    data = tmp_path / "x.csv"
+    data.write_text("timestamp,value\n2026-01-01 00:00:00,1\n")
+    done = _aiops("backtest", str(data), "--plot", str(tmp_path / "x.png"), tmp=tmp_path)
+    assert done.returncode == 2
+    assert "--plot writes an SVG picture: name the file *.svg, not x.png" in done.stderr
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_backtest_reports_an_unknown_detector_in_one_line(tmp_path: Path) -> None:
