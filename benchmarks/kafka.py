@@ -33,8 +33,14 @@ p50, p99 and maximum. The producer shares the engine's event loop, so its work c
 Every anomaly opens an incident, stored before its batch is acknowledged: many more spikes a second than the default
 measure the incident store's write rate (detection waits for it) rather than the path to the anomaly topic.
 
-Target (issue 4): >= 250,000 samples/s per engine process with batched messages, and >= 0.7 of the ceiling; report
-p99 time from produce to anomaly emitted.
+Peers (``--peers``, with the ``bench`` extra: ``pip install 'aiops-engine[bench]'``): after the engine, what a team
+might build instead runs on the same topic, one process each (``benchmarks.quix_peer``): Quix Streams consuming and
+decoding only (``decode``), with a per-series EWMA z-score in a dict (``ewma``) or in Quix State, RocksDB with a
+changelog topic (``ewma_state``), and river's Half-Space Trees per series (``hst``, on ``--hst-records`` records:
+it is about a hundred times slower). It prints each peer's samples/s and the engine's ratio to each.
+
+Targets: >= 250,000 samples/s per engine process with batched messages; the engine at least as fast as the stateful
+EWMA peer (``ratio_to_ewma_state`` >= 1.0); report p99 time from produce to anomaly emitted.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ import argparse
 import asyncio
 import json
 import math
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -360,6 +368,51 @@ async def latency(
     }
 
 
+def peer(bootstrap: str, topic: str, records: int, pipeline: str) -> dict[str, Any]:
+    """One ``benchmarks.quix_peer`` pipeline over the first ``records`` messages of ``topic``, in a process of its
+    own; its figures, or why it did not run."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks.quix_peer", "--bootstrap", bootstrap, "--topic", topic),
+            *("--records", str(records), "--pipeline", pipeline),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=REPO,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {done.returncode}: {last}"}
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["samples_per_s"] = round(figures["samples"] / figures["seconds"])
+    return figures
+
+
+def peers(args: argparse.Namespace, topic: str, records: int, engine_rate: float) -> dict[str, Any]:
+    """The peers named by ``--peers`` on the throughput topic, each beside the engine's rate."""
+    names = [name for name in args.peers.split(",") if name]
+    if not names:
+        return {}
+    try:
+        import quixstreams  # noqa: F401, PLC0415 (a benchmark-only extra)
+    except ModuleNotFoundError:
+        return {"peers": {"error": "quixstreams is not installed: pip install 'aiops-engine[bench]'"}}
+    found: dict[str, Any] = {}
+    for name in names:
+        count = min(records, args.hst_records) if name == "hst" else records
+        if count <= 0:
+            continue
+        figures = found[name] = peer(args.bootstrap, topic, count, name)
+        if "samples_per_s" in figures:
+            figures["engine_ratio"] = round(engine_rate / figures["samples_per_s"], 3)
+    ratios = {
+        f"ratio_to_{name}": figures["engine_ratio"] for name, figures in found.items() if "engine_ratio" in figures
+    }
+    return {"peers": found, **ratios}
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     messages = await produce(args.bootstrap, topic, args.series, args.points, args.per_message)
@@ -381,6 +434,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             Path(workdir),
         )
     raw_rate, engine_rate = total / raw_s, total / engine_s
+    peer_figures = peers(args, topic, records, engine_rate)
     return {
         "samples": total,
         "records": records,
@@ -396,6 +450,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "raw_s": round(raw_s, 3),
         "engine_s": round(engine_s, 3),
         **latency_figures,
+        **peer_figures,
     }
 
 
@@ -409,6 +464,12 @@ def cli() -> None:
     parser.add_argument("--latency-spikes", type=int, default=100, help="series given one spike each")
     parser.add_argument("--latency-rate", type=float, default=2500.0, help="samples/s of the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--peers",
+        default="decode,ewma,ewma_state,hst",
+        help="Quix Streams pipelines to run beside the engine ('' for none)",
+    )
+    parser.add_argument("--hst-records", type=int, default=500, help="records the hst peer processes (0: skip it)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = asyncio.run(main(args))

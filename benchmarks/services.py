@@ -45,9 +45,11 @@ class PrivatePostgres:
     """One cluster: ``start``, ``stop``, ``freeze`` (every server process SIGSTOPped, as a hung machine looks to
     its clients) and ``thaw``."""
 
-    def __init__(self, bin_dir: Path, root: Path) -> None:
+    def __init__(self, bin_dir: Path, root: Path, *, durable: bool = False) -> None:
         self._bin = bin_dir
         self._root = root
+        # Outage tests need no durability (fsync off is faster); a benchmark of the store's write rate does.
+        self._fsync = "on" if durable else "off"
         self._data = root / "data"
         self.port = free_port()
         self.url = f"postgresql+asyncpg://aiops@127.0.0.1:{self.port}/aiops"
@@ -63,7 +65,7 @@ class PrivatePostgres:
         self._as_owner(str(self._bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "aiops", "aiops")
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync={self._fsync}"
         self._as_owner(
             str(self._bin / "pg_ctl"), "-D", str(self._data), "-l", str(self._root / "server.log"), "-w", "-t", "60",
             "-o", options, "start",
@@ -115,9 +117,9 @@ def _children(parent: int) -> list[int]:
 
 
 @contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A running private cluster with an empty database ``aiops``; removed afterwards. Raises LookupError when
-    PostgreSQL is not installed."""
+def private_postgres(*, durable: bool = False) -> Iterator[PrivatePostgres]:
+    """A running private cluster with an empty database ``aiops``; removed afterwards. ``durable`` keeps fsync on
+    (PostgreSQL's default). Raises LookupError when PostgreSQL is not installed."""
     bin_dir = postgres_bin()
     if bin_dir is None:
         raise LookupError("PostgreSQL is not installed")
@@ -125,7 +127,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     root = Path(tempfile.mkdtemp(prefix="aiops-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, user="postgres")
-    server = PrivatePostgres(bin_dir, root)
+    server = PrivatePostgres(bin_dir, root, durable=durable)
     try:
         server.create()
         yield server
