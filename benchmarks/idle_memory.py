@@ -24,16 +24,10 @@ from pathlib import Path
 import httpx
 
 from benchmarks.loopback_http import free_port
+from benchmarks.serve_process import rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def _python_rss_mb(code: str) -> float:
@@ -73,7 +67,7 @@ def serve_rss_mb(bootstrap: str, settle_s: float, work: Path) -> float:
                 except httpx.TransportError:
                     time.sleep(0.2)
             time.sleep(settle_s)
-            return _rss_mb(process.pid)
+            return rss_mb(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=30)
