@@ -8,8 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PROM_PORT=${AIOPS_TEST_PROM_PORT:-59090}
 AM_PORT=${AIOPS_TEST_AM_PORT:-59093}
-EXPORTER_PORT=${AIOPS_TEST_EXPORTER_PORT:-59101}
-ENGINE_PORT=${AIOPS_TEST_ENGINE_PORT:-59102}
+# The two ports tests bind again and again (each test module starts its own exporter or engine there) lie below
+# Linux's ephemeral range (32768-60999): a port in it can be held for a minute in TIME-WAIT by any outgoing
+# connection that happened to use it, and the next bind fails with "Address already in use".
+EXPORTER_PORT=${AIOPS_TEST_EXPORTER_PORT:-29101}
+ENGINE_PORT=${AIOPS_TEST_ENGINE_PORT:-29102}
 TOKEN=aiops-test-ingest-token
 DIR=$PWD/.services/prometheus
 
