@@ -5,7 +5,7 @@
 
 # The builder installs the project into a virtual environment that the runtime stage copies whole: every feature of
 # the engine's commands (the `detectors` extra included: the families on river, scikit-learn and SciPy), no dev
-# extras. `--build-arg EXTRAS=` leaves the detectors extra out for an image about 100 MB smaller; choosing one of its
+# extras. `--build-arg EXTRAS=` leaves the detectors extra out for an image about 120 MB smaller; choosing one of its
 # families there says how to get it back.
 FROM python:3.11.13-slim-bookworm AS builder
 ARG EXTRAS="detectors"

@@ -55,6 +55,11 @@ def _backtest(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _by_incident(actions: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The actions sorted by incident, keeping each incident's steps in their order."""
+    return sorted(actions, key=lambda action: action["incident"])
+
+
 async def test_a_recorded_topic_backtests_like_the_same_data_from_files() -> None:
     assert BOOTSTRAP is not None
     topic = f"aiops-test-{uuid.uuid4().hex[:8]}.recorded"
@@ -66,7 +71,9 @@ async def test_a_recorded_topic_backtests_like_the_same_data_from_files() -> Non
     assert from_kafka.returncode == 0, from_kafka.stderr
     kafka_report, file_report = json.loads(from_kafka.stdout), json.loads(from_files.stdout)
     assert kafka_report["samples"] == file_report["samples"] == 11 * 2880
-    assert kafka_report["actions_planned"] == file_report["actions_planned"]
+    # The same actions; their order follows the batches the samples came in, which a topic's fetches cut otherwise
+    # than the files' replay (the drift job can be planned before or after the rollback's steps).
+    assert _by_incident(kafka_report["actions_planned"]) == _by_incident(file_report["actions_planned"])
     assert {a["playbook"] for a in kafka_report["actions_planned"]} >= {"latency-scale-out", "error-burst-rollback"}
 
 
