@@ -23,10 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.loopback_http import free_port
-from benchmarks.serve_process import rss_mb
+from benchmarks.serve_process import serve
 
-REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
 
@@ -38,39 +36,18 @@ def _python_rss_mb(code: str) -> float:
 
 
 def serve_rss_mb(bootstrap: str, settle_s: float, work: Path) -> float:
-    port = free_port()
-    topic = f"bench-idle-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")} | {
-        "AIOPS_KAFKA_BOOTSTRAP": bootstrap,
-        "AIOPS_KAFKA_TOPICS": topic,
-        "AIOPS_KAFKA_GROUP_ID": topic,
-        "AIOPS_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'idle.db'}",
-        "AIOPS_HTTP_HOST": "127.0.0.1",
-        "AIOPS_HTTP_PORT": str(port),
-    }
-    with (work / "serve.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from engine.app.cli import main; main()", "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"aiops serve did not start: {(work / 'serve.log').read_text()[-2000:]}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            time.sleep(settle_s)
-            return rss_mb(process.pid)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with serve(bootstrap, f"bench-idle-{uuid.uuid4().hex[:8]}", work) as process:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"aiops serve did not start: {process.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{process.port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        time.sleep(settle_s)
+        return process.rss_mb()
 
 
 def main() -> None:
