@@ -9,7 +9,11 @@ sets of route, method and status per metric; ``--points`` points in all), shaped
 
 - ``json``: the engine's own columnar messages, 100 points of one series a message (``benchmarks.kafka``'s shape);
 - ``otlp_proto`` and ``otlp_json``: one ``ExportMetricsServiceRequest`` a message, as a collector exports it (every
-  resource, every metric, ``--points-per-series`` points of each series: 2,400 data points, 200 KB in protobuf);
+  resource, every metric, ``--points-per-series`` points of each series: 2,400 data points, 200 KB in protobuf).
+  Every request holds the same series with later times and values, as a periodic export does: after the first, each
+  repeats the first one's layout and is read without a walk (``engine.adapters.otlp.layouts``).
+  ``otlp_proto_new_layouts`` decodes the same requests, each with its scope's version set to its number, so that none
+  repeats an earlier layout: the rate of requests whose set of series changes every time (decode only);
 - ``prometheus_adapter_json``: one sample a message;
 - ``influx_line``: 1,000 lines a message, five fields a line (Telegraf's shape).
 
@@ -62,6 +66,8 @@ INFLUX_LINES_PER_MESSAGE = 1_000
 INFLUX_FIELDS_PER_LINE = 5
 # Records a batch, as ``aiops serve`` fetches them (AIOPS_KAFKA_MAX_BATCH).
 BATCH_RECORDS = 10_000
+# The otlp_proto messages again, each laid out anew (no request repeats an earlier one's layout).
+NEW_LAYOUTS = "otlp_proto_new_layouts"
 # Most messages one format sends in the end-to-end phase: one sample a message is slow to produce.
 MAX_E2E_MESSAGES = 200_000
 
@@ -101,7 +107,9 @@ def _kv(key: str, value: str) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-def otlp_requests(fleet: Fleet) -> list[ExportMetricsServiceRequest]:
+def otlp_requests(fleet: Fleet, *, new_layouts: bool = False) -> list[ExportMetricsServiceRequest]:
+    """The fleet's requests; with ``new_layouts`` each names its scope's version (the request's number), so that no
+    request repeats the bytes of an earlier one outside its times and values (the decoder's layout cache misses)."""
     requests = []
     for round_ in range(fleet.rounds):
         request = ExportMetricsServiceRequest()
@@ -110,6 +118,8 @@ def otlp_requests(fleet: Fleet) -> list[ExportMetricsServiceRequest]:
             resource_metrics.resource.attributes.extend(_kv(k, v) for k, v in resource.items())
             scope = resource_metrics.scope_metrics.add()
             scope.scope.name = "benchmarks.formats"
+            if new_layouts:
+                scope.scope.version = f"{round_}"
             for index, name in enumerate(fleet.metrics):
                 metric = scope.metrics.add(name=name)
                 if fleet.counter(index):
@@ -181,6 +191,7 @@ def messages_of(fleet: Fleet) -> dict[str, Messages]:
     return {
         "json": json_messages(fleet),
         "otlp_proto": [(b"fleet", request.SerializeToString()) for request in requests],
+        NEW_LAYOUTS: [(b"fleet", request.SerializeToString()) for request in otlp_requests(fleet, new_layouts=True)],
         "otlp_json": [(b"fleet", json_format.MessageToJson(request, indent=None).encode()) for request in requests],
         "prometheus_adapter_json": adapter_messages(fleet),
         "influx_line": influx_messages(fleet),
@@ -190,7 +201,7 @@ def messages_of(fleet: Fleet) -> dict[str, Messages]:
 def decode_all(format_name: str, messages: Sequence[tuple[bytes | None, bytes]]) -> tuple[float, int]:
     """Seconds to decode ``messages`` into the engine's batches with a fresh decoder, and the samples they held."""
     limits = MessageLimits()
-    decode = message_decoder(format_name, limits)
+    decode = message_decoder("otlp_proto" if format_name == NEW_LAYOUTS else format_name, limits)
     samples = 0
     started = time.perf_counter()
     for lo in range(0, len(messages), BATCH_RECORDS):
@@ -241,7 +252,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     fleet = Fleet(args.resources, args.metrics, args.series, args.points, args.points_per_series)
     all_messages = messages_of(fleet)
     result: dict[str, Any] = {"points": fleet.points, "formats": {}}
-    for format_name in FORMATS:
+    for format_name in (*FORMATS, NEW_LAYOUTS):
         messages = all_messages[format_name]
         runs = [decode_all(format_name, messages) for _ in range(args.repeat)]
         seconds = min(s for s, _ in runs)

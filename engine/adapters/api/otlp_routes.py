@@ -66,11 +66,17 @@ class _Decoder:
     def __call__(self, body: bytes, media: str, gzipped: bool) -> Flattened:
         with self._lock:
             body = _decompressed(body, gzipped, self._limits.otlp_max_decoded_bytes)
+            if media == PROTOBUF:
+                # A request laid out as one read before (the same series again) is read without a parse; it holds
+                # as many points as that one, which was within the bound.
+                repeated = self._flattener.repeated(body)
+                if repeated is not None:
+                    return repeated
             request = parse_proto(body) if media == PROTOBUF else parse_json(body)
             points = count_points(request)
             if points > self._limits.remote_write_max_samples:
                 raise _TooManySamplesError(points, self._limits.remote_write_max_samples)
-            return self._flattener.flatten(request)
+            return self._flattener.flatten(request, body if media == PROTOBUF else None)
 
 
 def add_otlp_route(

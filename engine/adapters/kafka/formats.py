@@ -52,17 +52,24 @@ FORMATS = (JSON, OTLP_PROTO, OTLP_JSON, PROMETHEUS_ADAPTER_JSON, INFLUX_LINE)
 class OtlpMessages:
     """A decoder of OTLP messages (protobuf or JSON) that keeps the previous point of its topic's counters."""
 
-    def __init__(self, parse: Callable[[bytes], ExportMetricsServiceRequest], limits: MessageLimits) -> None:
+    def __init__(
+        self, parse: Callable[[bytes], ExportMetricsServiceRequest], limits: MessageLimits, *, binary: bool
+    ) -> None:
         self._parse = parse
+        # Protobuf messages are read from their own bytes where they allow it (see OtlpFlattener.flatten).
+        self._binary = binary
         self._flattener = OtlpFlattener(limits.labels)
 
     def __call__(self, value: bytes | None, key: bytes | None, limits: MessageLimits) -> list[Run]:
         body = checked_value(value, key, limits)
         try:
-            request = self._parse(body)
-            # Bounded before flattening: a histogram point becomes four samples at most, a summary one a few more.
-            check_sample_count(count_points(request))
-            flattened = self._flattener.flatten(request)
+            flattened = self._flattener.repeated(body) if self._binary else None
+            if flattened is None:
+                request = self._parse(body)
+                # Bounded before flattening: a histogram point becomes four samples at most, a summary one a few
+                # more.
+                check_sample_count(count_points(request))
+                flattened = self._flattener.flatten(request, body if self._binary else None)
         except OtlpDecodeError as exc:
             raise InvalidMessageError("malformed", str(exc)) from exc
         check_sample_count(flattened.samples)
@@ -80,9 +87,9 @@ def message_decoder(name: str, limits: MessageLimits) -> MessageDecoder:
     if name == JSON:
         return decode_json_runs
     if name == OTLP_PROTO:
-        return OtlpMessages(parse_proto, limits)
+        return OtlpMessages(parse_proto, limits, binary=True)
     if name == OTLP_JSON:
-        return OtlpMessages(parse_json, limits)
+        return OtlpMessages(parse_json, limits, binary=False)
     if name == PROMETHEUS_ADAPTER_JSON:
         return decode_prometheus_adapter
     if name == INFLUX_LINE:

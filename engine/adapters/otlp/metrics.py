@@ -26,7 +26,9 @@ forgotten, or one whose partition moved to another replica, starts again with no
 Gauges and sums, most points, are read from the request's serialization as columns
 (``engine.adapters.otlp.number_points``), a point's series found by its attributes' bytes in a cache of series
 indexes kept across requests; rates are computed for a whole request at once (``engine.adapters.otlp.counter_rates``).
-Histograms and summaries are read as objects.
+A protobuf request that repeats the layout of one read before (the same series, other times and values) is read
+from that layout without a parse or a walk (``engine.adapters.otlp.layouts``). Histograms and summaries are read as
+objects.
 """
 
 from __future__ import annotations
@@ -50,10 +52,13 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from engine.adapters.metric_names import metric_name, sanitized_labels
 from engine.adapters.otlp.counter_rates import Bounded, CumulativePoints, rate_points
+from engine.adapters.otlp.layouts import Layouts
 from engine.adapters.otlp.number_points import (
     COUNTER,
     DELTA,
     GAUGE,
+    NotCanonicalError,
+    NumberColumns,
     NumberMetric,
     RequestWalk,
     WireError,
@@ -166,23 +171,52 @@ class OtlpFlattener:
         self._index: dict[SeriesKey, int] = {}
         self._known: dict[tuple[str, bytes], dict[bytes, int]] = {}
         self._known_entries = 0
+        self._layouts = Layouts()
 
     @property
     def state_size(self) -> int:
         """How many series' previous points are kept."""
         return len(self._state)
 
-    def flatten(self, request: ExportMetricsServiceRequest) -> Flattened:
-        buffer = request.SerializeToString()
+    def flatten(self, request: ExportMetricsServiceRequest, serialized: bytes | None = None) -> Flattened:
+        """What ``request`` becomes. ``serialized``, the bytes it was parsed from (if any), is read where it is laid
+        out as upb writes it (most are), which saves serializing the request again, and its layout is kept for
+        ``repeated``."""
+        if serialized is not None:
+            try:
+                return self._flatten(request, serialized, keep_layout=True)
+            except NotCanonicalError:
+                pass
+        try:
+            return self._flatten(request, request.SerializeToString(), keep_layout=False)
+        except NotCanonicalError as exc:
+            # Not expected of upb's own serialization; refused rather than read otherwise than a parse.
+            raise OtlpDecodeError(f"not an OTLP ExportMetricsServiceRequest: {exc}") from exc
+
+    def repeated(self, body: bytes) -> Flattened | None:
+        """What a protobuf ``body`` becomes if it repeats the layout of a request flattened before, with other
+        times and values (``engine.adapters.otlp.layouts``); None if it does not: parse it and ``flatten`` it."""
+        layout = self._layouts.find(body)
+        if layout is None:
+            return None
+        out = GatheredPoints(_NS, keys=self._keys, index=self._index)
+        cumulative = CumulativePoints()
+        columns = number_columns(body, layout.starts, layout.ends)
+        _number_outputs(layout.series, layout.kinds, columns, out, cumulative)
+        return self._finished(Flattened([], points=layout.points), out, cumulative, {})
+
+    def _flatten(self, request: ExportMetricsServiceRequest, buffer: bytes, *, keep_layout: bool) -> Flattened:
         try:
             walk = walk_request(buffer)
         except WireError as exc:
             raise OtlpDecodeError(f"not an OTLP ExportMetricsServiceRequest: {exc}") from exc
         if len(self._keys) > self._max_cached:
-            # Dropped whole, not one by one: the indexes only save work, and refilling them is cheap.
+            # Dropped whole, not one by one: the indexes only save work, and refilling them is cheap. Kept layouts
+            # name series by these indexes.
             self._keys, self._index = [], {}
             self._known.clear()
             self._known_entries = 0
+            self._layouts.clear()
         out = GatheredPoints(_NS, keys=self._keys, index=self._index)
         cumulative = CumulativePoints()
         refused: dict[tuple[Any, ...], list[Any]] = {}
@@ -192,11 +226,27 @@ class OtlpFlattener:
         ]
         result = Flattened([], points=len(walk.starts))
         if walk.starts:
-            self._numbers(buffer, walk, resources, out, cumulative)
+            columns, series, kinds = self._numbers(buffer, walk, resources, out, cumulative)
+            if keep_layout and not walk.others and (series >= 0).all():
+                # Only requests read whole as columns are kept (a skipped point is a refused series, a point
+                # without a value or one in another layout, each of which a repeat would need read again).
+                self._layouts.keep(
+                    buffer, starts=walk.starts, ends=walk.ends, payloads=columns.payloads, series=series, kinds=kinds
+                )
         for resource_index, scope_index, metric_index in walk.others:
             metric = request.resource_metrics[resource_index].scope_metrics[scope_index].metrics[metric_index]
             result.points += self._distribution_metric(metric, resources[resource_index], out, cumulative)
-        result.dropped = rate_points(cumulative, out, self._state)
+        return self._finished(result, out, cumulative, refused)
+
+    def _finished(
+        self,
+        result: Flattened,
+        out: GatheredPoints,
+        cumulative: CumulativePoints,
+        refused: dict[tuple[Any, ...], list[Any]],
+    ) -> Flattened:
+        """``result`` with the counters' rates, the runs and what was dropped or refused."""
+        result.dropped += rate_points(cumulative, out, self._state)
         gathered = len(out)
         result.runs, dropped = out.runs()
         result.dropped += dropped
@@ -272,9 +322,10 @@ class OtlpFlattener:
         resources: list[_ResourceSeries],
         out: GatheredPoints,
         cumulative: CumulativePoints,
-    ) -> None:
+    ) -> tuple[NumberColumns, np.ndarray, np.ndarray]:
         """The points of all gauges and sums: their series found by their attribute bytes, metric by metric; what
-        they become computed on columns of the whole request."""
+        they become computed on columns of the whole request. The columns, each point's series (-1: none, or read
+        one field at a time) and kind."""
         columns = number_columns(buffer, walk.starts, walk.ends)
         irregular = np.flatnonzero(~columns.regular)
         odd: set[int] = set()
@@ -282,7 +333,7 @@ class OtlpFlattener:
             firsts = [metric.first for metric in walk.numbers]
             odd = set((np.searchsorted(firsts, irregular, side="right") - 1).tolist())
         ids: list[int] = []
-        extend, keys = ids.extend, columns.keys
+        extend, keys = ids.extend, columns.keys(buffer, walk.ends)
         for index, metric in enumerate(walk.numbers):
             if index in odd:
                 extend([-1] * (metric.stop - metric.first))
@@ -294,19 +345,8 @@ class OtlpFlattener:
             np.array([metric.kind for metric in walk.numbers], dtype=np.int8),
             [metric.stop - metric.first for metric in walk.numbers],
         )
-        starts, times, values = columns.start_times, columns.times, columns.values
-        taken = series >= 0
-        gauge = taken & (kinds == GAUGE)
-        out.add_columns(series[gauge], times[gauge], values[gauge])
-        # A delta point without a start time has no interval: no rate.
-        delta = taken & (kinds == DELTA) & (starts > 0) & (times > starts)
-        if delta.any():
-            seconds = (times[delta] - starts[delta]) * _NS
-            out.add_columns(series[delta], times[delta], values[delta] / seconds)
-        counter = taken & (kinds == COUNTER)
-        cumulative.add_columns(
-            series[counter], starts[counter], times[counter], values[counter], np.flatnonzero(counter)
-        )
+        _number_outputs(series, kinds, columns, out, cumulative)
+        return columns, series, kinds
 
     def _odd_metric(
         self,
@@ -476,6 +516,24 @@ class OtlpFlattener:
                 _add(out, series_id, time, value)
 
 
+def _number_outputs(
+    series: np.ndarray, kinds: np.ndarray, columns: NumberColumns, out: GatheredPoints, cumulative: CumulativePoints
+) -> None:
+    """What the number points read as columns become (a point of series -1 is skipped): gauges as they are, delta
+    sums per second of their interval, counters' points kept for their rates."""
+    starts, times, values = columns.start_times, columns.times, columns.values
+    taken = series >= 0
+    gauge = taken & (kinds == GAUGE)
+    out.add_columns(series[gauge], times[gauge], values[gauge])
+    # A delta point without a start time has no interval: no rate.
+    delta = taken & (kinds == DELTA) & (starts > 0) & (times > starts)
+    if delta.any():
+        seconds = (times[delta] - starts[delta]) * _NS
+        out.add_columns(series[delta], times[delta], values[delta] / seconds)
+    counter = taken & (kinds == COUNTER)
+    cumulative.add_columns(series[counter], starts[counter], times[counter], values[counter], np.flatnonzero(counter))
+
+
 def _add(out: GatheredPoints, series_id: int, time: int, value: float) -> None:
     out.ids.append(series_id)
     out.times.append(time)
@@ -630,6 +688,10 @@ class _ResourceSeries:
         """A key not known yet: its series' index (remembered), or -1 (a refused series, counted; a point without
         a value; neither remembered, both rare)."""
         point = _ATTRIBUTES_OF(raw)
+        if point.SerializeToString() != raw:
+            # Only attributes and flags, as upb writes them, make a key that holds nothing but the series: a point
+            # laid out otherwise (its time or value repeated past its attributes, say) is read from upb's bytes.
+            raise NotCanonicalError("a data point laid out otherwise than upb writes it")
         if point.flags & _NO_RECORDED_VALUE:
             # Only keys read as columns hold the flags: such a point has no value.
             return -1

@@ -2,8 +2,10 @@
 
 Flattening is on the path of every point. upb parses a request (and refuses what is malformed) at about 3 million
 points/s; reading its points back as Python objects, one wrapper per point and per attribute, gave 55,000 points/s
-on collector-shaped requests (``python -m benchmarks.formats``, 2-core machine). So the parsed request is serialized
-again by upb (canonical: each field once, in field-number order, a oneof only as its last value) and walked once:
+on collector-shaped requests (``python -m benchmarks.formats``, 2-core machine). So the request's bytes are walked
+once, after upb has parsed them (the parse refuses what is malformed), as long as they are laid out as upb writes
+them (each field the walk reads once, a oneof once, tags in their fewest bytes: what producers, the collector
+included, send); bytes laid out otherwise are serialized again by upb from the parse, and that is walked.
 ``walk_request`` finds every metric and, for gauges and sums, where each data point's fields lie; the fixed-size
 fields of all the request's points (start time, time, value) are then gathered by numpy in one go
 (``number_columns``), and a point's attribute set is known by its bytes (the key its series is cached by). Only the
@@ -32,6 +34,7 @@ _RESOURCE, _SCOPE_METRICS = 0x0A, 0x12  # ResourceMetrics
 _METRICS = 0x12  # ScopeMetrics
 _NAME, _GAUGE, _SUM = 0x0A, 0x2A, 0x3A  # Metric
 _DISTRIBUTIONS = frozenset((0x4A, 0x52, 0x5A))  # Metric: histogram, exponential_histogram, summary
+_DATA = _DISTRIBUTIONS | {_GAUGE, _SUM}  # Metric's data oneof
 _DATA_POINTS, _TEMPORALITY, _MONOTONIC = 0x0A, 0x10, 0x18  # Gauge and Sum
 # NumberDataPoint's fields.
 _START, _TIME, _AS_DOUBLE, _EXEMPLAR, _AS_INT, _ATTRIBUTE, _FLAGS = 0x11, 0x19, 0x21, 0x2A, 0x31, 0x3A, 0x40
@@ -44,6 +47,11 @@ _BYTES_8 = np.arange(1, 9)
 
 class WireError(ValueError):
     """A serialization that does not hold what the walk expects (only a malformed message can give one)."""
+
+
+class NotCanonicalError(Exception):
+    """Bytes laid out otherwise than upb writes them (a field the walk reads repeated or split, a tag written in more
+    bytes than it needs): read them through a parse and upb's serialization instead."""
 
 
 class NumberMetric(NamedTuple):
@@ -72,7 +80,9 @@ class RequestWalk:
 
 
 def walk_request(buffer: bytes) -> RequestWalk:
-    """The places in ``buffer``, an ``ExportMetricsServiceRequest`` as upb serializes it."""
+    """The places in ``buffer``, an ``ExportMetricsServiceRequest`` laid out as upb serializes it (as producers
+    write it); NotCanonicalError where its layout would make the walk read otherwise than a parse (upb's serialization
+    of the parsed request is then walked instead)."""
     walk = RequestWalk()
     try:
         for tag, start, stop in _fields(buffer, 0, len(buffer)):
@@ -87,8 +97,13 @@ def _walk_resource_metrics(buffer: bytes, index: int, stop: int, walk: RequestWa
     resource_index = len(walk.resources)
     resource = b""
     scope_index = 0
+    resources = 0
     for tag, start, end in _fields(buffer, index, stop):
         if tag == _RESOURCE:
+            # A second Resource would be merged into the first by a parse.
+            resources += 1
+            if resources > 1:
+                raise NotCanonicalError("a resource given twice")
             resource = buffer[start:end]
         elif tag == _SCOPE_METRICS:
             metric_index = 0
@@ -104,11 +119,13 @@ def _walk_metric(buffer: bytes, index: int, stop: int, walk: RequestWalk, place:
     # Walked inline, not through ``_fields``: a request holds many metrics of few points each.
     name = ""
     data: tuple[int, int, int, int, int] | None = None
+    # A parse merges a Gauge or Sum given twice, and keeps only the last of the data oneof's fields.
+    data_fields = 0
     while index < stop:
         # Every tag the walk looks for is one byte, as are most sizes: read inline (a call each was a third of it).
         tag = buffer[index]
         if tag >= 0x80 or tag & 7 != 2:
-            tag, index = _varint(buffer, index)
+            tag, index = _tag(buffer, index)
             index = _skip(buffer, index, tag)
             continue
         size = buffer[index + 1]
@@ -119,12 +136,16 @@ def _walk_metric(buffer: bytes, index: int, stop: int, walk: RequestWalk, place:
         end = index + size
         if tag == _NAME:
             name = buffer[index:end].decode()
-        elif tag in (_GAUGE, _SUM):
-            first = len(walk.starts)
-            temporality, monotonic = _walk_points(buffer, index, end, walk.starts, walk.ends)
-            data = (tag, index, end, temporality, monotonic)
-        elif tag in _DISTRIBUTIONS:
-            walk.others.append(place)
+        elif tag in _DATA:
+            data_fields += 1
+            if data_fields > 1:
+                raise NotCanonicalError("a metric with its data given twice")
+            if tag in _DISTRIBUTIONS:
+                walk.others.append(place)
+            else:
+                first = len(walk.starts)
+                temporality, monotonic = _walk_points(buffer, index, end, walk.starts, walk.ends)
+                data = (tag, index, end, temporality, monotonic)
         index = end
     if index != stop:
         raise IndexError("a field runs past its metric")
@@ -154,7 +175,7 @@ def _walk_points(buffer: bytes, index: int, stop: int, starts: list[int], ends: 
             index += length
             add_end(index)
             continue
-        tag, index = _varint(buffer, index)
+        tag, index = _tag(buffer, index)
         if tag == _TEMPORALITY:
             temporality, index = _varint(buffer, index)
         elif tag == _MONOTONIC:
@@ -169,17 +190,23 @@ def _walk_points(buffer: bytes, index: int, stop: int, starts: list[int], ends: 
 @dataclass
 class NumberColumns:
     """The number points of a walk: ``regular[i]`` if point i has upb's usual layout (an optional start time, a
-    time and a value, then no exemplar), and for those its start time, time (ns), value and key (its bytes past the
-    fixed fields: attributes, and flags if any). What the other points hold is undefined."""
+    time and a value, then no exemplar), and for those its start time, time (ns), value, where its key starts (its
+    bytes past the fixed fields: attributes, and flags if any) and where the payloads of its fixed fields lie
+    (``payloads``: the first byte of each, regular points only). What the other points hold is undefined."""
 
     regular: np.ndarray
     start_times: np.ndarray
     times: np.ndarray
     values: FloatArray
-    keys: list[bytes]
+    key_starts: np.ndarray
+    payloads: np.ndarray
+
+    def keys(self, buffer: bytes, ends: list[int]) -> list[bytes]:
+        """Each point's key, the bytes its series is known by."""
+        return [buffer[key:stop] for key, stop in zip(self.key_starts.tolist(), ends, strict=True)]
 
 
-def number_columns(buffer: bytes, starts: list[int], ends: list[int]) -> NumberColumns:
+def number_columns(buffer: bytes, starts: list[int] | np.ndarray, ends: list[int] | np.ndarray) -> NumberColumns:
     """The fixed fields of the points at ``starts``/``ends`` in ``buffer``, gathered for all at once."""
     data = np.frombuffer(buffer, dtype=np.uint8)
     last = len(data) - 1
@@ -205,8 +232,8 @@ def number_columns(buffer: bytes, starts: list[int], ends: list[int]) -> NumberC
     start_times = np.where(has_start & regular, data[start_at[:, None] + _BYTES_8].view("<i8").ravel(), 0)
     raw_values = data[(time_at + 9 * regular)[:, None] + _BYTES_8]
     values = np.where(is_double, raw_values.view("<f8").ravel(), raw_values.view("<i8").ravel().astype(np.float64))
-    keys = [buffer[key:stop] for key, stop in zip(key_at.tolist(), ends, strict=True)]
-    return NumberColumns(regular, start_times, times, values, keys)
+    payloads = np.concatenate((first_byte[has_start & regular] + 1, time_at[regular] + 1, time_at[regular] + 10))
+    return NumberColumns(regular, start_times, times, values, key_at, payloads)
 
 
 def number_points(buffer: bytes) -> list[tuple[bytes, int, int, float, int]]:
@@ -217,7 +244,7 @@ def number_points(buffer: bytes) -> list[tuple[bytes, int, int, float, int]]:
     while index < end:
         tag = buffer[index]
         if tag != _DATA_POINTS:
-            tag, index = _varint(buffer, index)
+            tag, index = _tag(buffer, index)
             index = _skip(buffer, index, tag)
             continue
         length = buffer[index + 1]
@@ -255,7 +282,7 @@ def number_points(buffer: bytes) -> list[tuple[bytes, int, int, float, int]]:
             elif tag == _FLAGS:
                 flag, index = _varint(buffer, index + 1)
             else:
-                tag, index = _varint(buffer, index)
+                tag, index = _tag(buffer, index)
                 index = _skip(buffer, index, tag)
         if index != stop:
             raise WireError("a data point runs past its length")
@@ -268,7 +295,7 @@ def _fields(buffer: bytes, index: int, stop: int) -> list[tuple[int, int, int]]:
     field's contents; the varint or fixed bytes of the others)."""
     found = []
     while index < stop:
-        tag, index = _varint(buffer, index)
+        tag, index = _tag(buffer, index)
         if tag & 7 == 2:
             size, index = _varint(buffer, index)
             found.append((tag, index, index + size))
@@ -294,6 +321,15 @@ def _varint(buffer: bytes, index: int) -> tuple[int, int]:
         if byte < 0x80:
             return result, index + 1
         shift += 7
+
+
+def _tag(buffer: bytes, index: int) -> tuple[int, int]:
+    """A field's tag, as ``_varint``; NotCanonicalError if it is written in more bytes than it needs (a reader that
+    compares tag bytes would not see it)."""
+    tag, after = _varint(buffer, index)
+    if after - index > 1 and buffer[after - 1] == 0:
+        raise NotCanonicalError("a tag in more bytes than it needs")
+    return tag, after
 
 
 def _skip(buffer: bytes, index: int, tag: int) -> int:

@@ -1,6 +1,8 @@
 """Gauges and sums read from a request's serialization give what reading their points as objects gives: every
 layout (start time or none, integer or double, exemplars, flags, long attributes), several resources and metrics of
-each kind in one request, rates across requests, and the series cache dropped and refilled."""
+each kind in one request, rates across requests, and the series cache dropped and refilled; bytes laid out otherwise
+than upb writes them (fields split, repeated, reordered, tags in more bytes) read as a parse reads them; requests
+that repeat an earlier one's layout read without a walk."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from engine.adapters.metric_names import metric_name, sanitized_labels
-from engine.adapters.otlp.metrics import OtlpFlattener, parse_proto
+from engine.adapters.otlp.metrics import Flattened, OtlpFlattener, parse_proto
 from engine.adapters.otlp.number_points import COUNTER, DELTA, GAUGE, number_points, walk_request
 from engine.domain.events import SeriesKey
 from engine.domain.limits import LabelLimits
@@ -114,7 +117,19 @@ def _kind(metric: pb.Metric) -> int:
 
 
 def _flattened(flattener: OtlpFlattener, message: ExportMetricsServiceRequest) -> Expected:
-    result = flattener.flatten(parse_proto(message.SerializeToString()))
+    return _expected(flattener.flatten(parse_proto(message.SerializeToString())))
+
+
+def _decoded(flattener: OtlpFlattener, body: bytes) -> Expected:
+    """``body`` read as the Kafka and HTTP decoders read it: as a repeated layout, or parsed and read from its
+    bytes."""
+    result = flattener.repeated(body)
+    if result is None:
+        result = flattener.flatten(parse_proto(body), body)
+    return _expected(result)
+
+
+def _expected(result: Flattened) -> Expected:
     assert result.samples == sum(len(points) for _, points in result.runs)
     out: Expected = {}
     for key, points in result.runs:
@@ -200,3 +215,170 @@ def test_a_counter_s_points_at_one_time_are_taken_in_the_request_s_order() -> No
     flattener = OtlpFlattener(LabelLimits())
     assert _flattened(flattener, message) == _Reference().flatten(message)
     assert list(_flattened(OtlpFlattener(LabelLimits()), message).values()) == [[(1_700_000_001.0, 1.0)]]
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while number >= 0x80:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes, *, overlong: bool = False) -> bytes:
+    tag = _varint(number << 3 | 2)
+    if overlong:
+        # The same tag in one more byte than it needs: a parse reads it, a reader comparing tag bytes would not.
+        tag = bytes([tag[0] | 0x80, 0])
+    return tag + _varint(len(payload)) + payload
+
+
+# Ways of laying out a request's bytes that upb would not write, one a body (alone, so that none hides another
+# behind a fallback that reads the whole body otherwise).
+OTHER_LAYOUTS = (
+    "resource split",
+    "resource last",
+    "data split",
+    "name last",
+    "data tag",
+    "point tag",
+    "attributes first",
+    "time repeated",
+    "value past attributes",
+    "field tag",
+)
+
+
+def _other_layout(draw: st.DrawFn, message: ExportMetricsServiceRequest) -> bytes:
+    """``message``'s bytes laid out as upb would not write them; a parse of them may differ from ``message`` (a
+    field repeated keeps its last value), so what they hold is what their parse holds."""
+    layout = draw(st.sampled_from(OTHER_LAYOUTS))
+    return b"".join(_field(1, _resource_metrics(draw, layout, rm)) for rm in message.resource_metrics)
+
+
+def _resource_metrics(draw: st.DrawFn, layout: str, resource_metrics: pb.ResourceMetrics) -> bytes:
+    scopes = b"".join(
+        _field(2, b"".join(_field(2, _metric(draw, layout, metric)) for metric in scope.metrics))
+        for scope in resource_metrics.scope_metrics
+    )
+    if layout == "resource split":
+        # Two Resource fields: a parse merges them (their attributes one after the other).
+        attributes = list(resource_metrics.resource.attributes)
+        halves = [Resource(attributes=attributes[:1]), Resource(attributes=attributes[1:])]
+        return b"".join(_field(1, half.SerializeToString()) for half in halves) + scopes
+    resource = _field(1, resource_metrics.resource.SerializeToString())
+    return scopes + resource if layout == "resource last" else resource + scopes
+
+
+def _metric(draw: st.DrawFn, layout: str, metric: pb.Metric) -> bytes:
+    number = 5 if metric.HasField("gauge") else 7
+    data = metric.gauge if number == 5 else metric.sum
+    extra = b""
+    if number == 7:
+        extra = pb.Sum(aggregation_temporality=data.aggregation_temporality, is_monotonic=data.is_monotonic)
+    points = [
+        _field(1, _point_bytes(draw, layout, point), overlong=layout == "point tag" and draw(st.booleans()))
+        for point in data.data_points
+    ]
+    sum_fields = extra.SerializeToString() if extra else b""
+    name = _field(1, metric.name.encode())
+    if layout == "data split" and len(points) > 1:
+        # The Gauge or Sum given twice, its points split between them: a parse merges them.
+        cut = draw(st.integers(1, len(points) - 1))
+        halves = [_field(number, sum_fields + b"".join(points[:cut])), _field(number, b"".join(points[cut:]))]
+        return name + b"".join(halves)
+    body = _field(number, b"".join(points) + sum_fields, overlong=layout == "data tag")
+    return body + name if layout == "name last" else name + body
+
+
+def _point_bytes(draw: st.DrawFn, layout: str, point: pb.NumberDataPoint) -> bytes:
+    canonical = point.SerializeToString()
+    if not draw(st.booleans()):
+        return canonical
+    if layout == "attributes first":
+        rest = pb.NumberDataPoint()
+        rest.CopyFrom(point)
+        del rest.attributes[:]
+        return pb.NumberDataPoint(attributes=point.attributes).SerializeToString() + rest.SerializeToString()
+    if layout == "time repeated":
+        return pb.NumberDataPoint(time_unix_nano=T0 + 99 * S).SerializeToString() + canonical
+    if layout == "value past attributes":
+        return canonical + pb.NumberDataPoint(as_double=draw(st.floats(-1e3, 1e3))).SerializeToString()
+    if layout == "field tag" and canonical:
+        return bytes([canonical[0] | 0x80, 0]) + canonical[1:]
+    return canonical
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> list[bytes]:
+    return [
+        _other_layout(draw, message) if draw(st.booleans()) else message.SerializeToString()
+        for message in draw(st.lists(_request(), min_size=1, max_size=3))
+    ]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_bodies(), st.sampled_from([1, 3, 100_000]))
+def test_bytes_laid_out_otherwise_read_as_their_parse(bodies: list[bytes], max_cached: int) -> None:
+    flattener = OtlpFlattener(LabelLimits(), max_cached=max_cached)
+    reference = _Reference()
+    for body in bodies:
+        assert _close(_decoded(flattener, body), reference.flatten(parse_proto(body)))
+
+
+@st.composite
+def _rounds(draw: st.DrawFn) -> list[ExportMetricsServiceRequest]:
+    """A request and the same request again with other times and values (its layout unchanged, unless a value
+    turns from an integer into a double or the other way, or a flag is set)."""
+    first = draw(_request())
+    rounds = [first]
+    for round_ in range(1, draw(st.integers(2, 4))):
+        message = ExportMetricsServiceRequest()
+        message.CopyFrom(first)
+        for resource_metrics in message.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    data = metric.gauge if metric.HasField("gauge") else metric.sum
+                    for point in data.data_points:
+                        point.time_unix_nano += round_ * 7 * S
+                        if point.HasField("as_int"):
+                            point.as_int = draw(st.integers(-5, 1000))
+                        else:
+                            point.as_double = draw(st.one_of(st.floats(-1e3, 1e3), st.just(math.nan)))
+                        if draw(st.integers(0, 29)) == 0:
+                            point.flags = pb.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+        rounds.append(message)
+    return rounds
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_rounds(), st.sampled_from([1, 3, 100_000]))
+def test_requests_repeating_a_layout_read_as_their_parse(
+    rounds: list[ExportMetricsServiceRequest], max_cached: int
+) -> None:
+    flattener = OtlpFlattener(LabelLimits(), max_cached=max_cached)
+    reference = _Reference()
+    for message in rounds:
+        assert _close(_decoded(flattener, message.SerializeToString()), reference.flatten(message))
+
+
+def test_a_repeated_layout_is_read_without_a_parse_and_a_changed_one_is_not() -> None:
+    def message(step: int, route: str = "/a") -> bytes:
+        points = [number(T0 + step * S, float(step), {"route": route}), number(T0 + step * S, 2 * step, {"r": "b"})]
+        return request(gauge("g", points[:1]), sum_metric("c", points[1:])).SerializeToString()
+
+    flattener = OtlpFlattener(LabelLimits())
+    assert flattener.repeated(message(1)) is None
+    first = _decoded(flattener, message(1))
+    repeated = flattener.repeated(message(2))
+    assert repeated is not None
+    assert repeated.points == 2
+    assert {key.name: points.tolist() for key, points in repeated.runs} == {
+        "g": [[T0 * 1e-9 + 2, 2.0]],
+        "c": [[T0 * 1e-9 + 2, 2.0]],
+    }
+    # The counter's first point gave no rate; its second does, from the rate state the first left.
+    assert list(first) == [SeriesKey("g", (("route", "/a"), ("service_name", "api")))]
+    # Another attribute value of the same length: the bytes outside times and values differ.
+    assert flattener.repeated(message(3, route="/b")) is None
