@@ -688,7 +688,7 @@ class _ResourceSeries:
         """A key not known yet: its series' index (remembered), or -1 (a refused series, counted; a point without
         a value; neither remembered, both rare)."""
         point = _ATTRIBUTES_OF(raw)
-        if point.SerializeToString() != raw:
+        if _holds_more_than_a_series(point, raw):
             # Only attributes and flags, as upb writes them, make a key that holds nothing but the series: a point
             # laid out otherwise (its time or value repeated past its attributes, say) is read from upb's bytes.
             raise NotCanonicalError("a data point laid out otherwise than upb writes it")
@@ -700,6 +700,18 @@ class _ResourceSeries:
             return -1
         self._flattener.remember(known, raw, ids[0])
         return ids[0]
+
+
+def _holds_more_than_a_series(point: NumberDataPoint, raw: bytes) -> bool:
+    """Whether a point's key (``raw``, parsed as ``point``) holds a field other than attributes and flags, or is
+    laid out otherwise than upb writes them."""
+    return bool(
+        point.start_time_unix_nano
+        or point.time_unix_nano
+        or point.WhichOneof("value") is not None
+        or len(point.exemplars)
+        or point.SerializeToString() != raw
+    )
 
 
 _ATTRIBUTES_OF = NumberDataPoint.FromString

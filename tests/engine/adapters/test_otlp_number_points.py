@@ -382,3 +382,11 @@ def test_a_repeated_layout_is_read_without_a_parse_and_a_changed_one_is_not() ->
     assert list(first) == [SeriesKey("g", (("route", "/a"), ("service_name", "api")))]
     # Another attribute value of the same length: the bytes outside times and values differ.
     assert flattener.repeated(message(3, route="/b")) is None
+
+
+def test_a_value_given_again_past_the_fixed_fields_is_the_value_read() -> None:
+    # An integer value, then a double one: a parse keeps the last. The bytes past the fixed fields (the key) hold
+    # only that double, laid out as upb writes it, yet they are no attribute set.
+    point = number(T0 + S, 1, {}).SerializeToString() + pb.NumberDataPoint(as_double=0.5).SerializeToString()
+    body = _field(1, _field(2, _field(2, _field(1, b"g") + _field(5, _field(1, point)))))
+    assert _decoded(OtlpFlattener(LabelLimits()), body) == {SeriesKey("g", ()): [(T0 * 1e-9 + 1, 0.5)]}
