@@ -33,14 +33,7 @@ from engine.adapters.api.ingest_limits import IngestLimits, body_too_large, read
 from engine.adapters.api.otlp_status import JSON, PROTOBUF, status_reply
 from engine.adapters.api.remote_write_routes import INVALID_LABELS
 from engine.adapters.api.series_admission import admit_series
-from engine.adapters.otlp.metrics import (
-    Flattened,
-    OtlpDecodeError,
-    OtlpFlattener,
-    count_points,
-    parse_json,
-    parse_proto,
-)
+from engine.adapters.otlp.metrics import Flattened, OtlpDecodeError, OtlpFlattener
 from engine.adapters.sources.pushed import PushedSource
 from engine.adapters.telemetry import IngestMetrics
 from engine.core.detection import SeriesAdmission
@@ -66,17 +59,11 @@ class _Decoder:
     def __call__(self, body: bytes, media: str, gzipped: bool) -> Flattened:
         with self._lock:
             body = _decompressed(body, gzipped, self._limits.otlp_max_decoded_bytes)
-            if media == PROTOBUF:
-                # A request laid out as one read before (the same series again) is read without a parse; it holds
-                # as many points as that one, which was within the bound.
-                repeated = self._flattener.repeated(body)
-                if repeated is not None:
-                    return repeated
-            request = parse_proto(body) if media == PROTOBUF else parse_json(body)
-            points = count_points(request)
-            if points > self._limits.remote_write_max_samples:
-                raise _TooManySamplesError(points, self._limits.remote_write_max_samples)
-            return self._flattener.flatten(request, body if media == PROTOBUF else None)
+            return self._flattener.read(body, protobuf=media == PROTOBUF, check_points=self._check_points)
+
+    def _check_points(self, points: int) -> None:
+        if points > self._limits.remote_write_max_samples:
+            raise _TooManySamplesError(points, self._limits.remote_write_max_samples)
 
 
 def add_otlp_route(

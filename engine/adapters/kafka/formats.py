@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-
 from engine.adapters.kafka.influx_line import decode_influx_line
 from engine.adapters.kafka.prometheus_adapter import decode_prometheus_adapter
 from engine.adapters.kafka.schema import (
@@ -30,13 +28,7 @@ from engine.adapters.kafka.schema import (
     checked_value,
     decode_json_runs,
 )
-from engine.adapters.otlp.metrics import (
-    OtlpDecodeError,
-    OtlpFlattener,
-    count_points,
-    parse_json,
-    parse_proto,
-)
+from engine.adapters.otlp.metrics import OtlpDecodeError, OtlpFlattener
 from engine.domain.errors import ConfigurationError
 
 MessageDecoder = Callable[[bytes | None, bytes | None, MessageLimits], list[Run]]
@@ -52,24 +44,15 @@ FORMATS = (JSON, OTLP_PROTO, OTLP_JSON, PROMETHEUS_ADAPTER_JSON, INFLUX_LINE)
 class OtlpMessages:
     """A decoder of OTLP messages (protobuf or JSON) that keeps the previous point of its topic's counters."""
 
-    def __init__(
-        self, parse: Callable[[bytes], ExportMetricsServiceRequest], limits: MessageLimits, *, binary: bool
-    ) -> None:
-        self._parse = parse
-        # Protobuf messages are read from their own bytes where they allow it (see OtlpFlattener.flatten).
-        self._binary = binary
+    def __init__(self, limits: MessageLimits, *, protobuf: bool) -> None:
+        self._protobuf = protobuf
         self._flattener = OtlpFlattener(limits.labels)
 
     def __call__(self, value: bytes | None, key: bytes | None, limits: MessageLimits) -> list[Run]:
         body = checked_value(value, key, limits)
         try:
-            flattened = self._flattener.repeated(body) if self._binary else None
-            if flattened is None:
-                request = self._parse(body)
-                # Bounded before flattening: a histogram point becomes four samples at most, a summary one a few
-                # more.
-                check_sample_count(count_points(request))
-                flattened = self._flattener.flatten(request, body if self._binary else None)
+            # Bounded before flattening: a histogram point becomes four samples at most, a summary one a few more.
+            flattened = self._flattener.read(body, protobuf=self._protobuf, check_points=check_sample_count)
         except OtlpDecodeError as exc:
             raise InvalidMessageError("malformed", str(exc)) from exc
         check_sample_count(flattened.samples)
@@ -87,9 +70,9 @@ def message_decoder(name: str, limits: MessageLimits) -> MessageDecoder:
     if name == JSON:
         return decode_json_runs
     if name == OTLP_PROTO:
-        return OtlpMessages(parse_proto, limits, binary=True)
+        return OtlpMessages(limits, protobuf=True)
     if name == OTLP_JSON:
-        return OtlpMessages(parse_json, limits, binary=False)
+        return OtlpMessages(limits, protobuf=False)
     if name == PROMETHEUS_ADAPTER_JSON:
         return decode_prometheus_adapter
     if name == INFLUX_LINE:

@@ -193,6 +193,18 @@ class OtlpFlattener:
             # Not expected of upb's own serialization; refused rather than read otherwise than a parse.
             raise OtlpDecodeError(f"not an OTLP ExportMetricsServiceRequest: {exc}") from exc
 
+    def read(self, body: bytes, *, protobuf: bool, check_points: Callable[[int], None]) -> Flattened:
+        """What a body becomes: protobuf (read from a kept layout where it repeats one) or proto3 JSON.
+        ``check_points`` is given how many data points a parsed request carries before it is flattened, and raises to
+        refuse it (a repeated layout holds as many points as the request it repeats, which was let through)."""
+        if protobuf:
+            repeated = self.repeated(body)
+            if repeated is not None:
+                return repeated
+        request = parse_proto(body) if protobuf else parse_json(body)
+        check_points(count_points(request))
+        return self.flatten(request, body if protobuf else None)
+
     def repeated(self, body: bytes) -> Flattened | None:
         """What a protobuf ``body`` becomes if it repeats the layout of a request flattened before, with other
         times and values (``engine.adapters.otlp.layouts``); None if it does not: parse it and ``flatten`` it."""
@@ -231,7 +243,7 @@ class OtlpFlattener:
                 # Only requests read whole as columns are kept (a skipped point is a refused series, a point
                 # without a value or one in another layout, each of which a repeat would need read again).
                 self._layouts.keep(
-                    buffer, starts=walk.starts, ends=walk.ends, payloads=columns.payloads, series=series, kinds=kinds
+                    buffer, starts=walk.starts, ends=walk.ends, payloads=columns.payloads(), series=series, kinds=kinds
                 )
         for resource_index, scope_index, metric_index in walk.others:
             metric = request.resource_metrics[resource_index].scope_metrics[scope_index].metrics[metric_index]

@@ -191,19 +191,27 @@ def _walk_points(buffer: bytes, index: int, stop: int, starts: list[int], ends: 
 class NumberColumns:
     """The number points of a walk: ``regular[i]`` if point i has upb's usual layout (an optional start time, a
     time and a value, then no exemplar), and for those its start time, time (ns), value, where its key starts (its
-    bytes past the fixed fields: attributes, and flags if any) and where the payloads of its fixed fields lie
-    (``payloads``: the first byte of each, regular points only). What the other points hold is undefined."""
+    bytes past the fixed fields: attributes, and flags if any), where its time field lies and whether it has a start
+    time. What the other points hold is undefined."""
 
     regular: np.ndarray
     start_times: np.ndarray
     times: np.ndarray
     values: FloatArray
     key_starts: np.ndarray
-    payloads: np.ndarray
+    time_tags: np.ndarray
+    has_start: np.ndarray
 
     def keys(self, buffer: bytes, ends: list[int]) -> list[bytes]:
         """Each point's key, the bytes its series is known by."""
         return [buffer[key:stop] for key, stop in zip(self.key_starts.tolist(), ends, strict=True)]
+
+    def payloads(self) -> np.ndarray:
+        """Where the payloads of the regular points' fixed fields start (eight bytes each): start time (where
+        given, just before the time field), time and value."""
+        regular = self.regular
+        time_tags = self.time_tags[regular]
+        return np.concatenate((self.time_tags[self.has_start & regular] - 8, time_tags + 1, time_tags + 10))
 
 
 def number_columns(buffer: bytes, starts: list[int] | np.ndarray, ends: list[int] | np.ndarray) -> NumberColumns:
@@ -232,8 +240,7 @@ def number_columns(buffer: bytes, starts: list[int] | np.ndarray, ends: list[int
     start_times = np.where(has_start & regular, data[start_at[:, None] + _BYTES_8].view("<i8").ravel(), 0)
     raw_values = data[(time_at + 9 * regular)[:, None] + _BYTES_8]
     values = np.where(is_double, raw_values.view("<f8").ravel(), raw_values.view("<i8").ravel().astype(np.float64))
-    payloads = np.concatenate((first_byte[has_start & regular] + 1, time_at[regular] + 1, time_at[regular] + 10))
-    return NumberColumns(regular, start_times, times, values, key_at, payloads)
+    return NumberColumns(regular, start_times, times, values, key_at, time_at, has_start)
 
 
 def number_points(buffer: bytes) -> list[tuple[bytes, int, int, float, int]]:

@@ -31,6 +31,7 @@ from tests.support.otlp_requests import (
     request,
     sum_metric,
 )
+from tests.support.protobuf_wire import field
 
 
 def _flatten(*requests: ExportMetricsServiceRequest, flattener: OtlpFlattener | None = None) -> Flattened:
@@ -232,24 +233,14 @@ def test_undecodable_json_is_refused(body: bytes, reason: str) -> None:
         parse_json(body)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    size, length = b"", len(payload)
-    while True:
-        size += bytes([(length & 0x7F) | (0x80 if length > 0x7F else 0)])
-        length >>= 7
-        if not length:
-            return bytes([number << 3 | 2]) + size + payload
-
-
 def test_protobuf_nested_past_the_parser_limit_is_refused() -> None:
     # An attribute value that is an array holding an array, two hundred deep (written by hand: the classes
     # themselves refuse to build it).
     value = any_value("leaf").SerializeToString()
     for _ in range(200):
-        value = _field(5, _field(1, value))
-    attribute = _field(1, b"deep") + _field(2, value)
-    body = _field(1, _field(1, _field(1, attribute)))
+        value = field(5, field(1, value))
+    attribute = field(1, b"deep") + field(2, value)
+    body = field(1, field(1, field(1, attribute)))
     with pytest.raises(OtlpDecodeError, match="not an OTLP"):
         parse_proto(body)
 
@@ -318,7 +309,7 @@ def test_large_metrics_read_as_columns_give_what_small_ones_give() -> None:
     assert large[SeriesKey.of("m", {"pod": "pod-003", "zone": "eu-west-1a"})][0] == (1_700_000_001.0, 3.0)
 
 
-def test_large_metrics_with_exemplars_or_without_start_times_are_read_field_by_field() -> None:
+def test_large_metrics_with_exemplars_or_without_start_times_are_read_field_byfield() -> None:
     points = [number(T0 + S, float(n), {"pod": f"pod-{n:03d}", "zone": "eu-west-1a"}) for n in range(100)]
     points[50].exemplars.add(time_unix_nano=T0, as_double=1.0)
     points[60].ClearField("start_time_unix_nano")

@@ -21,6 +21,7 @@ from engine.adapters.otlp.number_points import COUNTER, DELTA, GAUGE, number_poi
 from engine.domain.events import SeriesKey
 from engine.domain.limits import LabelLimits
 from tests.support.otlp_requests import T0, S, attributes, gauge, histogram, number, request, sum_metric
+from tests.support.protobuf_wire import field
 
 Expected = dict[SeriesKey, list[tuple[float, float]]]
 KINDS = ("gauge", "up_down", "delta", "counter")
@@ -123,10 +124,7 @@ def _flattened(flattener: OtlpFlattener, message: ExportMetricsServiceRequest) -
 def _decoded(flattener: OtlpFlattener, body: bytes) -> Expected:
     """``body`` read as the Kafka and HTTP decoders read it: as a repeated layout, or parsed and read from its
     bytes."""
-    result = flattener.repeated(body)
-    if result is None:
-        result = flattener.flatten(parse_proto(body), body)
-    return _expected(result)
+    return _expected(flattener.read(body, protobuf=True, check_points=lambda _: None))
 
 
 def _expected(result: Flattened) -> Expected:
@@ -217,23 +215,6 @@ def test_a_counter_s_points_at_one_time_are_taken_in_the_request_s_order() -> No
     assert list(_flattened(OtlpFlattener(LabelLimits()), message).values()) == [[(1_700_000_001.0, 1.0)]]
 
 
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while number >= 0x80:
-        out.append(number & 0x7F | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes, *, overlong: bool = False) -> bytes:
-    tag = _varint(number << 3 | 2)
-    if overlong:
-        # The same tag in one more byte than it needs: a parse reads it, a reader comparing tag bytes would not.
-        tag = bytes([tag[0] | 0x80, 0])
-    return tag + _varint(len(payload)) + payload
-
-
 # Ways of laying out a request's bytes that upb would not write, one a body (alone, so that none hides another
 # behind a fallback that reads the whole body otherwise).
 OTHER_LAYOUTS = (
@@ -254,20 +235,20 @@ def _other_layout(draw: st.DrawFn, message: ExportMetricsServiceRequest) -> byte
     """``message``'s bytes laid out as upb would not write them; a parse of them may differ from ``message`` (a
     field repeated keeps its last value), so what they hold is what their parse holds."""
     layout = draw(st.sampled_from(OTHER_LAYOUTS))
-    return b"".join(_field(1, _resource_metrics(draw, layout, rm)) for rm in message.resource_metrics)
+    return b"".join(field(1, _resource_metrics(draw, layout, rm)) for rm in message.resource_metrics)
 
 
 def _resource_metrics(draw: st.DrawFn, layout: str, resource_metrics: pb.ResourceMetrics) -> bytes:
     scopes = b"".join(
-        _field(2, b"".join(_field(2, _metric(draw, layout, metric)) for metric in scope.metrics))
+        field(2, b"".join(field(2, _metric(draw, layout, metric)) for metric in scope.metrics))
         for scope in resource_metrics.scope_metrics
     )
     if layout == "resource split":
         # Two Resource fields: a parse merges them (their attributes one after the other).
         attributes = list(resource_metrics.resource.attributes)
         halves = [Resource(attributes=attributes[:1]), Resource(attributes=attributes[1:])]
-        return b"".join(_field(1, half.SerializeToString()) for half in halves) + scopes
-    resource = _field(1, resource_metrics.resource.SerializeToString())
+        return b"".join(field(1, half.SerializeToString()) for half in halves) + scopes
+    resource = field(1, resource_metrics.resource.SerializeToString())
     return scopes + resource if layout == "resource last" else resource + scopes
 
 
@@ -278,17 +259,17 @@ def _metric(draw: st.DrawFn, layout: str, metric: pb.Metric) -> bytes:
     if number == 7:
         extra = pb.Sum(aggregation_temporality=data.aggregation_temporality, is_monotonic=data.is_monotonic)
     points = [
-        _field(1, _point_bytes(draw, layout, point), overlong=layout == "point tag" and draw(st.booleans()))
+        field(1, _point_bytes(draw, layout, point), overlong=layout == "point tag" and draw(st.booleans()))
         for point in data.data_points
     ]
     sum_fields = extra.SerializeToString() if extra else b""
-    name = _field(1, metric.name.encode())
+    name = field(1, metric.name.encode())
     if layout == "data split" and len(points) > 1:
         # The Gauge or Sum given twice, its points split between them: a parse merges them.
         cut = draw(st.integers(1, len(points) - 1))
-        halves = [_field(number, sum_fields + b"".join(points[:cut])), _field(number, b"".join(points[cut:]))]
+        halves = [field(number, sum_fields + b"".join(points[:cut])), field(number, b"".join(points[cut:]))]
         return name + b"".join(halves)
-    body = _field(number, b"".join(points) + sum_fields, overlong=layout == "data tag")
+    body = field(number, b"".join(points) + sum_fields, overlong=layout == "data tag")
     return body + name if layout == "name last" else name + body
 
 
@@ -388,5 +369,5 @@ def test_a_value_given_again_past_the_fixed_fields_is_the_value_read() -> None:
     # An integer value, then a double one: a parse keeps the last. The bytes past the fixed fields (the key) hold
     # only that double, laid out as upb writes it, yet they are no attribute set.
     point = number(T0 + S, 1, {}).SerializeToString() + pb.NumberDataPoint(as_double=0.5).SerializeToString()
-    body = _field(1, _field(2, _field(2, _field(1, b"g") + _field(5, _field(1, point)))))
+    body = field(1, field(2, field(2, field(1, b"g") + field(5, field(1, point)))))
     assert _decoded(OtlpFlattener(LabelLimits()), body) == {SeriesKey("g", ()): [(T0 * 1e-9 + 1, 0.5)]}

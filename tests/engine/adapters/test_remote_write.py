@@ -20,13 +20,9 @@ from engine.adapters.prometheus.remote_write import (
 from engine.adapters.prometheus.remote_write_types import RequestV2, SampleV2, TimeSeriesV2
 from engine.domain.events import MetricSample, SeriesKey
 from engine.domain.limits import LabelLimits
+from tests.support.protobuf_wire import field, varint
 
 UP = SeriesKey.of("up", {"job": "node", "instance": "a:9100"})
-
-
-def _len_field(number: int, payload: bytes) -> bytes:
-    assert len(payload) < 128
-    return bytes([number << 3 | 2, len(payload)]) + payload
 
 
 def test_round_trip_keeps_names_labels_values_and_millisecond_timestamps() -> None:
@@ -38,13 +34,13 @@ def test_round_trip_keeps_names_labels_values_and_millisecond_timestamps() -> No
 
 
 def test_unknown_fields_are_skipped_and_staleness_markers_dropped() -> None:
-    label = _len_field(1, _len_field(1, b"__name__") + _len_field(2, b"up"))
+    label = field(1, field(1, b"__name__") + field(2, b"up"))
     stale = struct.pack("<Q", 0x7FF0000000000002)
-    sample = _len_field(2, bytes([0x09]) + stale + bytes([0x10, 0x01]))
-    good = _len_field(2, bytes([0x09]) + struct.pack("<d", 3.0) + bytes([0x10, 0x02]))
+    sample = field(2, bytes([0x09]) + stale + bytes([0x10, 0x01]))
+    good = field(2, bytes([0x09]) + struct.pack("<d", 3.0) + bytes([0x10, 0x02]))
     # Field 3 (exemplars) and a fixed32 field 9 in the TimeSeries, field 3 (metadata) in the WriteRequest.
-    series = label + sample + good + _len_field(3, b"\x00") + bytes([9 << 3 | 5]) + b"\x00\x00\x00\x00"
-    body = _len_field(1, series) + _len_field(3, b"\x08\x01")
+    series = label + sample + good + field(3, b"\x00") + bytes([9 << 3 | 5]) + b"\x00\x00\x00\x00"
+    body = field(1, series) + field(3, b"\x08\x01")
     decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(body))).samples
     assert decoded == [MetricSample(SeriesKey.of("up"), 0.002, 3.0)]
     assert not any(math.isnan(s.value) for s in decoded)
@@ -89,11 +85,11 @@ def test_a_label_name_of_the_wrong_wire_type_is_an_unknown_field() -> None:
 
 
 def _label(name: bytes, value: bytes) -> bytes:
-    return _len_field(1, _len_field(1, name) + _len_field(2, value))
+    return field(1, field(1, name) + field(2, value))
 
 
 def _sample(value: float) -> bytes:
-    return _len_field(2, bytes([0x09]) + struct.pack("<d", value) + bytes([0x10, 0x02]))
+    return field(2, bytes([0x09]) + struct.pack("<d", value) + bytes([0x10, 0x02]))
 
 
 @pytest.mark.parametrize(
@@ -110,8 +106,8 @@ def _sample(value: float) -> bytes:
 def test_a_series_breaking_the_label_rules_is_left_out_and_the_others_kept(
     labels: bytes, kind: str, label: str
 ) -> None:
-    good = _len_field(1, _label(b"__name__", b"up") + _sample(1.0))
-    body = good + _len_field(1, labels + _sample(2.0)) + good
+    good = field(1, _label(b"__name__", b"up") + _sample(1.0))
+    body = good + field(1, labels + _sample(2.0)) + good
     decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(body)))
     assert decoded.samples == [MetricSample(SeriesKey.of("up"), 0.002, 1.0)] * 2
     assert [(problem.kind, problem.label) for problem in decoded.refused] == [(kind, label)]
@@ -143,7 +139,7 @@ def test_samples_are_counted_as_they_are_read() -> None:
 
 def test_samples_of_refused_series_count_against_the_bound_too() -> None:
     # Otherwise a body of series that all break the rules would grow the list of refusals without bound.
-    bad = _len_field(1, _label(b"job", b"no-name") + _sample(1.0) + _sample(2.0))
+    bad = field(1, _label(b"job", b"no-name") + _sample(1.0) + _sample(2.0))
     body = bytes(cramjam.snappy.compress_raw(bad * 6))
     assert len(decode_write_request(body, max_samples=12).refused) == 6
     with pytest.raises(RemoteWriteTooLargeError, match="samples"):
@@ -151,8 +147,8 @@ def test_samples_of_refused_series_count_against_the_bound_too() -> None:
 
 
 def test_series_without_samples_give_nothing_and_past_the_bound_are_refused_unread() -> None:
-    empty = _len_field(1, _label(b"job", b"no-name"))
-    good = _len_field(1, _label(b"__name__", b"up") + _sample(1.0))
+    empty = field(1, _label(b"job", b"no-name"))
+    good = field(1, _label(b"__name__", b"up") + _sample(1.0))
     body = bytes(cramjam.snappy.compress_raw(empty * 9 + good))
     assert decode_write_request(body, max_samples=10) == DecodedWrite([MetricSample(SeriesKey.of("up"), 0.002, 1.0)])
     # Four million empty series in 8 MB: refused for their number, before the first is looked at.
@@ -163,7 +159,7 @@ def test_series_without_samples_give_nothing_and_past_the_bound_are_refused_unre
 
 def test_a_series_with_a_million_labels_is_refused_without_reading_them() -> None:
     labels = _label(b"__name__", b"up") + _label(b"a", b"b") * 100_000
-    series = bytes([1 << 3 | 2]) + _varint(len(labels) + 13) + labels + _sample(1.0)
+    series = bytes([1 << 3 | 2]) + varint(len(labels) + 13) + labels + _sample(1.0)
     decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(series)))
     assert [(problem.kind, problem.label) for problem in decoded.refused] == [("too_many_labels", None)]
 
@@ -171,20 +167,12 @@ def test_a_series_with_a_million_labels_is_refused_without_reading_them() -> Non
 def test_series_past_the_size_bound_are_refused_unparsed_and_the_others_kept() -> None:
     # Each 2-byte empty label would be tens of bytes once parsed: such series are left out on their size alone.
     labels = _label(b"__name__", b"up") + b"\x0a\x00" * (MAX_SERIES_BYTES // 2)
-    huge = bytes([1 << 3 | 2]) + _varint(len(labels) + 13) + labels + _sample(1.0)
+    huge = bytes([1 << 3 | 2]) + varint(len(labels) + 13) + labels + _sample(1.0)
     small = _label(b"__name__", b"ok") + _sample(2.0)
-    raw = huge * 3 + bytes([1 << 3 | 2]) + _varint(len(small)) + small
+    raw = huge * 3 + bytes([1 << 3 | 2]) + varint(len(small)) + small
     decoded = decode_write_request(bytes(cramjam.snappy.compress_raw(raw)))
     assert [(problem.kind, problem.label) for problem in decoded.refused] == [("series_too_large", None)] * 3
     assert [(sample.series.name, sample.value) for sample in decoded.samples] == [("ok", 2.0)]
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    return bytes([*out, value])
 
 
 # Remote-Write 2.0
@@ -198,7 +186,7 @@ def _v2(symbols: list[str], *series: tuple[list[int], list[tuple[float, int]]], 
     for refs, points in series:
         samples = [SampleV2(value=value, timestamp=timestamp) for value, timestamp in points]
         one = TimeSeriesV2(labels_refs=refs, samples=samples).SerializeToString() + extra
-        raw += bytes([5 << 3 | 2]) + _varint(len(one)) + one
+        raw += bytes([5 << 3 | 2]) + varint(len(one)) + one
     return bytes(cramjam.snappy.compress_raw(raw))
 
 
@@ -214,7 +202,7 @@ def test_v2_labels_are_read_from_the_symbols_table() -> None:
 def test_v2_histograms_exemplars_metadata_and_staleness_markers_are_not_taken() -> None:
     stale = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
     # histograms (3), exemplars (4), metadata (5) and created_timestamp (6), as the engine does not read them.
-    extra = _len_field(3, b"\x08\x01") + _len_field(4, b"\x0a\x02\x01\x02") + _len_field(5, b"\x08\x02") + b"\x30\x07"
+    extra = field(3, b"\x08\x01") + field(4, b"\x0a\x02\x01\x02") + field(5, b"\x08\x02") + b"\x30\x07"
     body = _v2(SYMBOLS, ([1, 2], [(stale, 1), (4.0, 2)]), ([1, 2], []), extra=extra)
     assert decode_request_v2(body) == DecodedWrite([MetricSample(SeriesKey.of("up"), 0.002, 4.0)])
 
