@@ -26,6 +26,8 @@ from detectors.base import BatchDetector, Detector, FloatArray, IntArray, State
 SlotArrays = dict[str, FloatArray]
 # Sort keys slot * n + index must stay below this to fit an int64.
 _KEY_LIMIT = 2**62
+# Keys rank * n + position (both below n) fit an int64 while n stays below this.
+_ROUND_KEY_LIMIT = 2**31
 
 
 def prefixed_names(prefix: str, names: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -109,7 +111,16 @@ def rounds(slots: IntArray) -> list[IntArray]:
     count = int(sorted_rank.max()) + 1 if len(slots) else 0
     if count <= 1:
         return [order] if count else []
-    return [order[sorted_rank == round_] for round_ in range(count)]
+    # One sort groups the points by round instead of one scan of the whole batch per round (which made a batch of
+    # many points per series quadratic). Keys rank * n + position are unique, so sorting them by value is stable:
+    # each round keeps the ascending slot order of ``order``.
+    n = len(order)
+    if n < _ROUND_KEY_LIMIT:
+        positions = np.sort(sorted_rank * n + np.arange(n)) % n
+    else:
+        positions = np.argsort(sorted_rank, kind="stable")
+    bounds = np.cumsum(np.bincount(sorted_rank, minlength=count))[:-1]
+    return np.split(order[positions], bounds)
 
 
 def _by_slot(slots: IntArray) -> tuple[IntArray, IntArray]:
