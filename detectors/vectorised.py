@@ -24,10 +24,8 @@ from detectors.base import BatchDetector, Detector, FloatArray, IntArray, State
 
 # A kernel's view of k series: one array of k values per state field.
 SlotArrays = dict[str, FloatArray]
-# Sort keys slot * n + index must stay below this to fit an int64.
+# Sort keys value * n + index must stay below this to fit an int64.
 _KEY_LIMIT = 2**62
-# Keys rank * n + position (both below n) fit an int64 while n stays below this.
-_ROUND_KEY_LIMIT = 2**31
 
 
 def prefixed_names(prefix: str, names: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -111,29 +109,27 @@ def rounds(slots: IntArray) -> list[IntArray]:
     count = int(sorted_rank.max()) + 1 if len(slots) else 0
     if count <= 1:
         return [order] if count else []
-    # One sort groups the points by round instead of one scan of the whole batch per round (which made a batch of
-    # many points per series quadratic). Keys rank * n + position are unique, so sorting them by value is stable:
-    # each round keeps the ascending slot order of ``order``.
-    n = len(order)
-    if n < _ROUND_KEY_LIMIT:
-        positions = np.sort(sorted_rank * n + np.arange(n)) % n
-    else:
-        positions = np.argsort(sorted_rank, kind="stable")
+    # One stable sort groups the points by round (each round keeps the ascending slot order of ``order``), instead
+    # of one scan of the whole batch per round, which made a batch of many points per series quadratic.
     bounds = np.cumsum(np.bincount(sorted_rank, minlength=count))[:-1]
-    return np.split(order[positions], bounds)
+    return np.split(order[_stable_argsort(sorted_rank)], bounds)
+
+
+def _stable_argsort(values: IntArray) -> IntArray:
+    """The indices that sort the non-negative ``values`` stably (equal values keep their array order)."""
+    n = len(values)
+    if n and int(values.max()) < _KEY_LIMIT // n:
+        # Sorting the unique keys value * n + index by value is stable by construction, and numpy sorts plain
+        # integers with SIMD code several times faster than a stable argsort.
+        order: IntArray = np.sort(values * n + np.arange(n)) % n
+        return order
+    return np.argsort(values, kind="stable")
 
 
 def _by_slot(slots: IntArray) -> tuple[IntArray, IntArray]:
     """Point indices sorted by slot (stable: each slot's points in array order), and each one's occurrence rank."""
-    n = len(slots)
-    if n and int(slots.max()) < _KEY_LIMIT // n:
-        # Sorting the unique keys slot * n + index by value is stable by construction, and numpy sorts plain
-        # integers with SIMD code several times faster than a stable argsort.
-        keys = np.sort(slots * n + np.arange(n))
-        order, ordered = keys % n, keys // n
-    else:
-        order = np.argsort(slots, kind="stable")
-        ordered = slots[order]
+    order = _stable_argsort(slots)
+    ordered = slots[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     sizes = np.diff(np.r_[starts, len(ordered)])
     sorted_rank: IntArray = np.arange(len(slots)) - np.repeat(starts, sizes)
